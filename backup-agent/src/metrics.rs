@@ -1,0 +1,1 @@
+//! backup-agent's metrics, declared in one place.

@@ -1,0 +1,154 @@
+//! The startup order every daemon shares, so that each `main.rs` is only wiring:
+//! telemetry -> config (`--check-config`) -> metrics server -> signal handler -> work.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DaemonConfig, to_masked_toml};
+use crate::http::{Readiness, Routes};
+
+/// Exit code for a configuration error (and for `--check-config` on a bad config).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Flags every daemon has.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// Config file (TOML). Default: the file named by <PREFIX>_CONFIG, else built-in defaults.
+    /// Environment variables <PREFIX>_<KEY> (nested keys joined by `__`) override the file.
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (secrets masked) and exit: 0 when it is valid, 2 with the
+    /// error when it is not.
+    #[arg(long, global = true)]
+    pub check_config: bool,
+}
+
+/// Telemetry, then config. Returns the config, or the exit code to leave with: `--check-config`
+/// done (0) or a config error (2), which has been printed to stderr.
+pub fn bootstrap<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ExitCode> {
+    crate::telemetry::init();
+    match crate::config::load::<C>(args.config.as_deref()) {
+        Ok(cfg) if args.check_config => match to_masked_toml(&cfg) {
+            Ok(text) => {
+                print!("{text}");
+                Err(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
+        },
+        Ok(cfg) => Ok(cfg),
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+/// What a daemon's work gets: the root token, readiness to set, and the registry/routes to fill
+/// before the server starts.
+pub struct DaemonContext {
+    pub cancel: CancellationToken,
+    pub readiness: Readiness,
+    pub routes: Routes,
+}
+
+/// Builds the runtime and runs a daemon: root token from signals, metrics registered by `setup`,
+/// `/metrics` served on `listen`, then the work future until it returns (it must return soon after
+/// the token is cancelled). `name` is the metric prefix of the build info gauge.
+pub fn run_daemon<S, Fut>(name: &str, version: &str, listen: SocketAddr, setup: S) -> ExitCode
+where
+    S: FnOnce(&mut DaemonContext) -> anyhow::Result<Fut>,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let result = rt.block_on(async move {
+        let cancel = crate::shutdown::on_signals()?;
+        let mut registry = Registry::default();
+        crate::metrics::register_build_info(&mut registry, name, version);
+        let readiness = Readiness::default();
+        let mut ctx = DaemonContext {
+            cancel: cancel.clone(),
+            readiness: readiness.clone(),
+            routes: Routes::new(registry, readiness),
+        };
+        let work = setup(&mut ctx)?;
+        let listener = crate::http::bind(listen).await?;
+        tracing::info!(
+            version,
+            "{name} started; metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let server = tokio::spawn(crate::http::serve(
+            listener,
+            Arc::new(ctx.routes),
+            cancel.clone(),
+        ));
+        let outcome = work.await;
+        cancel.cancel();
+        let _ = server.await;
+        outcome
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("{name} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{name} failed: {e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a one-shot CLI command (`show`, `check`, `status`, `backup`...) on a fresh runtime with the
+/// root token, and turns its error into exit code 1 with the cause chain printed.
+pub fn run_command<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async move {
+        let cancel = match crate::shutdown::on_signals() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match f(cancel).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
+}

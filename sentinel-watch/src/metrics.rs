@@ -1,0 +1,1 @@
+//! sentinel-watch's metrics, declared in one place.
