@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
+use backup_agent::Config;
 use clap::Parser;
 use common::app::CommonArgs;
-use backup_agent::Config;
 
 /// PostgreSQL full backups over the replication protocol, continuous WAL, Redis snapshots, retention, restore and point-in-time recovery, to a local directory or S3.
 ///
@@ -30,8 +30,11 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cli.cmd.unwrap_or(Cmd::Run) {
-        Cmd::Run => common::app::run_daemon("backup_agent", env!("CARGO_PKG_VERSION"), cfg.listen, |ctx| {
-            backup_agent::daemon(cfg, ctx)
-        }),
+        Cmd::Run => common::app::run_daemon(
+            "backup_agent",
+            env!("CARGO_PKG_VERSION"),
+            cfg.listen,
+            |ctx| backup_agent::daemon(cfg, ctx),
+        ),
     }
 }

@@ -121,7 +121,9 @@ fn describe(
     // Where did a key come from? The env var that sets it (or a table above it), else the file.
     let origin = |key: &str| {
         let var = env_vars.iter().map(|(k, _)| k).find(|k| {
-            let p = k[env_prefix.len()..].to_ascii_lowercase().replace("__", ".");
+            let p = k[env_prefix.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             p == key || key.starts_with(&format!("{p}."))
         });
         match (var, file) {
@@ -163,7 +165,8 @@ fn describe(
 /// Prints the effective config as TOML with every secret masked.
 pub fn to_masked_toml<C: Serialize>(cfg: &C) -> Result<String, ConfigError> {
     // Secrets serialize as the mask already (see [`Secret`]); nothing else is hidden.
-    toml::to_string_pretty(cfg).map_err(|e| ConfigError::Invalid(format!("cannot print config: {e}")))
+    toml::to_string_pretty(cfg)
+        .map_err(|e| ConfigError::Invalid(format!("cannot print config: {e}")))
 }
 
 /// A secret value: never printed, never serialized in clear.
@@ -244,7 +247,9 @@ pub fn resolve_secret(
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-            Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())))
+            Ok(Some(Secret(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )))
         }
         (None, None) => Ok(None),
     }
@@ -320,9 +325,16 @@ mod tests {
 
     #[test]
     fn layers_defaults_file_env() {
-        let f = tmpfile("a.toml", "interval = \"1m\"\n[db]\nhost = \"filehost\"\nport = 1\n");
-        let c: Cfg = load_from("T", Some(&f), env(&[("T_DB__PORT", "6543"), ("OTHER", "x")]))
-            .expect("loads");
+        let f = tmpfile(
+            "a.toml",
+            "interval = \"1m\"\n[db]\nhost = \"filehost\"\nport = 1\n",
+        );
+        let c: Cfg = load_from(
+            "T",
+            Some(&f),
+            env(&[("T_DB__PORT", "6543"), ("OTHER", "x")]),
+        )
+        .expect("loads");
         assert_eq!(c.interval, Duration::from_secs(60));
         assert_eq!(c.db.host, "filehost");
         assert_eq!(c.db.port, 6543);
@@ -399,7 +411,10 @@ mod tests {
         let e = load_from::<Cfg>("T", None, env(&[("T_DB__PASSWORD_FILE", "/nope/pw")]))
             .expect_err("missing secret file")
             .to_string();
-        assert!(e.contains("db.password_file") && e.contains("/nope/pw"), "{e}");
+        assert!(
+            e.contains("db.password_file") && e.contains("/nope/pw"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -263,16 +263,25 @@ mod tests {
             ..Default::default()
         };
         let shown = pg.to_string();
-        assert_eq!(shown, format!("postgres://postgres:{MASK}@127.0.0.1:5432/postgres"));
+        assert_eq!(
+            shown,
+            format!("postgres://postgres:{MASK}@127.0.0.1:5432/postgres")
+        );
         assert!(!format!("{pg:?}").contains("s3cret"));
         let r = RedisSettings {
             username: Some("backup".into()),
             password: Some(Secret::new("s3cret")),
             ..Default::default()
         };
-        assert_eq!(r.to_string(), format!("redis://backup:{MASK}@127.0.0.1:6379/0"));
+        assert_eq!(
+            r.to_string(),
+            format!("redis://backup:{MASK}@127.0.0.1:6379/0")
+        );
         assert!(!format!("{r:?}").contains("s3cret"));
-        assert_eq!(RedisSettings::default().to_string(), "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            RedisSettings::default().to_string(),
+            "redis://127.0.0.1:6379/0"
+        );
     }
 
     #[test]

@@ -81,8 +81,8 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
             let resp = respond(&routes, &req);
             async move { Ok::<_, std::convert::Infallible>(resp) }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), svc);
+        let conn =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -100,7 +100,11 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
 
 fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
     }
     match req.uri().path() {
         "/metrics" => {
@@ -119,7 +123,11 @@ fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             if routes.readiness.get() {
                 reply(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready\n".into(),
+                )
             }
         }
         path => match routes.extra.get(path) {

@@ -348,10 +348,16 @@ mod tests {
             .field("password_file", "/run/secrets/pw");
         let text = line.to_string();
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("postgres://app:********@db:5432/app"), "{text}");
+        assert!(
+            text.contains("postgres://app:********@db:5432/app"),
+            "{text}"
+        );
         assert!(text.contains("password_file=/run/secrets/pw"), "{text}");
         assert_eq!(redact("redis://:pw@h:1"), "redis://:********@h:1");
-        assert_eq!(redact("no credentials http://host:80/x"), "no credentials http://host:80/x");
+        assert_eq!(
+            redact("no credentials http://host:80/x"),
+            "no credentials http://host:80/x"
+        );
         assert_eq!(redact("password='a b' x"), "password=******** x");
     }
 

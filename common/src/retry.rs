@@ -130,7 +130,11 @@ mod tests {
             let n = n.clone();
             async move {
                 let i = n.fetch_add(1, Ordering::SeqCst);
-                if i < 3 { Err(Failure::Transient(format!("try {i}"))) } else { Ok(i) }
+                if i < 3 {
+                    Err(Failure::Transient(format!("try {i}")))
+                } else {
+                    Ok(i)
+                }
             }
         })
         .await;
@@ -152,7 +156,10 @@ mod tests {
             Err(Failure::Transient("refused".to_string()))
         })
         .await;
-        assert!(matches!(r, Err(RetryError::Exhausted { attempts: 3, .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(RetryError::Exhausted { attempts: 3, .. })),
+            "{r:?}"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,11 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
                 l.push_str("  ");
             }
             l.push_str(c);
-            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(c.chars().count());
             l.extend(std::iter::repeat_n(' ', pad));
         }
         out.push_str(l.trim_end());
@@ -39,7 +43,10 @@ mod tests {
     fn aligns_columns() {
         let t = super::render(
             &["database", "cl_active"],
-            &[vec!["app".into(), "12".into()], vec!["pgbouncer".into(), "1".into()]],
+            &[
+                vec!["app".into(), "12".into()],
+                vec!["pgbouncer".into(), "1".into()],
+            ],
         );
         assert_eq!(t, "database   cl_active\napp        12\npgbouncer  1\n");
     }

@@ -30,8 +30,11 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cli.cmd.unwrap_or(Cmd::Run) {
-        Cmd::Run => common::app::run_daemon("health_agent", env!("CARGO_PKG_VERSION"), cfg.listen, |ctx| {
-            health_agent::daemon(cfg, ctx)
-        }),
+        Cmd::Run => common::app::run_daemon(
+            "health_agent",
+            env!("CARGO_PKG_VERSION"),
+            cfg.listen,
+            |ctx| health_agent::daemon(cfg, ctx),
+        ),
     }
 }

@@ -30,8 +30,11 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cli.cmd.unwrap_or(Cmd::Run) {
-        Cmd::Run => common::app::run_daemon("sentinel_watch", env!("CARGO_PKG_VERSION"), cfg.listen, |ctx| {
-            sentinel_watch::daemon(cfg, ctx)
-        }),
+        Cmd::Run => common::app::run_daemon(
+            "sentinel_watch",
+            env!("CARGO_PKG_VERSION"),
+            cfg.listen,
+            |ctx| sentinel_watch::daemon(cfg, ctx),
+        ),
     }
 }

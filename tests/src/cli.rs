@@ -1,0 +1,152 @@
+//! The command-line contract every daemon keeps (issue: `--help`, `--version`, `--check-config`
+//! with a clear error for an unknown key and for a missing password file). Each daemon's
+//! `tests/cli.rs` calls [`check_contract`] on its own binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{Result, ensure};
+
+use crate::process::TempDir;
+
+fn run(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    // The caller's environment must not leak a config into the test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BACKUP_AGENT_")
+            || k.starts_with("HEALTH_AGENT_")
+            || k.starts_with("SENTINEL_WATCH_")
+            || k.starts_with("POOL_EXPORTER_")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    Ok(cmd.output()?)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Checks `--help`, `--version` and `--check-config` of a daemon binary. `prefix` is its env
+/// prefix (`POOL_EXPORTER`); `secret_toml` is a config file setting one of its passwords, with
+/// `{KEY}` standing for `password`/`password_file` and `{VALUE}` for the value.
+pub fn check_contract(bin: &Path, name: &str, prefix: &str, secret_toml: &str) -> Result<()> {
+    let help = run(bin, &["--help"], &[])?;
+    ensure!(help.status.success(), "--help failed: {}", text(&help));
+    let h = text(&help);
+    ensure!(
+        h.contains("--check-config") && h.contains("--config"),
+        "--help lacks flags: {h}"
+    );
+    ensure!(
+        h.contains(&format!("{prefix}_CONFIG")),
+        "--help does not name {prefix}_CONFIG: {h}"
+    );
+
+    let version = run(bin, &["--version"], &[])?;
+    ensure!(version.status.success(), "--version failed");
+    ensure!(
+        text(&version).contains(name) && text(&version).contains(env!("CARGO_PKG_VERSION")),
+        "--version says {}",
+        text(&version)
+    );
+
+    // Defaults are a valid config, printed as TOML.
+    let ok = run(bin, &["--check-config"], &[])?;
+    ensure!(
+        ok.status.code() == Some(0),
+        "--check-config on defaults: {}",
+        text(&ok)
+    );
+    ensure!(
+        text(&ok).contains("listen = "),
+        "no effective config printed: {}",
+        text(&ok)
+    );
+
+    let dir = TempDir::new("cli")?;
+    // An unknown key in the file: exit 2, the key and the file named.
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_typo = 1\n")?;
+    let f = file.display().to_string();
+    let bad = run(bin, &["--check-config", "--config", &f], &[])?;
+    let t = text(&bad);
+    ensure!(
+        bad.status.code() == Some(2),
+        "unknown key: exit {:?}: {t}",
+        bad.status.code()
+    );
+    ensure!(
+        t.contains("listen_typo") && t.contains(&f),
+        "unknown key not named with its file: {t}"
+    );
+
+    // An unknown key from the environment: the variable named.
+    let var = format!("{prefix}_NO_SUCH_KEY");
+    let bad = run(bin, &["--check-config"], &[(&var, "1")])?;
+    let t = text(&bad);
+    ensure!(
+        bad.status.code() == Some(2),
+        "unknown env key: exit {:?}: {t}",
+        bad.status.code()
+    );
+    ensure!(t.contains(&var), "unknown env key not named: {t}");
+
+    // A password file that does not exist: exit 2, the key and the path named.
+    let with_secret = |key: &str, value: &str| -> Result<String> {
+        let p = dir.path().join(format!("secret-{key}.toml"));
+        std::fs::write(
+            &p,
+            secret_toml.replace("{KEY}", key).replace("{VALUE}", value),
+        )?;
+        Ok(p.display().to_string())
+    };
+    let missing = dir.path().join("no-such-secret").display().to_string();
+    let bad = run(
+        bin,
+        &[
+            "--check-config",
+            "-c",
+            &with_secret("password_file", &missing)?,
+        ],
+        &[],
+    )?;
+    let t = text(&bad);
+    ensure!(
+        bad.status.code() == Some(2),
+        "missing password file: exit {:?}: {t}",
+        bad.status.code()
+    );
+    ensure!(
+        t.contains(&missing) && t.contains("password_file"),
+        "missing password file not named: {t}"
+    );
+
+    // A secret is masked in the printed config, given inline or as a file.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "hunter2-very-secret\n")?;
+    for (key, value) in [
+        ("password", "hunter2-very-secret".to_string()),
+        ("password_file", secret.display().to_string()),
+    ] {
+        let shown = run(
+            bin,
+            &["--check-config", "-c", &with_secret(key, &value)?],
+            &[],
+        )?;
+        ensure!(shown.status.code() == Some(0), "{key}: {}", text(&shown));
+        ensure!(
+            !text(&shown).contains("hunter2"),
+            "secret printed: {}",
+            text(&shown)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! An S3-compatible server (s3s-fs: SigV4 signatures checked, multipart uploads) on a free loopback
+//! port, with a bucket and credentials for the test. It runs in-process on its own thread and
+//! runtime, so that a test can stop it mid-operation and start it again on the same port and data.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::process::{TempDir, free_port};
+
+pub const ACCESS_KEY: &str = "outrigger-test-key";
+pub const SECRET_KEY: &str = "outrigger-test-secret-0123456789";
+pub const BUCKET: &str = "outrigger-backups";
+pub const REGION: &str = "us-east-1";
+
+/// A running S3-compatible server.
+pub struct S3Server {
+    pub port: u16,
+    dir: TempDir,
+    running: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl S3Server {
+    pub fn start() -> Result<Self> {
+        let dir = TempDir::new("s3")?;
+        std::fs::create_dir_all(dir.path().join(BUCKET))?;
+        let mut s = Self {
+            port: free_port()?,
+            dir,
+            running: None,
+        };
+        s.resume()?;
+        Ok(s)
+    }
+
+    /// `http://127.0.0.1:<port>`; use path-style addressing.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the objects live on disk (`<root>/<bucket>/<key>`).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops serving: new connections are refused and open ones are dropped.
+    pub fn stop(&mut self) {
+        if let Some((tx, thread)) = self.running.take() {
+            let _ = tx.send(());
+            let _ = thread.join();
+        }
+    }
+
+    /// Serves again on the same port and data.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.running.is_some() {
+            return Ok(());
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let root = self.dir.path().to_path_buf();
+        let port = self.port;
+        let thread = std::thread::Builder::new()
+            .name(format!("s3s-fs:{port}"))
+            .spawn(move || serve(root, port, stop_rx, ready_tx))?;
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("S3 server thread did not report")??;
+        self.running = Some((stop_tx, thread));
+        // Ready = a signed listing of the bucket answers 200.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.signed_get(&format!("/{BUCKET}"), "list-type=2") {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) if std::time::Instant::now() > deadline => {
+                    bail!("S3 bucket listing answered {status}: {body}")
+                }
+                Err(e) if std::time::Instant::now() > deadline => return Err(e),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// A GET signed with the test credentials: (status, body).
+    pub fn signed_get(&self, path: &str, query: &str) -> Result<(u16, String)> {
+        let host = format!("127.0.0.1:{}", self.port);
+        let auth = sigv4_get_headers(
+            &host,
+            path,
+            query,
+            ACCESS_KEY,
+            SECRET_KEY,
+            SystemTime::now(),
+        );
+        http_get(&host, path, query, &auth)
+    }
+
+    /// A GET with no signature: (status, body). The server must refuse it.
+    pub fn unsigned_get(&self, path: &str, query: &str) -> Result<(u16, String)> {
+        let host = format!("127.0.0.1:{}", self.port);
+        http_get(&host, path, query, &[])
+    }
+
+    /// A GET signed with a wrong secret: (status, body). The server must refuse it.
+    pub fn badly_signed_get(&self, path: &str, query: &str) -> Result<(u16, String)> {
+        let host = format!("127.0.0.1:{}", self.port);
+        let auth = sigv4_get_headers(
+            &host,
+            path,
+            query,
+            ACCESS_KEY,
+            "wrong-secret",
+            SystemTime::now(),
+        );
+        http_get(&host, path, query, &auth)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(
+    root: std::path::PathBuf,
+    port: u16,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    ready: mpsc::Sender<Result<()>>,
+) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let setup = async {
+            let fs =
+                s3s_fs::FileSystem::new(&root).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
+            let mut b = s3s::service::S3ServiceBuilder::new(fs);
+            b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            let service = b.build();
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("S3 server: bind 127.0.0.1:{port}"))?;
+            Ok::<_, anyhow::Error>((service, listener))
+        };
+        let (service, listener) = match setup.await {
+            Ok(v) => {
+                let _ = ready.send(Ok(()));
+                v
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let mut stop = std::pin::pin!(stop);
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let (socket, _) = tokio::select! {
+                _ = &mut stop => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(_) => continue,
+                },
+            };
+            let service = service.clone();
+            conns.spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(socket);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+        // A stopped server drops what it was doing, like a crashed one.
+        conns.abort_all();
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    // Hmac accepts keys of any length, so new_from_slice cannot fail.
+    let mut m = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a time.
+fn amz_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// The headers of a SigV4-signed GET with an empty body.
+fn sigv4_get_headers(
+    host: &str,
+    path: &str,
+    query: &str,
+    access_key: &str,
+    secret_key: &str,
+    now: SystemTime,
+) -> Vec<(String, String)> {
+    let date_time = amz_date(now);
+    let date = &date_time[..8];
+    let empty_hash = hex::encode(Sha256::digest(b""));
+    let signed_headers = "host;x-amz-content-sha256;x-amz-date";
+    let canonical = format!(
+        "GET\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{empty_hash}\nx-amz-date:{date_time}\n\n{signed_headers}\n{empty_hash}"
+    );
+    let scope = format!("{date}/{REGION}/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac(format!("AWS4{secret_key}").as_bytes(), date);
+    let k = hmac(&k, REGION);
+    let k = hmac(&k, "s3");
+    let k = hmac(&k, "aws4_request");
+    let signature = hex::encode(hmac(&k, &to_sign));
+    vec![
+        ("x-amz-date".into(), date_time.clone()),
+        ("x-amz-content-sha256".into(), empty_hash),
+        (
+            "authorization".into(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+            ),
+        ),
+    ]
+}
+
+fn http_get(
+    host: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let target = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut req = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad HTTP response: {resp:.200}"))?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn amz_date_formats() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(super::amz_date(t), "20231114T221320Z");
+    }
+}
