@@ -10,3 +10,14 @@ fn help_version_and_check_config() {
     )
     .expect("CLI contract");
 }
+
+#[test]
+fn serves_metrics_health_and_stops_on_sigterm() {
+    harness::cli::check_serves(
+        std::path::Path::new(env!("CARGO_BIN_EXE_backup-agent")),
+        "BACKUP_AGENT",
+        "backup_agent",
+        &[],
+    )
+    .expect("metrics server");
+}

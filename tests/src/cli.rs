@@ -150,3 +150,72 @@ pub fn check_contract(bin: &Path, name: &str, prefix: &str, secret_toml: &str) -
     }
     Ok(())
 }
+
+/// Starts the daemon with `/metrics` on a free port, checks `/metrics` (with its build info gauge),
+/// `/healthz` and `/readyz`, then SIGTERM: it must exit 0 within 10 s.
+pub fn check_serves(
+    bin: &Path,
+    prefix: &str,
+    build_info: &str,
+    extra_env: &[(&str, &str)],
+) -> Result<()> {
+    let port = crate::process::free_port()?;
+    let dir = TempDir::new("serve")?;
+    let listen_var = format!("{prefix}_LISTEN");
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(bin);
+    cmd.env(&listen_var, &listen)
+        .envs(extra_env.iter().copied())
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let get = |path: &str| crate::http::get(&listen, path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        match get("/metrics") {
+            Ok((200, body)) => break body,
+            _ if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                anyhow::bail!("{} did not serve /metrics on {listen}", bin.display());
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    let result = (|| {
+        ensure!(
+            metrics.contains(&format!("{build_info}_build_info")),
+            "no build info: {metrics}"
+        );
+        ensure!(
+            metrics.trim_end().ends_with("# EOF"),
+            "not OpenMetrics text: {metrics}"
+        );
+        ensure!(get("/healthz")?.0 == 200, "/healthz");
+        let ready_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while get("/readyz")?.0 != 200 {
+            ensure!(
+                std::time::Instant::now() < ready_deadline,
+                "/readyz never 200"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ensure!(get("/nope")?.0 == 404, "/nope");
+        Ok(())
+    })();
+    crate::process::send(child.id(), libc::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("{} did not stop within 10 s of SIGTERM", bin.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    result?;
+    ensure!(status.success(), "exit after SIGTERM: {status}");
+    Ok(())
+}

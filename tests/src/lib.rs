@@ -11,6 +11,7 @@
 //! PostgreSQL and PgBouncer refuse to run as root: as root the harness runs them as `postgres`.
 
 pub mod cli;
+pub mod http;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;

@@ -2,8 +2,6 @@
 //! port, with a bucket and credentials for the test. It runs in-process on its own thread and
 //! runtime, so that a test can stop it mid-operation and start it again on the same port and data.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -99,13 +97,13 @@ impl S3Server {
             SECRET_KEY,
             SystemTime::now(),
         );
-        http_get(&host, path, query, &auth)
+        crate::http::get_with(&host, path, query, &auth)
     }
 
     /// A GET with no signature: (status, body). The server must refuse it.
     pub fn unsigned_get(&self, path: &str, query: &str) -> Result<(u16, String)> {
         let host = format!("127.0.0.1:{}", self.port);
-        http_get(&host, path, query, &[])
+        crate::http::get_with(&host, path, query, &[])
     }
 
     /// A GET signed with a wrong secret: (status, body). The server must refuse it.
@@ -119,7 +117,7 @@ impl S3Server {
             "wrong-secret",
             SystemTime::now(),
         );
-        http_get(&host, path, query, &auth)
+        crate::http::get_with(&host, path, query, &auth)
     }
 }
 
@@ -263,39 +261,6 @@ fn sigv4_get_headers(
             ),
         ),
     ]
-}
-
-fn http_get(
-    host: &str,
-    path: &str,
-    query: &str,
-    headers: &[(String, String)],
-) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let target = if query.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{query}")
-    };
-    let mut req = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("bad HTTP response: {resp:.200}"))?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 #[cfg(test)]
