@@ -100,13 +100,12 @@ pub fn load_from<C: DaemonConfig>(
 fn env_value(raw: &str) -> figment::value::Value {
     use figment::value::Value;
     let t = raw.trim();
-    if t.starts_with('[') || t.starts_with('{') {
-        if let Ok(v) = format!("v = {t}").parse::<toml::Table>()
-            && let Some(v) = v.get("v")
-            && let Ok(v) = Value::serialize(v)
-        {
-            return v;
-        }
+    if (t.starts_with('[') || t.starts_with('{'))
+        && let Ok(v) = format!("v = {t}").parse::<toml::Table>()
+        && let Some(v) = v.get("v")
+        && let Ok(v) = Value::serialize(v)
+    {
+        return v;
     }
     raw.parse::<figment::value::Value>()
         .unwrap_or_else(|_| Value::from(raw.to_string()))
