@@ -43,6 +43,9 @@ pub struct PgSettings {
     /// Connect timeout. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Command-line options sent at startup (libpq's `options`, e.g. `-c statement_timeout=5s`).
+    /// Default none. PgBouncer refuses it unless `ignore_startup_parameters` lists `options`.
+    pub options: Option<String>,
 }
 
 impl Default for PgSettings {
@@ -56,6 +59,7 @@ impl Default for PgSettings {
             dbname: "postgres".into(),
             sslmode: TlsMode::Prefer,
             connect_timeout: Duration::from_secs(10),
+            options: None,
         }
     }
 }
@@ -108,6 +112,9 @@ impl PgSettings {
             });
         if let Some(pw) = self.password("connection")? {
             c.password(pw.expose());
+        }
+        if let Some(o) = &self.options {
+            c.options(o);
         }
         Ok(c)
     }

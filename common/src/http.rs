@@ -3,14 +3,16 @@
 //! (`/status`). It stops accepting on cancellation and lets open requests finish.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::Full;
+pub use hyper::StatusCode;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -29,10 +31,20 @@ impl Readiness {
     }
 }
 
-/// A route that returns a body and its content type, computed per request.
-pub type Handler = Arc<dyn Fn() -> (StatusCode, &'static str, String) + Send + Sync>;
+/// What a route answers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: String,
+}
 
-/// What the server serves.
+/// A route computed per request (`/status`, or a daemon's own `/metrics`).
+pub type Handler =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+
+/// What the server serves. A path in `extra` wins over the built-in routes, so a daemon can render
+/// `/metrics` itself (pool-exporter scrapes its targets per request).
 pub struct Routes {
     pub registry: Registry,
     pub readiness: Readiness,
@@ -78,8 +90,8 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
         };
         let routes = routes.clone();
         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let resp = respond(&routes, &req);
-            async move { Ok::<_, std::convert::Infallible>(resp) }
+            let routes = routes.clone();
+            async move { Ok::<_, std::convert::Infallible>(respond(&routes, &req).await) }
         });
         let conn =
             hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
@@ -98,13 +110,17 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
     }
 }
 
-fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "GET only\n".into(),
         );
+    }
+    if let Some(h) = routes.extra.get(req.uri().path()) {
+        let r = h().await;
+        return reply(r.status, r.content_type, r.body);
     }
     match req.uri().path() {
         "/metrics" => {
@@ -130,17 +146,11 @@ fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
         }
-        path => match routes.extra.get(path) {
-            Some(h) => {
-                let (status, ctype, body) = h();
-                reply(status, ctype, body)
-            }
-            None => reply(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found; try /metrics, /healthz, /readyz\n".into(),
-            ),
-        },
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /metrics, /healthz, /readyz\n".into(),
+        ),
     }
 }
 

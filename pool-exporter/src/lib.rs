@@ -1,24 +1,86 @@
-//! pool-exporter: a Prometheus exporter for PgBouncer.
+//! pool-exporter: a Prometheus exporter for PgBouncer, drop-in for prometheus-community's
+//! pgbouncer_exporter (same names, labels, units), watching several PgBouncers from one process.
+//!
+//! Data flow: config -> [`target`] (one admin connection each) -> [`admin::Rows`] by column name ->
+//! [`collect`] (metric families) -> [`metrics`] (rendered per scrape).
 
+pub mod admin;
+pub mod cli;
+pub mod collect;
 pub mod config;
+pub mod exposition;
 pub mod metrics;
+pub mod target;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use common::app::DaemonContext;
+use common::http::Reply;
 
 pub use config::Config;
+use target::{Scrape, TargetState};
 
-/// Registers the metrics and returns the daemon's work: it runs until the root token is cancelled.
+/// Scrapes every target concurrently; each is bounded by its own timeout.
+pub async fn scrape_all(targets: &Arc<Vec<TargetState>>) -> Vec<Scrape> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..targets.len() {
+        let t = targets.clone();
+        set.spawn(async move { (i, t[i].scrape().await) });
+    }
+    let mut out: Vec<Option<Scrape>> = (0..targets.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, s)) => out[i] = Some(s),
+            Err(e) => tracing::error!("scrape task failed: {e}"),
+        }
+    }
+    out.into_iter()
+        .map(|s| {
+            s.unwrap_or_else(|| Scrape {
+                snapshot: Default::default(),
+                error: Some(admin::AdminError::Connection {
+                    message: "scrape task failed".into(),
+                }),
+                duration: Default::default(),
+            })
+        })
+        .collect()
+}
+
+/// The /metrics body: a scrape of every target, rendered.
+pub async fn metrics_text(targets: &Arc<Vec<TargetState>>) -> String {
+    let scrapes = scrape_all(targets).await;
+    let pairs: Vec<(&TargetState, Scrape)> = targets.iter().zip(scrapes).collect();
+    metrics::render_scrapes(&pairs, env!("CARGO_PKG_VERSION"))
+}
+
+/// Registers `/metrics` (scraped per request, like the Go exporter) and returns the daemon's work.
 pub fn daemon(
     cfg: Config,
     ctx: &mut DaemonContext,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    let targets: Arc<Vec<TargetState>> =
+        Arc::new(cfg.targets.into_iter().map(TargetState::new).collect());
+    let for_http = targets.clone();
+    ctx.routes.extra.insert(
+        "/metrics",
+        Arc::new(move || {
+            let t = for_http.clone();
+            Box::pin(async move {
+                Reply {
+                    status: common::http::StatusCode::OK,
+                    content_type: exposition::CONTENT_TYPE,
+                    body: metrics_text(&t).await,
+                }
+            })
+        }),
+    );
     let cancel = ctx.cancel.clone();
     let readiness = ctx.readiness.clone();
-    let targets: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
     Ok(async move {
-        tracing::info!(?targets, "pool-exporter running");
+        let names: Vec<&str> = targets.iter().map(|t| t.config.name.as_str()).collect();
+        tracing::info!(targets = ?names, "pool-exporter serving");
         readiness.set(true);
         cancel.cancelled().await;
         Ok(())

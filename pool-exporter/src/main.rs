@@ -22,6 +22,15 @@ struct Cli {
 enum Cmd {
     /// Serve /metrics (the default).
     Run,
+    /// Print an admin console table of every target: pools, stats, databases, clients, servers,
+    /// lists, config, mem, users or version.
+    Show {
+        /// What to show.
+        what: String,
+        /// Only this target (by name).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,5 +46,13 @@ fn main() -> ExitCode {
             cfg.listen,
             |ctx| pool_exporter::daemon(cfg, ctx),
         ),
+        Cmd::Show { what, target } => common::app::run_command(|_| async move {
+            let ok = pool_exporter::cli::show(&cfg, &what, target.as_deref()).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
     }
 }
