@@ -1,0 +1,201 @@
+//! Scrape latency and memory of pool-exporter against one PgBouncer with 500 pools, side by side
+//! with spreaker's prometheus-pgbouncer-exporter (Python) on the same PgBouncer in the same run.
+//! Run it with `bench/pool-exporter.sh` (it raises the fd limit and installs the Python exporter).
+//! Prints figures; asserts nothing about speed.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::pgbouncer::{self, PgBouncer, PgBouncerOptions};
+use harness::postgres::{self, PgOptions, Postgres};
+
+const POOLS: usize = 500;
+const SCRAPES: usize = 1000;
+
+struct Running {
+    name: &'static str,
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_http(addr: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(harness::http::get(addr, path), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "{addr}{path} never answered 200");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn measure(r: &Running) -> String {
+    for _ in 0..20 {
+        let _ = harness::http::get(&r.addr, "/metrics");
+    }
+    let mut times = Vec::with_capacity(SCRAPES);
+    let mut bytes = 0;
+    let mut series = 0;
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        let (status, body) = harness::http::get(&r.addr, "/metrics").expect("scrape");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "{}: {body}", r.name);
+        bytes = body.len();
+        series = body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    format!(
+        "{:<44} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>9} {:>8}",
+        r.name,
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        mean,
+        rss_kib(r.child.id(), "VmRSS:") as f64 / 1024.0,
+        rss_kib(r.child.id(), "VmHWM:") as f64 / 1024.0,
+        bytes / 1024,
+        series
+    )
+}
+
+fn main() {
+    let pg = Postgres::start_with(PgOptions {
+        extra_conf: vec!["max_connections = 700".into(), "shared_buffers = 64MB".into()],
+    })
+    .expect("postgres");
+    let mut databases: Vec<String> = (0..POOLS)
+        .map(|i| format!("db_{i} = host=127.0.0.1 port={} dbname={}", pg.port, postgres::APP_DB))
+        .collect();
+    databases.push(format!("{0} = host=127.0.0.1 port={1} dbname={0}", postgres::APP_DB, pg.port));
+    let b = PgBouncer::start_with(
+        &pg,
+        PgBouncerOptions {
+            databases,
+            default_pool_size: 1,
+            max_client_conn: 1200,
+            extra: vec![],
+        },
+    )
+    .expect("pgbouncer");
+
+    // One client per database makes the 500 pools exist (and 500 clients to list).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _clients = rt.block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..POOLS {
+            let conninfo = format!(
+                "host=127.0.0.1 port={} user={} password={} dbname=db_{i}",
+                b.port,
+                postgres::APP_USER,
+                postgres::APP_PASSWORD
+            );
+            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                .await
+                .expect("client connects");
+            tokio::spawn(conn);
+            client.simple_query("SELECT 1").await.expect("query");
+            clients.push(client);
+        }
+        clients
+    });
+    let pools = b.admin("SHOW POOLS").expect("pools").lines().count();
+    println!("PgBouncer on :{} with {pools} pools and {POOLS} clients", b.port);
+
+    let mut rows = Vec::new();
+    let header = format!(
+        "{:<44} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "exporter", "p50 ms", "p99 ms", "mean ms", "RSS MiB", "peak MiB", "body KiB", "series"
+    );
+
+    let dir = harness::process::TempDir::new("bench").expect("dir");
+    let ours = {
+        let port = harness::process::free_port().expect("port");
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("pool-exporter.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"{addr}\"\n[[targets]]\nname = \"main\"\n[targets.admin]\nport = {}\nuser = \"{}\"\npassword = \"{}\"\ndbname = \"pgbouncer\"\n",
+                b.port,
+                pgbouncer::STATS_USER,
+                pgbouncer::STATS_PASSWORD
+            ),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pool-exporter");
+        Running {
+            name: "pool-exporter (ours)",
+            child,
+            addr,
+        }
+    };
+    wait_http(&ours.addr, "/metrics");
+    rows.push(measure(&ours));
+    drop(ours);
+
+    match std::env::var("PY_EXPORTER") {
+        Ok(exe) if std::path::Path::new(&exe).is_file() => {
+            let port = harness::process::free_port().expect("port");
+            let cfg = dir.path().join("python-exporter.yml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "exporter_host: 127.0.0.1\nexporter_port: {port}\npgbouncers:\n  - dsn: postgresql://{}:{}@127.0.0.1:{}/pgbouncer\n",
+                    pgbouncer::STATS_USER,
+                    pgbouncer::STATS_PASSWORD,
+                    b.port
+                ),
+            )
+            .expect("config");
+            let child = Command::new(&exe)
+                .arg("--config")
+                .arg(&cfg)
+                .args(["--log-level", "WARNING"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python exporter");
+            let py = Running {
+                name: "prometheus-pgbouncer-exporter 2.1.2 (Python)",
+                child,
+                addr: format!("127.0.0.1:{port}"),
+            };
+            wait_http(&py.addr, "/metrics");
+            rows.push(measure(&py));
+        }
+        _ => rows.push("prometheus-pgbouncer-exporter: not measured (PY_EXPORTER unset; run bench/pool-exporter.sh)".into()),
+    }
+
+    println!("{SCRAPES} sequential scrapes each, one new HTTP connection per scrape, same PgBouncer, same run");
+    println!("{header}");
+    for r in rows {
+        println!("{r}");
+    }
+}
