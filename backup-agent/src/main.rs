@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             "backup_agent",
             env!("CARGO_PKG_VERSION"),
             cfg.listen,
+            common::app::Threads::PerCore,
             |ctx| backup_agent::daemon(cfg, ctx),
         ),
     }

@@ -61,15 +61,30 @@ pub struct DaemonContext {
     pub routes: Routes,
 }
 
+/// How many threads a daemon's runtime has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One thread for everything: the least memory, for I/O-bound daemons.
+    One,
+    /// A worker per core.
+    PerCore,
+}
+
 /// Builds the runtime and runs a daemon: root token from signals, metrics registered by `setup`,
 /// `/metrics` served on `listen`, then the work future until it returns (it must return soon after
 /// the token is cancelled). `name` is the metric prefix of the build info gauge.
-pub fn run_daemon<S, Fut>(name: &str, version: &str, listen: SocketAddr, setup: S) -> ExitCode
+pub fn run_daemon<S, Fut>(
+    name: &str,
+    version: &str,
+    listen: SocketAddr,
+    threads: Threads,
+    setup: S,
+) -> ExitCode
 where
     S: FnOnce(&mut DaemonContext) -> anyhow::Result<Fut>,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let Some(rt) = runtime() else {
+    let Some(rt) = runtime(threads) else {
         return ExitCode::FAILURE;
     };
     let result = rt.block_on(async move {
@@ -119,7 +134,7 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<ExitCode>>,
 {
-    let Some(rt) = runtime() else {
+    let Some(rt) = runtime(Threads::PerCore) else {
         return ExitCode::FAILURE;
     };
     rt.block_on(async move {
@@ -140,11 +155,12 @@ where
     })
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn runtime(threads: Threads) -> Option<tokio::runtime::Runtime> {
+    let mut b = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match b.enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             "health_agent",
             env!("CARGO_PKG_VERSION"),
             cfg.listen,
+            common::app::Threads::PerCore,
             |ctx| health_agent::daemon(cfg, ctx),
         ),
     }

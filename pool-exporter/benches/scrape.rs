@@ -61,7 +61,10 @@ fn measure(r: &Running) -> String {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(status, 200, "{}: {body}", r.name);
         bytes = body.len();
-        series = body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        series = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let mean = times.iter().sum::<f64>() / times.len() as f64;
@@ -80,13 +83,26 @@ fn measure(r: &Running) -> String {
 
 fn main() {
     let pg = Postgres::start_with(PgOptions {
-        extra_conf: vec!["max_connections = 700".into(), "shared_buffers = 64MB".into()],
+        extra_conf: vec![
+            "max_connections = 700".into(),
+            "shared_buffers = 64MB".into(),
+        ],
     })
     .expect("postgres");
     let mut databases: Vec<String> = (0..POOLS)
-        .map(|i| format!("db_{i} = host=127.0.0.1 port={} dbname={}", pg.port, postgres::APP_DB))
+        .map(|i| {
+            format!(
+                "db_{i} = host=127.0.0.1 port={} dbname={}",
+                pg.port,
+                postgres::APP_DB
+            )
+        })
         .collect();
-    databases.push(format!("{0} = host=127.0.0.1 port={1} dbname={0}", postgres::APP_DB, pg.port));
+    databases.push(format!(
+        "{0} = host=127.0.0.1 port={1} dbname={0}",
+        postgres::APP_DB,
+        pg.port
+    ));
     let b = PgBouncer::start_with(
         &pg,
         PgBouncerOptions {
@@ -119,7 +135,80 @@ fn main() {
         clients
     });
     let pools = b.admin("SHOW POOLS").expect("pools").lines().count();
-    println!("PgBouncer on :{} with {pools} pools and {POOLS} clients", b.port);
+    println!(
+        "PgBouncer on :{} with {pools} pools and {POOLS} clients",
+        b.port
+    );
+
+    // Where the time goes, in-process: the SHOW round trips, building families, rendering text.
+    let target = pool_exporter::target::TargetState::new(pool_exporter::config::Target {
+        name: "main".into(),
+        admin: common::PgSettings {
+            port: b.port,
+            user: pgbouncer::STATS_USER.into(),
+            password: Some(common::Secret::new(pgbouncer::STATS_PASSWORD)),
+            dbname: "pgbouncer".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let (mut t_show, mut t_collect, mut t_render) = (vec![], vec![], vec![]);
+    rt.block_on(async {
+        for _ in 0..200 {
+            let t = Instant::now();
+            let s = target.scrape().await;
+            t_show.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(s.up(), "{:?}", s.error);
+            let t = Instant::now();
+            let f = pool_exporter::collect::collect(&s.snapshot, &target.labels);
+            t_collect.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let text = pool_exporter::exposition::render(&f);
+            t_render.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::hint::black_box(text);
+        }
+    });
+    for (what, v) in [
+        ("10 SHOW commands", &mut t_show),
+        ("collect", &mut t_collect),
+        ("render", &mut t_render),
+    ] {
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "in-process {what:<18} p50 {:>6.2} ms  p99 {:>6.2} ms",
+            percentile(v, 0.5),
+            percentile(v, 0.99)
+        );
+    }
+
+    // The floor: the same commands through psql (libpq, C), one after another, median of 20 each.
+    let mut floor = 0.0;
+    for cmd in pool_exporter::collect::COMMANDS {
+        let out = Command::new(pg.bindir().join("psql"))
+            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &b.port.to_string()])
+            .args([
+                "-U",
+                pgbouncer::STATS_USER,
+                "pgbouncer",
+                "-c",
+                "\\timing on",
+                "-c",
+                "\\o /dev/null",
+            ])
+            .args(std::iter::repeat_n(["-c".to_string(), format!("SHOW {cmd}")], 20).flatten())
+            .env("PGPASSWORD", pgbouncer::STATS_PASSWORD)
+            .output()
+            .expect("psql");
+        let mut v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Time: ")?.strip_suffix(" ms")?.parse().ok())
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        if !v.is_empty() {
+            floor += percentile(&v, 0.5);
+        }
+    }
+    println!("psql (libpq) running the same 10 SHOW commands one after another: {floor:.2} ms");
 
     let mut rows = Vec::new();
     let header = format!(
@@ -193,7 +282,9 @@ fn main() {
         _ => rows.push("prometheus-pgbouncer-exporter: not measured (PY_EXPORTER unset; run bench/pool-exporter.sh)".into()),
     }
 
-    println!("{SCRAPES} sequential scrapes each, one new HTTP connection per scrape, same PgBouncer, same run");
+    println!(
+        "{SCRAPES} sequential scrapes each, one new HTTP connection per scrape, same PgBouncer, same run"
+    );
     println!("{header}");
     for r in rows {
         println!("{r}");

@@ -52,11 +52,7 @@ pub async fn show(cfg: &Config, what: &str, only: Option<&str>) -> anyhow::Resul
         };
         match rows {
             Ok(rows) => {
-                let cells: Vec<Vec<String>> = rows
-                    .rows
-                    .iter()
-                    .map(|r| r.iter().map(|v| v.clone().unwrap_or_default()).collect())
-                    .collect();
+                let cells = rows.text_rows();
                 let header: Vec<&str> = rows.columns.iter().map(String::as_str).collect();
                 print!("{}", common::table::render(&header, &cells));
             }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::admin::{Row, Rows};
-use crate::exposition::{Families, Family, Kind, Labels};
+use crate::exposition::{Families, Family, Kind, LabelSet};
 
 /// The `SHOW` commands a scrape runs, in order. `None` where the command failed.
 #[derive(Clone, Debug, Default)]
@@ -416,38 +416,56 @@ fn num(v: Option<&str>) -> Option<f64> {
     v?.trim().parse::<f64>().ok()
 }
 
-/// Labels taken from columns: `base` (the target's labels) then each column's value ("" for NULL).
-fn row_labels(base: &Labels, row: &Row<'_>, columns: &[&str], rename: &[(&str, &str)]) -> Labels {
-    let mut l = base.clone();
-    for c in columns {
-        let key = rename
-            .iter()
-            .find(|(from, _)| from == c)
-            .map_or(*c, |(_, to)| *to);
-        l.push((key.to_string(), row.get(c).unwrap_or("").to_string()));
-    }
-    l
+/// Label columns resolved to indexes once per table: (label name, column index).
+fn label_columns<'a>(
+    rows: &Rows,
+    columns: &[&'a str],
+    rename: &[(&str, &'a str)],
+) -> Vec<(&'a str, Option<usize>)> {
+    columns
+        .iter()
+        .map(|c| {
+            let key = rename
+                .iter()
+                .find(|(from, _)| from == c)
+                .map_or(*c, |(_, to)| *to);
+            (key, rows.col(c))
+        })
+        .collect()
+}
+
+/// Labels of one row: `base` (the target's labels) then each label column's value ("" for NULL).
+fn row_labels(base: &LabelSet, row: &Row<'_>, labels: &[(&str, Option<usize>)]) -> LabelSet {
+    base.with(labels.iter().map(|(k, i)| (*k, row.at(*i).unwrap_or(""))))
 }
 
 /// One family per [`Col`], one series per row where the column is present and numeric.
 fn table(
     out: &mut Families,
     rows: Option<&Rows>,
-    base: &Labels,
+    base: &LabelSet,
     label_cols: &[&str],
     rename: &[(&str, &str)],
     cols: &[Col],
 ) {
     let Some(rows) = rows else { return };
+    let labels = label_columns(rows, label_cols, rename);
+    let value_cols: Vec<Option<usize>> = cols
+        .iter()
+        .map(|c| c.columns.iter().find_map(|n| rows.col(n)))
+        .collect();
     let mut fams: Vec<Family> = cols
         .iter()
         .map(|c| Family::new(c.name, c.help, c.kind))
         .collect();
+    for fam in &mut fams {
+        fam.samples.reserve(rows.len());
+    }
     for row in rows.iter() {
-        let labels = row_labels(base, &row, label_cols, rename);
-        for (c, fam) in cols.iter().zip(fams.iter_mut()) {
-            if let Some(v) = num(row.get_any(c.columns)) {
-                fam.samples.push((labels.clone(), v * c.factor));
+        let l = row_labels(base, &row, &labels);
+        for ((c, fam), idx) in cols.iter().zip(fams.iter_mut()).zip(&value_cols) {
+            if let Some(v) = num(row.at(*idx)) {
+                fam.samples.push((l.clone(), v * c.factor));
             }
         }
     }
@@ -458,24 +476,21 @@ fn table(
 fn counts(
     out: &mut Families,
     rows: Option<&Rows>,
-    base: &Labels,
+    base: &LabelSet,
     name: &'static str,
     help: &'static str,
     group: &[&str],
 ) {
     let Some(rows) = rows else { return };
-    let mut groups: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+    let cols: Vec<Option<usize>> = group.iter().map(|c| rows.col(c)).collect();
+    let mut groups: BTreeMap<Vec<&str>, f64> = BTreeMap::new();
     for row in rows.iter() {
-        let key = group
-            .iter()
-            .map(|c| row.get(c).unwrap_or("").to_string())
-            .collect();
+        let key = cols.iter().map(|i| row.at(*i).unwrap_or("")).collect();
         *groups.entry(key).or_default() += 1.0;
     }
     let mut f = Family::new(name, help, Kind::Gauge);
     for (key, n) in groups {
-        let mut l = base.clone();
-        l.extend(group.iter().map(|g| g.to_string()).zip(key));
+        let l = base.with(group.iter().copied().zip(key));
         f.samples.push((l, n));
     }
     out.add(f);
@@ -485,7 +500,7 @@ fn counts(
 fn key_values(
     out: &mut Families,
     rows: Option<&Rows>,
-    base: &Labels,
+    base: &LabelSet,
     key_col: &str,
     value_col: &str,
     map: &[(&str, &'static str, &'static str)],
@@ -506,7 +521,7 @@ fn key_values(
 
 /// All PgBouncer families of one target. `base` labels (`pgbouncer="<name>"` and the target's
 /// extra labels) come first on every series.
-pub fn collect(s: &Snapshot, base: &Labels) -> Families {
+pub fn collect(s: &Snapshot, base: &LabelSet) -> Families {
     let mut out = Families::default();
 
     let mut version = Family::new(VERSION, "The pgbouncer version info", Kind::Gauge);
@@ -516,9 +531,7 @@ pub fn collect(s: &Snapshot, base: &Labels) -> Families {
         .and_then(|r| r.iter().next())
         .and_then(|r| r.get("version"))
     {
-        let mut l = base.clone();
-        l.push(("version".into(), v.to_string()));
-        version.samples.push((l, 1.0));
+        version.samples.push((base.with([("version", v)]), 1.0));
     }
     out.add(version);
 
@@ -542,12 +555,14 @@ pub fn collect(s: &Snapshot, base: &Labels) -> Families {
 
     let mut maxwait = Family::new(MAXWAIT, MAXWAIT_HELP, Kind::Gauge);
     if let Some(rows) = &s.pools {
+        let labels = label_columns(rows, POOL_LABELS, &[]);
+        let (secs_col, us_col) = (rows.col("maxwait"), rows.col("maxwait_us"));
         for row in rows.iter() {
-            if let Some(secs) = num(row.get("maxwait")) {
-                let us = num(row.get("maxwait_us")).unwrap_or(0.0);
+            if let Some(secs) = num(row.at(secs_col)) {
+                let us = num(row.at(us_col)).unwrap_or(0.0);
                 maxwait
                     .samples
-                    .push((row_labels(base, &row, POOL_LABELS, &[]), secs + us * US));
+                    .push((row_labels(base, &row, &labels), secs + us * US));
             }
         }
     }

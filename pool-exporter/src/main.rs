@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             "pool_exporter",
             env!("CARGO_PKG_VERSION"),
             cfg.listen,
+            common::app::Threads::One,
             |ctx| pool_exporter::daemon(cfg, ctx),
         ),
         Cmd::Show { what, target } => common::app::run_command(|_| async move {

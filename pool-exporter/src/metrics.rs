@@ -2,7 +2,7 @@
 //! the exporter's own series, all rendered per scrape in the text format of the Go exporter.
 
 use crate::collect::collect;
-use crate::exposition::{Families, Family, Kind, Labels, render};
+use crate::exposition::{Families, Family, Kind, LabelSet, render};
 use crate::target::{Scrape, TargetState};
 
 pub const UP: &str = "pgbouncer_up";
@@ -32,7 +32,7 @@ pub fn render_scrapes(scrapes: &[(&TargetState, Scrape)], version: &str) -> Stri
     );
     for (target, scrape) in scrapes {
         all.extend(collect(&scrape.snapshot, &target.labels));
-        let l: Labels = target.labels.clone();
+        let l: LabelSet = target.labels.clone();
         up.samples
             .push((l.clone(), f64::from(u8::from(scrape.up()))));
         duration
@@ -50,7 +50,7 @@ pub fn render_scrapes(scrapes: &[(&TargetState, Scrape)], version: &str) -> Stri
     );
     build
         .samples
-        .push((vec![("version".to_string(), version.to_string())], 1.0));
+        .push((LabelSet::new([("version", version)]), 1.0));
     for f in [up, duration, error, opened, build] {
         all.add(f);
     }

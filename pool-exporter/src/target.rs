@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use crate::admin::{Admin, AdminError, Rows};
 use crate::collect::{COMMANDS, Snapshot};
 use crate::config::Target;
-use crate::exposition::Labels;
+use crate::exposition::LabelSet;
 
 /// The outcome of one scrape of one target.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ impl Scrape {
 pub struct TargetState {
     pub config: Target,
     /// `pgbouncer="<name>"` then the configured extra labels.
-    pub labels: Labels,
+    pub labels: LabelSet,
     conn: Mutex<Option<Admin>>,
     connects: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
@@ -39,8 +39,10 @@ pub struct TargetState {
 
 impl TargetState {
     pub fn new(config: Target) -> Self {
-        let mut labels = vec![("pgbouncer".to_string(), config.name.clone())];
-        labels.extend(config.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let labels = LabelSet::new(
+            std::iter::once(("pgbouncer", config.name.as_str()))
+                .chain(config.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
         Self {
             config,
             labels,

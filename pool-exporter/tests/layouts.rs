@@ -3,7 +3,7 @@
 
 use pool_exporter::admin::Rows;
 use pool_exporter::collect::{Snapshot, collect, family_names};
-use pool_exporter::exposition::{Families, Labels};
+use pool_exporter::exposition::{Families, LabelSet};
 
 fn snapshot(version: &str) -> Snapshot {
     let path = format!(
@@ -19,23 +19,12 @@ fn snapshot(version: &str) -> Snapshot {
     s
 }
 
-fn base() -> Labels {
-    vec![
-        ("pgbouncer".into(), "main".into()),
-        ("env".into(), "test".into()),
-    ]
+fn base() -> LabelSet {
+    LabelSet::new([("pgbouncer", "main"), ("env", "test")])
 }
 
 fn value(f: &Families, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    f.get(name)?
-        .samples
-        .iter()
-        .find(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, v)| *v)
+    f.get(name)?.find(labels)
 }
 
 fn has(f: &Families, name: &str) -> bool {
@@ -133,8 +122,8 @@ fn check(version: &str, minor: u32) {
         );
         for (labels, _) in &fam.samples {
             assert_eq!(
-                &labels[..2],
-                &base()[..],
+                &labels.pairs()[..2],
+                &base().pairs()[..],
                 "{version}: {} labels {labels:?}",
                 fam.name
             );
@@ -208,7 +197,7 @@ fn check(version: &str, minor: u32) {
     assert!(f.iter().all(|fam| {
         fam.samples
             .iter()
-            .all(|(l, _)| l.iter().all(|(_, v)| v != "<NULL>"))
+            .all(|(l, _)| !l.as_str().contains("<NULL>"))
     }));
     assert_eq!(
         value(&f, "pgbouncer_config_max_client_connections", &[]),

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             "sentinel_watch",
             env!("CARGO_PKG_VERSION"),
             cfg.listen,
+            common::app::Threads::PerCore,
             |ctx| sentinel_watch::daemon(cfg, ctx),
         ),
     }
