@@ -5,6 +5,10 @@
 //! (`BACKUP_AGENT_POSTGRES__HOST=db`). A secret is given directly or through a `*_file` key
 //! (`BACKUP_AGENT_POSTGRES__PASSWORD_FILE=/run/secrets/pg`, docker secrets). A key that does not
 //! exist is an error that names the key and the file or variable it came from.
+//!
+//! A config file may refer to environment variables: `${NAME}` (an error when unset) or
+//! `${NAME:-default}`, so that one file serves docker compose and `./dev up` alike
+//! (`host = "${POSTGRES_HOST:-postgres}"`). `$$` is a literal `$`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -64,9 +68,13 @@ pub fn load_from<C: DaemonConfig>(
 
     let mut figment = Figment::from(Serialized::defaults(C::default()));
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        let raw = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.clone(),
             reason: e.to_string(),
+        })?;
+        let text = expand_vars(&raw, &vars).map_err(|reason| ConfigError::File {
+            path: path.clone(),
+            reason,
         })?;
         // Parse once here so that a syntax error names the file and the line.
         if let Err(e) = text.parse::<toml::Table>() {
@@ -75,7 +83,7 @@ pub fn load_from<C: DaemonConfig>(
                 reason: e.to_string().trim_end().to_string(),
             });
         }
-        figment = figment.merge(Toml::file_exact(path));
+        figment = figment.merge(Toml::string(&text));
     }
     let env_prefix = format!("{prefix}_");
     let env_vars: Vec<(String, String)> = vars
@@ -93,6 +101,58 @@ pub fn load_from<C: DaemonConfig>(
         .map_err(|e| describe(e, file.as_deref(), &env_vars, &env_prefix))?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` with values from `vars`; `$$` is a literal `$`.
+/// Comment lines (starting with `#`) are left as they are.
+pub fn expand_vars(text: &str, vars: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            expand_line(line, vars, &mut out).map_err(|e| format!("line {}: {e}", n + 1))?;
+        }
+    }
+    Ok(out)
+}
+
+fn expand_line(line: &str, vars: &[(String, String)], out: &mut String) -> Result<(), String> {
+    let mut rest = line;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('{') {
+            let end = r.find('}').ok_or("unterminated ${")?;
+            let inner = &r[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            let value = vars
+                .iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.as_str());
+            match (value, default) {
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "${{{name}}} is not set (give a default with ${{{name}:-value}})"
+                    ));
+                }
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(())
 }
 
 /// Env values are typed the way a person means them: `5` is a number, `true` a bool, a TOML
@@ -376,6 +436,26 @@ mod tests {
             .expect_err("bad duration")
             .to_string();
         assert!(e.contains("interval") && e.contains("T_INTERVAL"), "{e}");
+    }
+
+    #[test]
+    fn file_refers_to_environment_variables() {
+        let f = tmpfile(
+            "e.toml",
+            "# a comment with ${UNSET}\n[db]\nhost = \"${DB_HOST:-fallback}\"\nport = ${DB_PORT:-5432}\npassword = \"a$$b\"\n",
+        );
+        let c: Cfg = load_from("T", Some(&f), env(&[("DB_HOST", "10.0.0.1")])).expect("loads");
+        assert_eq!(c.db.host, "10.0.0.1");
+        assert_eq!(c.db.port, 5432);
+        assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("a$b"));
+        let f = tmpfile("f.toml", "[db]\nhost = \"x\"\nport = ${NOPE}\n");
+        let e = load_from::<Cfg>("T", Some(&f), env(&[]))
+            .expect_err("unset")
+            .to_string();
+        assert!(
+            e.contains("line 3") && e.contains("${NOPE} is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! once so that each `main.rs` stays thin.
 
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod httpc;
 pub mod logfmt;
 pub mod metrics;
 pub mod retry;

@@ -6,7 +6,7 @@ fn help_version_and_check_config() {
         std::path::Path::new(env!("CARGO_BIN_EXE_health-agent")),
         "health-agent",
         "HEALTH_AGENT",
-        "[redis]\n{KEY} = \"{VALUE}\"\n",
+        "[[checks]]\nname = \"r\"\nkind = \"redis\"\n[checks.conn]\n{KEY} = \"{VALUE}\"\n",
     )
     .expect("CLI contract");
 }
