@@ -188,3 +188,23 @@ pub fn bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_and_worst_state() {
+        assert_eq!(State::Ok.exit_code(), 0);
+        assert_eq!(State::Warn.exit_code(), 1);
+        assert_eq!(State::Crit.exit_code(), 2);
+        assert_eq!(State::Unknown.exit_code(), 2);
+        let mut f = Findings::default();
+        f.add(State::Ok, "fine");
+        f.add(State::Warn, "slow");
+        f.add(State::Crit, "down");
+        let o = f.finish();
+        assert_eq!(o.state, State::Crit);
+        assert_eq!(o.reason, "WARN: slow; CRIT: down");
+    }
+}

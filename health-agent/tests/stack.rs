@@ -1,0 +1,522 @@
+//! health-agent against the harness's real servers.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::catalog::{BackupKind, Manifest, WalStatus};
+use common::logfmt::{LogFile, parse};
+use common::{PgSettings, RedisSettings, Secret};
+use harness::pgbouncer::{self, PgBouncer, PgBouncerOptions};
+use harness::postgres::{self, Postgres};
+use harness::process::TempDir;
+use harness::redis::{RedisOptions, RedisStack};
+use health_agent::alerting::Alerting;
+use health_agent::checks::{self, State};
+use health_agent::config::{
+    BackupsCheck, CheckConfig, CheckSpec, Config, DegradedState, HttpCheck, PgbouncerCheck,
+    RedisCheck, RedisRole, SentinelCheck, TcpCheck, Webhook,
+};
+use health_agent::metrics::Metrics;
+use health_agent::runner::Runner;
+use tokio_util::sync::CancellationToken;
+
+const REDIS_PW: &str = "redis-test-pw";
+
+fn check(name: &str, spec: CheckSpec) -> CheckConfig {
+    CheckConfig {
+        name: name.into(),
+        enabled: true,
+        timeout: Some(Duration::from_secs(5)),
+        spec,
+    }
+}
+
+fn redis_conn(port: u16) -> RedisSettings {
+    RedisSettings {
+        port,
+        password: Some(Secret::new(REDIS_PW)),
+        timeout: Duration::from_secs(2),
+        ..RedisSettings::default()
+    }
+}
+
+fn runner(dir: &TempDir, checks: Vec<CheckConfig>, webhook: Option<Webhook>) -> Runner {
+    let cfg = Config {
+        health_log: dir.path().join("logs/health.log"),
+        checks,
+        webhook,
+        failure_threshold: 2,
+        success_threshold: 1,
+        ..Config::default()
+    };
+    let log = LogFile::open(&cfg.health_log).expect("health.log");
+    let alerting = Arc::new(Alerting::new(
+        log,
+        cfg.webhook.clone(),
+        CancellationToken::new(),
+    ));
+    let mut registry = prometheus_client::registry::Registry::default();
+    Runner::new(cfg, alerting, Metrics::register(&mut registry))
+}
+
+/// Every line of a log file, parsed (fails the test on a line that does not parse).
+fn lines(path: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| parse(l).unwrap_or_else(|e| panic!("unparseable line {l:?}: {e}")))
+        .collect()
+}
+
+fn field<'a>(line: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    line.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn changes(path: &std::path::Path, check: &str) -> Vec<(String, String)> {
+    lines(path)
+        .iter()
+        .filter(|l| field(l, "event") == Some("state_change") && field(l, "check") == Some(check))
+        .map(|l| {
+            (
+                field(l, "previous").unwrap_or("").to_string(),
+                field(l, "state").unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_replica_is_crit_once_and_recovers_once_across_logrotate() {
+    let _serial = harness::serial();
+    let mut stack = tokio::task::spawn_blocking(|| {
+        RedisStack::start_with(RedisOptions {
+            password: Some(REDIS_PW.into()),
+            sentinels: 0,
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("redis");
+    let dir = TempDir::new("health").expect("dir");
+    let replica_port = stack.replicas[0].port;
+    let r = runner(
+        &dir,
+        vec![
+            check(
+                "redis-replica-1",
+                CheckSpec::Redis(RedisCheck {
+                    conn: redis_conn(replica_port),
+                    role: RedisRole::Replica,
+                    ..Default::default()
+                }),
+            ),
+            check(
+                "redis-master",
+                CheckSpec::Redis(RedisCheck {
+                    conn: redis_conn(stack.master.port),
+                    role: RedisRole::Master,
+                    ..Default::default()
+                }),
+            ),
+        ],
+        None,
+    );
+    let log = dir.path().join("logs/health.log");
+
+    let c = r.cycle().await;
+    assert!(
+        c.results
+            .iter()
+            .all(|(_, run)| run.outcome.state == State::Ok),
+        "{c:?}"
+    );
+    stack.replicas[0].proc.kill();
+    let c = r.cycle().await;
+    assert_eq!(c.results[0].1.outcome.state, State::Crit, "{c:?}");
+    assert!(c.unsettled, "a pending change asks for a quick recheck");
+    assert!(
+        changes(&log, "redis-replica-1").is_empty(),
+        "reported before the threshold"
+    );
+    r.cycle().await;
+    r.cycle().await;
+    assert_eq!(
+        changes(&log, "redis-replica-1"),
+        vec![("OK".into(), "CRIT".into())]
+    );
+    let crit_line = lines(&log)
+        .into_iter()
+        .find(|l| field(l, "state") == Some("CRIT"))
+        .expect("CRIT line");
+    assert!(
+        field(&crit_line, "reason").is_some_and(|r| r.contains(&replica_port.to_string())),
+        "the reason names the node: {crit_line:?}"
+    );
+    assert!(
+        !std::fs::read_to_string(&log)
+            .expect("log")
+            .contains(REDIS_PW)
+    );
+
+    // logrotate moves the file away; the next lines go to a new health.log.
+    std::fs::rename(&log, dir.path().join("logs/health.log.1")).expect("rotate");
+    stack.replicas[0].restart().expect("replica restarts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while changes(&log, "redis-replica-1").is_empty() {
+        assert!(Instant::now() < deadline, "no recovery line");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.cycle().await;
+    }
+    r.cycle().await;
+    assert_eq!(
+        changes(&log, "redis-replica-1"),
+        vec![("CRIT".into(), "OK".into())]
+    );
+    let old = dir.path().join("logs/health.log.1");
+    assert_eq!(
+        changes(&old, "redis-replica-1").len(),
+        1,
+        "the old file keeps its line"
+    );
+    assert!(changes(&log, "redis-master").is_empty() && changes(&old, "redis-master").is_empty());
+    let status = r.status();
+    assert_eq!(status[0].state, State::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_clients_warn_and_a_killed_sentinel_degrades() {
+    let _serial = harness::serial();
+    let (pg, bouncer) = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::start().expect("postgres");
+        let b = PgBouncer::start_with(
+            &pg,
+            PgBouncerOptions {
+                default_pool_size: 1,
+                ..Default::default()
+            },
+        )
+        .expect("pgbouncer");
+        (pg, b)
+    })
+    .await
+    .expect("join");
+    let psql = |sql: &str| {
+        Command::new(pg.bindir().join("psql"))
+            .args(["-X", "-h", "127.0.0.1", "-p", &bouncer.port.to_string()])
+            .args(["-U", postgres::APP_USER, "-d", postgres::APP_DB, "-c", sql])
+            .env("PGPASSWORD", postgres::APP_PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql")
+    };
+    let pgb = check(
+        "pgbouncer",
+        CheckSpec::Pgbouncer(PgbouncerCheck {
+            conn: PgSettings {
+                port: bouncer.port,
+                user: pgbouncer::STATS_USER.into(),
+                password: Some(Secret::new(pgbouncer::STATS_PASSWORD)),
+                dbname: "pgbouncer".into(),
+                ..PgSettings::default()
+            },
+            waiting_warn: 1,
+            waiting_crit: 10,
+            maxwait_warn: Duration::from_secs(30),
+            maxwait_crit: Duration::from_secs(60),
+        }),
+    );
+    let run = checks::run(&pgb, Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Ok, "{:?}", run.outcome);
+    let mut holder = psql("SELECT pg_sleep(5)");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut waiter = psql("SELECT 1");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let run = checks::run(&pgb, Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Warn, "{:?}", run.outcome);
+    assert!(
+        run.outcome.reason.contains("clients waiting") && run.outcome.reason.contains("warn 1"),
+        "{}",
+        run.outcome.reason
+    );
+    let _ = holder.wait();
+    let _ = waiter.wait();
+
+    let mut stack = tokio::task::spawn_blocking(|| {
+        RedisStack::start_with(RedisOptions {
+            password: Some(REDIS_PW.into()),
+            replicas: 1,
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("redis");
+    let addrs = stack.sentinel_addrs();
+    let sentinel = |degraded| {
+        check(
+            "sentinel",
+            CheckSpec::Sentinel(SentinelCheck {
+                sentinels: addrs.clone(),
+                master_name: harness::redis::MASTER_NAME.into(),
+                auth: RedisSettings {
+                    timeout: Duration::from_secs(2),
+                    ..RedisSettings::default()
+                },
+                degraded_state: degraded,
+            }),
+        )
+    };
+    let run = checks::run(&sentinel(DegradedState::Warn), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Ok, "{:?}", run.outcome);
+    assert!(run.outcome.reason.contains("3/3"), "{}", run.outcome.reason);
+    let killed = stack.sentinels[2].addr();
+    stack.sentinels[2].proc.kill();
+    let run = checks::run(&sentinel(DegradedState::Warn), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Warn, "{:?}", run.outcome);
+    assert!(
+        run.outcome.reason.contains(&killed),
+        "{}",
+        run.outcome.reason
+    );
+    let run = checks::run(&sentinel(DegradedState::Crit), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_is_unknown_and_the_others_finish() {
+    // Accepts and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hung_addr = hung.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = vec![];
+        while let Ok((c, _)) = hung.accept().await {
+            conns.push(c);
+        }
+    });
+    let live = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let dir = TempDir::new("health").expect("dir");
+    let mut slow = check(
+        "hung-http",
+        CheckSpec::Http(HttpCheck {
+            url: format!("http://{hung_addr}/health"),
+            ..Default::default()
+        }),
+    );
+    slow.timeout = Some(Duration::from_secs(1));
+    let r = runner(
+        &dir,
+        vec![
+            slow,
+            check(
+                "live-tcp",
+                CheckSpec::Tcp(TcpCheck {
+                    address: live_addr.to_string(),
+                }),
+            ),
+        ],
+        None,
+    );
+    let c = r.cycle().await;
+    assert_eq!(c.results[0].1.outcome.state, State::Unknown, "{c:?}");
+    assert!(
+        c.results[0].1.outcome.reason.contains("timed out after 1s"),
+        "{c:?}"
+    );
+    assert_eq!(c.results[1].1.outcome.state, State::Ok, "{c:?}");
+    // Bounded by the timeout, not by the hang (a generous correctness bound).
+    assert!(c.duration < Duration::from_secs(10), "{:?}", c.duration);
+    held.abort();
+}
+
+fn write_catalog(root: &std::path::Path, age: Duration) {
+    let t = SystemTime::now() - age;
+    for kind in [
+        BackupKind::PostgresFull,
+        BackupKind::PostgresIncr,
+        BackupKind::Redis,
+    ] {
+        let m = Manifest {
+            id: format!("{}-test", kind.as_str()),
+            kind,
+            started_at: t - Duration::from_secs(60),
+            finished_at: t,
+            system_id: None,
+            pg_version: None,
+            timeline: None,
+            start_lsn: None,
+            end_lsn: None,
+            compression: "zstd".into(),
+            objects: vec![],
+        };
+        let p = root.join(kind.manifest_key(&m.id));
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&p, serde_json::to_vec(&m).expect("json")).expect("write");
+    }
+    let w = WalStatus {
+        timeline: 1,
+        flushed_lsn: "0/3000000".into(),
+        updated_at: t,
+    };
+    std::fs::write(
+        root.join(common::catalog::WAL_STATUS_KEY),
+        serde_json::to_vec(&w).expect("json"),
+    )
+    .expect("write");
+}
+
+#[tokio::test]
+async fn stale_catalog_is_crit_and_fresh_is_ok() {
+    let stale = TempDir::new("catalog").expect("dir");
+    let fresh = TempDir::new("catalog").expect("dir");
+    write_catalog(stale.path(), Duration::from_secs(30 * 3600));
+    write_catalog(fresh.path(), Duration::from_secs(60));
+    let spec = |p: &std::path::Path| {
+        check(
+            "backups",
+            CheckSpec::Backups(BackupsCheck {
+                path: p.to_path_buf(),
+                ..Default::default()
+            }),
+        )
+    };
+    let run = checks::run(&spec(stale.path()), Duration::from_secs(5)).await;
+    assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
+    assert!(
+        run.outcome.reason.contains("max 1day 2h"),
+        "{}",
+        run.outcome.reason
+    );
+    let run = checks::run(&spec(fresh.path()), Duration::from_secs(5)).await;
+    assert_eq!(run.outcome.state, State::Ok, "{:?}", run.outcome);
+    let empty = TempDir::new("catalog").expect("dir");
+    let run = checks::run(&spec(empty.path()), Duration::from_secs(5)).await;
+    assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
+}
+
+#[tokio::test]
+async fn state_changes_reach_the_webhook() {
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_addr = hook.local_addr().expect("addr");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = hook.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // Read until the JSON body is complete.
+            loop {
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((_, body)) = text.split_once("\r\n\r\n")
+                    && body.ends_with('}')
+                {
+                    let _ = tx.send(body.to_string());
+                    break;
+                }
+            }
+            let _ = c
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let dir = TempDir::new("health").expect("dir");
+    let r = runner(
+        &dir,
+        vec![check(
+            "gone",
+            CheckSpec::Tcp(TcpCheck {
+                address: closed_addr.to_string(),
+            }),
+        )],
+        Some(Webhook {
+            url: format!("http://{hook_addr}/alert"),
+            ..Default::default()
+        }),
+    );
+    r.cycle().await;
+    r.cycle().await;
+    let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("webhook called")
+        .expect("body");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["check"], "gone");
+    assert_eq!(v["state"], "CRIT");
+    assert_eq!(v["previous"], "OK");
+}
+
+#[test]
+fn check_cli_exit_code_is_the_worst_state() {
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let dir = TempDir::new("health-cli").expect("dir");
+    let run = |toml: &str, only: Option<&str>| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).expect("write");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_health-agent"));
+        cmd.arg("-c").arg(&p).arg("check");
+        if let Some(o) = only {
+            cmd.args(["--only", o]);
+        }
+        cmd.output().expect("runs")
+    };
+    let ok = format!(
+        "[[checks]]\nname = \"up\"\nkind = \"tcp\"\naddress = \"{}\"\n",
+        live.local_addr().expect("addr")
+    );
+    let both =
+        format!("{ok}[[checks]]\nname = \"down\"\nkind = \"tcp\"\naddress = \"{closed_addr}\"\n");
+    let out = run(&ok, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.starts_with("CHECK") && table.contains("up") && table.contains("OK"),
+        "{table}"
+    );
+    let out = run(&both, None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CRIT"));
+    let out = run(&both, Some("up"));
+    assert_eq!(out.status.code(), Some(0), "--only runs only that check");
+    let out = run(&both, Some("nope"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no enabled check named \"nope\""));
+    // A misspelt field of a check is a config error naming it (exit 2).
+    let bad = format!("{ok}latency_warnn = \"1s\"\n");
+    let out = run(&bad, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("latency_warnn") && err.contains("\"up\""),
+        "{err}"
+    );
+}
