@@ -86,6 +86,8 @@ fn changes(path: &std::path::Path, check: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+// The serial lock is held on purpose for the whole test (each test has its own runtime).
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_replica_is_crit_once_and_recovers_once_across_logrotate() {
     let _serial = harness::serial();
@@ -185,6 +187,7 @@ async fn stopped_replica_is_crit_once_and_recovers_once_across_logrotate() {
     assert_eq!(status[0].state, State::Ok);
 }
 
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_clients_warn_and_a_killed_sentinel_degrades() {
     let _serial = harness::serial();
