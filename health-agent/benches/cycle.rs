@@ -87,11 +87,10 @@ fn main() {
         if let (Some(n), Some(d)) = (
             value("health_cycles_total"),
             value("health_cycle_duration_seconds "),
-        ) {
-            if n > last_count {
-                last_count = n;
-                cycles.push(d * 1000.0);
-            }
+        ) && n > last_count
+        {
+            last_count = n;
+            cycles.push(d * 1000.0);
         }
     }
     let status =
