@@ -1,0 +1,742 @@
+//! From the events of all Sentinels to one timeline per failover: duplicates merged (with how many
+//! Sentinels saw each), `+switch-master` believed only once the Sentinels' current answer and the
+//! config epoch agree, the prober's figures attached, one summary line per finished failover.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::logfmt::{Line, LogFile};
+
+use crate::events::{Addr, Event, Payload, Role};
+use crate::metrics::{Metrics, master as mlabels};
+use crate::probe::Switch;
+
+/// How a failover was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The master was seen down (+sdown/+odown).
+    Automatic,
+    /// No down event: `SENTINEL FAILOVER` or a failover seen only from its end.
+    Manual,
+}
+
+/// One step of a failover.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub offset: Duration,
+    pub seen_by: HashSet<String>,
+    pub detail: String,
+}
+
+/// A failover of one master, from its first event to its summary.
+#[derive(Clone, Debug)]
+pub struct Failover {
+    pub master: String,
+    pub started: SystemTime,
+    pub trigger: Trigger,
+    pub steps: Vec<Step>,
+    pub old: Option<Addr>,
+    pub new: Option<Addr>,
+    pub epoch: Option<u64>,
+    /// When +switch-master was confirmed.
+    pub switched: Option<SystemTime>,
+    pub ended: bool,
+    pub probe: Option<Switch>,
+    pub last_event: SystemTime,
+}
+
+impl Failover {
+    fn new(master: &str, at: SystemTime, trigger: Trigger) -> Self {
+        Self {
+            master: master.to_string(),
+            started: at,
+            trigger,
+            steps: vec![],
+            old: None,
+            new: None,
+            epoch: None,
+            switched: None,
+            ended: false,
+            probe: None,
+            last_event: at,
+        }
+    }
+
+    /// `+sdown@0ms(3) +odown@812ms(1) ...`: each step, its offset and how many Sentinels saw it.
+    pub fn timeline(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| format!("{}@{}ms({})", s.name, s.offset.as_millis(), s.seen_by.len()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn duration(&self) -> Option<Duration> {
+        self.switched?.duration_since(self.started).ok()
+    }
+}
+
+/// How long a switched and ended failover waits for the prober's measurement.
+pub const PROBE_GRACE: Duration = Duration::from_secs(20);
+
+/// Events that belong in a failover's timeline.
+const FAILOVER_STEPS: &[&str] = &[
+    "+sdown",
+    "+odown",
+    "+new-epoch",
+    "+try-failover",
+    "+vote-for-leader",
+    "+elected-leader",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+    "+slave-reconf-sent",
+    "+slave-reconf-inprog",
+    "+slave-reconf-done",
+    "+failover-end",
+    "+failover-end-for-timeout",
+    "+switch-master",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+    "-failover-abort-not-elected",
+];
+
+/// What the tracker asks of the outside world (so it can be tested without servers).
+pub trait Confirm {
+    /// The master the Sentinels name now, its config epoch and how many agree.
+    fn current(
+        &self,
+        master: &str,
+    ) -> impl std::future::Future<Output = Option<(Addr, u64, usize)>> + Send;
+}
+
+/// A finished failover, for hooks and tests.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Switched(Failover),
+    Ended(Failover),
+}
+
+pub struct Tracker {
+    log: Arc<LogFile>,
+    /// Whether a probe measurement is waited for before a failover is summarised.
+    probe_enabled: bool,
+    metrics: Metrics,
+    window: Duration,
+    idle: Duration,
+    /// (event name, payload) -> (first seen, Sentinels that sent it).
+    seen: HashMap<(String, String), (SystemTime, HashSet<String>)>,
+    open: HashMap<String, Failover>,
+    pub finished: Vec<Failover>,
+    pub current: Arc<Mutex<HashMap<String, Addr>>>,
+    unknown_logged: HashSet<String>,
+    /// Probe switches that arrived before their failover was confirmed.
+    early_probes: Vec<Switch>,
+}
+
+impl Tracker {
+    pub fn new(
+        log: Arc<LogFile>,
+        metrics: Metrics,
+        window: Duration,
+        idle: Duration,
+        probe_enabled: bool,
+    ) -> Self {
+        Self {
+            log,
+            probe_enabled,
+            metrics,
+            window,
+            idle,
+            seen: HashMap::new(),
+            open: HashMap::new(),
+            finished: vec![],
+            current: Arc::new(Mutex::new(HashMap::new())),
+            unknown_logged: HashSet::new(),
+            early_probes: vec![],
+        }
+    }
+
+    /// Sets the known master (at startup, from the Sentinels).
+    pub fn set_current(&self, master: &str, addr: Addr) {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = cur.insert(master.to_string(), addr.clone())
+            && old != addr
+        {
+            self.metrics
+                .master_info
+                .get_or_create(&vec![
+                    ("master".into(), master.into()),
+                    ("addr".into(), old.to_string()),
+                ])
+                .set(0);
+        }
+        self.metrics
+            .master_info
+            .get_or_create(&vec![
+                ("master".into(), master.into()),
+                ("addr".into(), addr.to_string()),
+            ])
+            .set(1);
+    }
+
+    fn current_of(&self, master: &str) -> Option<Addr> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(master)
+            .cloned()
+    }
+
+    /// One event from one Sentinel. Returns what finished, if anything, for the hooks.
+    pub async fn on_event(
+        &mut self,
+        sentinel: &str,
+        e: &Event,
+        at: SystemTime,
+        confirm: &impl Confirm,
+    ) -> Vec<Outcome> {
+        // Dedup: the same event and payload from several Sentinels within the window.
+        let key = (e.name.clone(), e.raw.clone());
+        self.seen
+            .retain(|_, (t, _)| at.duration_since(*t).unwrap_or_default() < self.window);
+        if let Some((_, who)) = self.seen.get_mut(&key) {
+            who.insert(sentinel.to_string());
+            if let Some(f) = e.master_name().and_then(|m| self.open.get_mut(m)) {
+                for s in f.steps.iter_mut().rev() {
+                    if s.name == e.name && s.detail == e.raw {
+                        s.seen_by.insert(sentinel.to_string());
+                        break;
+                    }
+                }
+            }
+            return vec![];
+        }
+        self.seen
+            .insert(key, (at, HashSet::from([sentinel.to_string()])));
+        self.metrics
+            .events
+            .get_or_create(&vec![("event".into(), e.name.clone())])
+            .inc();
+
+        if e.unparsed {
+            if self.unknown_logged.insert(e.name.clone()) {
+                tracing::warn!(event = %e.name, payload = %e.raw, "unknown or malformed Sentinel event (logged once per name)");
+            }
+            self.log.emit(
+                Line::at(at, "sentinel_event")
+                    .field("name", &e.name)
+                    .field("raw", &e.raw)
+                    .field("from", sentinel)
+                    .field("unparsed", true),
+            );
+            return vec![];
+        }
+
+        // Which failover does it belong to? Events without a master name (+new-epoch,
+        // +vote-for-leader) go to the only open failover, if there is exactly one.
+        let master = match e.master_name() {
+            Some(m) => Some(m.to_string()),
+            None if self.open.len() == 1 => self.open.keys().next().cloned(),
+            None => None,
+        };
+        let is_step = FAILOVER_STEPS.contains(&e.name.as_str());
+        let starts = match e.name.as_str() {
+            "+sdown" | "+odown" => e.is_about_master(),
+            "+try-failover" | "+switch-master" | "+elected-leader" => true,
+            _ => false,
+        };
+        if let Some(m) = &master
+            && is_step
+            && !self.open.contains_key(m)
+            && starts
+        {
+            let trigger = if matches!(e.name.as_str(), "+sdown" | "+odown") {
+                Trigger::Automatic
+            } else {
+                Trigger::Manual
+            };
+            let mut f = Failover::new(m, at, trigger);
+            f.old = self.current_of(m);
+            self.open.insert(m.clone(), f);
+        }
+        // +sdown of a replica or sentinel is not part of a master's failover timeline.
+        let belongs = is_step
+            && !(matches!(e.name.as_str(), "+sdown") && !e.is_about_master())
+            && master.as_ref().is_some_and(|m| self.open.contains_key(m));
+        let offset = master
+            .as_ref()
+            .and_then(|m| self.open.get(m))
+            .and_then(|f| at.duration_since(f.started).ok());
+        self.log.emit(
+            Line::at(at, "sentinel_event")
+                .field("name", &e.name)
+                .field_opt("master", master.as_deref())
+                .field("payload", &e.raw)
+                .field("from", sentinel)
+                .field_opt(
+                    "failover_offset_ms",
+                    offset.filter(|_| belongs).map(|o| o.as_millis()),
+                ),
+        );
+        self.note_rejoin(e, at);
+
+        let mut out = vec![];
+        let Some(m) = master.filter(|_| belongs) else {
+            return out;
+        };
+        let Some(f) = self.open.get_mut(&m) else {
+            return out;
+        };
+        f.last_event = at;
+        f.steps.push(Step {
+            name: e.name.clone(),
+            offset: offset.unwrap_or_default(),
+            seen_by: HashSet::from([sentinel.to_string()]),
+            detail: e.raw.clone(),
+        });
+        match &e.payload {
+            Payload::NewEpoch { epoch } | Payload::VoteForLeader { epoch, .. } => {
+                f.epoch = Some(f.epoch.map_or(*epoch, |x| x.max(*epoch)));
+            }
+            Payload::SwitchMaster { old, new, .. } => {
+                // Believe it only when the Sentinels say so now (a rejoining Sentinel can
+                // republish a stale +switch-master).
+                let now = confirm.current(&m).await;
+                let ok = now.as_ref().is_some_and(|(addr, epoch, _)| {
+                    addr == new && f.epoch.is_none_or(|want| *epoch >= want)
+                });
+                if ok {
+                    f.old = Some(old.clone());
+                    f.new = Some(new.clone());
+                    f.switched = Some(at);
+                    if let Some((_, epoch, _)) = now {
+                        f.epoch = Some(epoch);
+                    }
+                    let snapshot = f.clone();
+                    self.set_current(&m, new.clone());
+                    self.log.emit(
+                        Line::at(SystemTime::now(), "new_master")
+                            .field("master", &m)
+                            .field("old", old)
+                            .field("new", new)
+                            .field("config_epoch", snapshot.epoch.unwrap_or(0)),
+                    );
+                    out.push(Outcome::Switched(snapshot));
+                    self.attach_early_probe(&m);
+                } else {
+                    self.log.emit(
+                        Line::at(SystemTime::now(), "stale_switch_master")
+                            .field("master", &m)
+                            .field("claimed_new", new)
+                            .field(
+                                "sentinels_say",
+                                now.map(|(a, e, n)| format!("{a} epoch {e} ({n} agree)"))
+                                    .unwrap_or_else(|| "no answer".into()),
+                            )
+                            .field("from", sentinel),
+                    );
+                    if let Some(f) = self.open.get_mut(&m)
+                        && f.switched.is_none()
+                        && f.steps.len() == 1
+                    {
+                        self.open.remove(&m);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if matches!(
+            e.name.as_str(),
+            "+failover-end" | "+failover-end-for-timeout"
+        ) && let Some(f) = self.open.get_mut(&m)
+        {
+            f.ended = true;
+        }
+        out.extend(self.maybe_finish(&m, at));
+        out
+    }
+
+    /// The old master coming back is reported: +convert-to-slave (or -sdown) of the address that
+    /// was the master before the last failover.
+    fn note_rejoin(&self, e: &Event, at: SystemTime) {
+        if !matches!(e.name.as_str(), "+convert-to-slave" | "-sdown") {
+            return;
+        }
+        let Some(i) = e.instance().filter(|i| i.role == Role::Replica) else {
+            return;
+        };
+        let m = i.master_name();
+        let was_master = self
+            .finished
+            .iter()
+            .chain(self.open.values())
+            .any(|f| f.master == m && f.old.as_ref() == Some(&i.addr) && f.switched.is_some());
+        if was_master {
+            self.log.emit(
+                Line::at(at, "old_master_rejoined")
+                    .field("master", m)
+                    .field("addr", &i.addr)
+                    .field("as", "replica")
+                    .field("via", &e.name),
+            );
+        }
+    }
+
+    /// A probe measurement: attached to the failover it belongs to.
+    pub fn on_probe(&mut self, s: Switch) -> Vec<Outcome> {
+        let m = s.master.clone();
+        let target = self.open.get_mut(&m).filter(|f| f.switched.is_some());
+        match target {
+            Some(f) => {
+                f.probe = Some(s);
+                self.maybe_finish(&m, SystemTime::now())
+            }
+            None => {
+                // The prober saw the new master before the event was confirmed; keep it.
+                self.early_probes.push(s);
+                vec![]
+            }
+        }
+    }
+
+    fn attach_early_probe(&mut self, m: &str) {
+        if let Some(i) = self.early_probes.iter().position(|s| s.master == m)
+            && let Some(f) = self.open.get_mut(m)
+        {
+            f.probe = Some(self.early_probes.remove(i));
+        }
+    }
+
+    /// Closes failovers that have been idle too long, or that switched and ended but whose probe
+    /// has not reported within [`PROBE_GRACE`].
+    pub fn tick(&mut self, now: SystemTime) -> Vec<Outcome> {
+        let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+        let idle: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| {
+                since(f.last_event) >= self.idle
+                    || (f.ended && f.switched.is_some_and(|s| since(s) >= PROBE_GRACE))
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut out = vec![];
+        for m in idle {
+            if let Some(f) = self.open.remove(&m) {
+                if f.switched.is_some() {
+                    out.extend(self.finish(f));
+                } else {
+                    self.log.emit(
+                        Line::at(now, "failover_abandoned")
+                            .field("master", &m)
+                            .field("timeline", f.timeline())
+                            .field("reason", "no confirmed +switch-master"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// A failover is done when it switched, ended, and the probe reported (or is not running).
+    fn maybe_finish(&mut self, m: &str, _now: SystemTime) -> Vec<Outcome> {
+        let done = self.open.get(m).is_some_and(|f| {
+            f.switched.is_some() && f.ended && (f.probe.is_some() || !self.probe_enabled)
+        });
+        if !done {
+            return vec![];
+        }
+        match self.open.remove(m) {
+            Some(f) => self.finish(f),
+            None => vec![],
+        }
+    }
+
+    fn finish(&mut self, f: Failover) -> Vec<Outcome> {
+        let l = mlabels(&f.master);
+        self.metrics.failovers.get_or_create(&l).inc();
+        if let Some(d) = f.duration() {
+            self.metrics
+                .failover_duration
+                .get_or_create(&l)
+                .observe(d.as_secs_f64());
+        }
+        if let Some(p) = &f.probe {
+            self.metrics
+                .write_downtime
+                .get_or_create(&l)
+                .observe(p.downtime.as_secs_f64());
+            self.metrics
+                .lost_writes
+                .get_or_create(&l)
+                .inc_by(p.lost.len() as u64);
+        }
+        let line = Line::new("failover_summary")
+            .field("master", &f.master)
+            .field_opt("old", f.old.as_ref())
+            .field_opt("new", f.new.as_ref())
+            .field(
+                "trigger",
+                match f.trigger {
+                    Trigger::Automatic => "automatic",
+                    Trigger::Manual => "manual",
+                },
+            )
+            .field("started", humantime::format_rfc3339_millis(f.started))
+            .field_opt("duration_ms", f.duration().map(|d| d.as_millis()))
+            .field_opt("config_epoch", f.epoch)
+            .field_opt(
+                "write_downtime_ms",
+                f.probe.as_ref().map(|p| p.downtime.as_millis()),
+            )
+            .field_opt("lost_writes", f.probe.as_ref().map(|p| p.lost.len()))
+            .field_opt("writes_checked", f.probe.as_ref().map(|p| p.checked))
+            .field_opt(
+                "lost_seqs",
+                f.probe
+                    .as_ref()
+                    .filter(|p| !p.lost.is_empty())
+                    .map(|p| compress(&p.lost)),
+            )
+            .field("timeline", f.timeline());
+        self.log.emit(line);
+        self.finished.push(f.clone());
+        vec![Outcome::Ended(f)]
+    }
+}
+
+/// `1-4,9` for `[1,2,3,4,9]`.
+fn compress(seqs: &[u64]) -> String {
+    let mut out: Vec<String> = vec![];
+    let mut i = 0;
+    while i < seqs.len() {
+        let start = seqs[i];
+        let mut end = start;
+        while i + 1 < seqs.len() && seqs[i + 1] == end + 1 {
+            i += 1;
+            end = seqs[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::parse;
+
+    struct Says(Option<(Addr, u64, usize)>);
+    impl Confirm for Says {
+        async fn current(&self, _m: &str) -> Option<(Addr, u64, usize)> {
+            self.0.clone()
+        }
+    }
+
+    fn addr(port: u16) -> Addr {
+        Addr {
+            ip: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    fn tracker(dir: &std::path::Path) -> Tracker {
+        let log = Arc::new(LogFile::open(dir.join("events.log")).expect("log"));
+        Tracker::new(
+            log,
+            Metrics::new(),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            true,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_failover_from_three_sentinels_is_one_timeline_with_counts() {
+        let dir = std::env::temp_dir().join(format!("sw-failover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = tracker(&dir);
+        t.set_current("mymaster", addr(6379));
+        let says = Says(Some((addr(6380), 2, 3)));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let m = "master mymaster 127.0.0.1 6379";
+        let seq: Vec<(&str, &str, String, u64)> = vec![
+            ("s1", "+sdown", m.into(), 0),
+            ("s2", "+sdown", m.into(), 20),
+            ("s3", "+sdown", m.into(), 40),
+            ("s1", "+odown", format!("{m} #quorum 2/2"), 50),
+            ("s1", "+new-epoch", "2".into(), 60),
+            ("s1", "+try-failover", m.into(), 61),
+            ("s2", "+vote-for-leader", "abc 2".into(), 70),
+            ("s3", "+vote-for-leader", "abc 2".into(), 71),
+            ("s1", "+elected-leader", m.into(), 80),
+            ("s1", "+failover-state-select-slave", m.into(), 81),
+            (
+                "s1",
+                "+selected-slave",
+                "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379".into(),
+                90,
+            ),
+            (
+                "s1",
+                "+failover-state-send-slaveof-noone",
+                "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379".into(),
+                91,
+            ),
+            (
+                "s1",
+                "+failover-state-wait-promotion",
+                "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379".into(),
+                92,
+            ),
+            (
+                "s1",
+                "+promoted-slave",
+                "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379".into(),
+                900,
+            ),
+            ("s1", "+failover-state-reconf-slaves", m.into(), 901),
+            ("s1", "+failover-end", m.into(), 1500),
+            (
+                "s1",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                1501,
+            ),
+            (
+                "s2",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                1600,
+            ),
+            (
+                "s3",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                1700,
+            ),
+        ];
+        let mut outcomes = vec![];
+        for (s, name, payload, ms) in &seq {
+            outcomes.extend(t.on_event(s, &parse(name, payload), at(*ms), &says).await);
+        }
+        assert!(
+            matches!(outcomes.as_slice(), [Outcome::Switched(_)]),
+            "{outcomes:?}"
+        );
+        let switch = Switch {
+            master: "mymaster".into(),
+            last_old: crate::probe::Write {
+                seq: 10,
+                addr: addr(6379),
+                at: at(0),
+                replicas: 1,
+            },
+            first_new: crate::probe::Write {
+                seq: 30,
+                addr: addr(6380),
+                at: at(2300),
+                replicas: 1,
+            },
+            downtime: Duration::from_millis(2300),
+            checked: 10,
+            lost: vec![9, 10],
+        };
+        let done = t.on_probe(switch);
+        let [Outcome::Ended(f)] = done.as_slice() else {
+            panic!("{done:?}")
+        };
+        assert_eq!(f.trigger, Trigger::Automatic);
+        assert_eq!(f.new, Some(addr(6380)));
+        assert_eq!(f.duration(), Some(Duration::from_millis(1501)));
+        let sdown = &f.steps[0];
+        assert_eq!((sdown.name.as_str(), sdown.seen_by.len()), ("+sdown", 3));
+        let sw = f
+            .steps
+            .iter()
+            .find(|s| s.name == "+switch-master")
+            .expect("switch");
+        assert_eq!(sw.seen_by.len(), 3);
+        assert!(
+            f.timeline()
+                .starts_with("+sdown@0ms(3) +odown@50ms(1) +new-epoch@60ms(1)"),
+            "{}",
+            f.timeline()
+        );
+        assert_eq!(t.current_of("mymaster"), Some(addr(6380)));
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        let summary = log
+            .lines()
+            .find(|l| l.contains("event=failover_summary"))
+            .expect("summary");
+        assert!(
+            summary.contains("write_downtime_ms=2300")
+                && summary.contains("lost_writes=2")
+                && summary.contains("lost_seqs=9-10"),
+            "{summary}"
+        );
+        assert_eq!(
+            log.lines().filter(|l| l.contains("name=+sdown")).count(),
+            1,
+            "deduplicated"
+        );
+
+        // The old master comes back as a replica: reported, nothing counted twice.
+        let back = "slave 127.0.0.1:6379 127.0.0.1 6379 @ mymaster 127.0.0.1 6380";
+        let more = t
+            .on_event("s1", &parse("+convert-to-slave", back), at(9000), &says)
+            .await;
+        assert!(more.is_empty());
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        assert!(log.contains("event=old_master_rejoined"), "{log}");
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.contains("event=failover_summary"))
+                .count(),
+            1
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_stale_switch_master_is_not_believed() {
+        let dir = std::env::temp_dir().join(format!("sw-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = tracker(&dir);
+        t.set_current("mymaster", addr(6380));
+        // A rejoining Sentinel republishes an old switch; the others say 6380 is master.
+        let says = Says(Some((addr(6380), 5, 3)));
+        let out = t
+            .on_event(
+                "s3",
+                &parse("+switch-master", "mymaster 127.0.0.1 6380 127.0.0.1 6379"),
+                SystemTime::now(),
+                &says,
+            )
+            .await;
+        assert!(out.is_empty());
+        assert_eq!(t.current_of("mymaster"), Some(addr(6380)));
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        assert!(log.contains("event=stale_switch_master"), "{log}");
+        assert!(t.open.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compresses_ranges() {
+        assert_eq!(compress(&[1, 2, 3, 4, 9, 11, 12]), "1-4,9,11-12");
+        assert_eq!(compress(&[]), "");
+    }
+}

@@ -1,0 +1,212 @@
+//! The write prober: an increasing sequence number written to the current master every interval
+//! (`SET <prefix>:<master>:<seq> <seq> PX <ttl>`, then `WAIT 1 <timeout>`). When the master it
+//! writes to changes, it reports the write downtime (last acknowledged write on the old master to
+//! the first on the new one) and the acknowledged sequence numbers missing on the new master.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::events::Addr;
+
+/// One acknowledged write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub seq: u64,
+    pub addr: Addr,
+    pub at: SystemTime,
+    /// Replicas that acknowledged it within the WAIT timeout.
+    pub replicas: i64,
+}
+
+/// What the prober measured across a change of master.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Switch {
+    pub master: String,
+    pub last_old: Write,
+    pub first_new: Write,
+    pub downtime: Duration,
+    /// Acknowledged writes on the old master that were looked for on the new one.
+    pub checked: usize,
+    /// Those missing.
+    pub lost: Vec<u64>,
+}
+
+/// Acknowledged writes kept for the lost-write check (about 80 minutes at 100 ms).
+const KEEP: usize = 50_000;
+
+/// The prober's record, readable while it runs.
+#[derive(Default, Debug)]
+pub struct Record {
+    pub writes: VecDeque<Write>,
+    pub failed: u64,
+    pub switches: Vec<Switch>,
+}
+
+pub type Shared = Arc<Mutex<Record>>;
+
+pub fn key(cfg: &Config, master: &str, seq: u64) -> String {
+    format!("{}:{master}:{seq}", cfg.probe.key_prefix)
+}
+
+/// Probes one master name until cancelled.
+pub async fn run(
+    cfg: Arc<Config>,
+    master: String,
+    record: Shared,
+    tx: mpsc::UnboundedSender<Switch>,
+    metrics: crate::metrics::Metrics,
+    cancel: CancellationToken,
+) {
+    let mut seq = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let mut conn: Option<(Addr, redis::aio::MultiplexedConnection)> = None;
+    let mut tick = tokio::time::interval(cfg.probe.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wait_ms = cfg.probe.wait_timeout.as_millis() as u64;
+    let ttl_ms = cfg.probe.key_ttl.as_millis() as u64;
+    let ok_labels = vec![
+        ("master".to_string(), master.clone()),
+        ("result".into(), "ok".into()),
+    ];
+    let err_labels = vec![
+        ("master".to_string(), master.clone()),
+        ("result".into(), "error".into()),
+    ];
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if conn.is_none() {
+            let Some((addr, _, _)) = crate::view::freshest(&cfg, &master).await else {
+                continue;
+            };
+            let mut settings = cfg.redis_auth.at(&addr.ip, addr.port);
+            settings.timeout = settings
+                .timeout
+                .max(cfg.probe.wait_timeout + Duration::from_millis(500));
+            match settings.connect().await {
+                Ok(c) => conn = Some((addr, c)),
+                Err(e) => {
+                    tracing::debug!("probe: connect to {addr}: {e:#}");
+                    continue;
+                }
+            }
+        }
+        let Some((addr, c)) = conn.as_mut() else {
+            continue;
+        };
+        seq += 1;
+        let k = key(&cfg, &master, seq);
+        let written: redis::RedisResult<i64> = async {
+            let () = redis::cmd("SET")
+                .arg(&k)
+                .arg(seq)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(c)
+                .await?;
+            redis::cmd("WAIT").arg(1).arg(wait_ms).query_async(c).await
+        }
+        .await;
+        match written {
+            Ok(replicas) => {
+                metrics.probe_writes.get_or_create(&ok_labels).inc();
+                let w = Write {
+                    seq,
+                    addr: addr.clone(),
+                    at: SystemTime::now(),
+                    replicas,
+                };
+                let previous = {
+                    let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+                    let prev = r.writes.back().cloned();
+                    r.writes.push_back(w.clone());
+                    if r.writes.len() > KEEP {
+                        r.writes.pop_front();
+                    }
+                    prev
+                };
+                if let Some(prev) = previous
+                    && prev.addr != w.addr
+                {
+                    let switch = measure(&cfg, &master, &record, prev, w, c).await;
+                    record
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .switches
+                        .push(switch.clone());
+                    let _ = tx.send(switch);
+                }
+            }
+            Err(e) => {
+                metrics.probe_writes.get_or_create(&err_labels).inc();
+                record.lock().unwrap_or_else(|p| p.into_inner()).failed += 1;
+                tracing::debug!("probe write to {addr}: {e}");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Looks for the old master's acknowledged writes (since the previous change of master) on the
+/// new master.
+async fn measure(
+    cfg: &Config,
+    master: &str,
+    record: &Shared,
+    last_old: Write,
+    first_new: Write,
+    new_conn: &mut redis::aio::MultiplexedConnection,
+) -> Switch {
+    let seqs: Vec<u64> = {
+        let r = record.lock().unwrap_or_else(|p| p.into_inner());
+        // Walk back from the write before the first on the new master while it was the old one,
+        // within half the keys' TTL (older keys may have expired on their own).
+        let horizon = cfg.probe.key_ttl / 2;
+        r.writes
+            .iter()
+            .rev()
+            .skip(1)
+            .take_while(|w| w.addr == last_old.addr)
+            .filter(|w| first_new.at.duration_since(w.at).unwrap_or_default() < horizon)
+            .map(|w| w.seq)
+            .collect()
+    };
+    let mut lost = Vec::new();
+    let mut checked = 0;
+    for chunk in seqs.chunks(1000) {
+        let keys: Vec<String> = chunk.iter().map(|s| key(cfg, master, *s)).collect();
+        let got: redis::RedisResult<Vec<Option<String>>> =
+            redis::cmd("MGET").arg(&keys).query_async(new_conn).await;
+        match got {
+            Ok(values) => {
+                checked += chunk.len();
+                lost.extend(
+                    chunk
+                        .iter()
+                        .zip(values)
+                        .filter(|(_, v)| v.is_none())
+                        .map(|(s, _)| *s),
+                );
+            }
+            Err(e) => tracing::warn!("probe: checking writes on the new master: {e}"),
+        }
+    }
+    lost.sort_unstable();
+    Switch {
+        master: master.to_string(),
+        downtime: first_new.at.duration_since(last_old.at).unwrap_or_default(),
+        last_old,
+        first_new,
+        checked,
+        lost,
+    }
+}
