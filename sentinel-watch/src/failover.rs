@@ -267,7 +267,7 @@ impl Tracker {
         }
         // +sdown of a replica or sentinel is not part of a master's failover timeline.
         let belongs = is_step
-            && !(matches!(e.name.as_str(), "+sdown") && !e.is_about_master())
+            && (e.name != "+sdown" || e.is_about_master())
             && master.as_ref().is_some_and(|m| self.open.contains_key(m));
         let offset = master
             .as_ref()
