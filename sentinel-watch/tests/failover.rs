@@ -1,0 +1,361 @@
+//! sentinel-watch against real redis-server and redis-sentinel: killed, hung and manual failovers,
+//! and a Sentinel killed and restarted meanwhile.
+
+use std::time::{Duration, Instant};
+
+use common::logfmt::parse;
+use common::{RedisSettings, Secret};
+use harness::process::TempDir;
+use harness::redis::{MASTER_NAME, RedisOptions, RedisStack};
+use sentinel_watch::events::Addr;
+use sentinel_watch::failover::{Failover, Trigger};
+use sentinel_watch::metrics::Metrics;
+use sentinel_watch::{Config, Handle};
+use tokio_util::sync::CancellationToken;
+
+const PW: &str = "failover-test-pw";
+
+struct Running {
+    handle: Handle,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    log: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+
+    fn lines(&self) -> Vec<Vec<(String, String)>> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| parse(l).unwrap_or_else(|e| panic!("unparseable {l:?}: {e}")))
+            .collect()
+    }
+
+    fn events(&self, event: &str) -> Vec<Vec<(String, String)>> {
+        self.lines()
+            .into_iter()
+            .filter(|l| field(l, "event") == Some(event))
+            .collect()
+    }
+
+    fn finished(&self) -> Vec<Failover> {
+        self.handle.finished.lock().expect("lock").clone()
+    }
+
+    async fn wait_failovers(&self, n: usize, within: Duration) -> Vec<Failover> {
+        let deadline = Instant::now() + within;
+        loop {
+            let f = self.finished();
+            if f.len() >= n {
+                return f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} failovers after {within:?}; event log:\n{}",
+                f.len(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_probe_writes(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.handle.probes[0].1.lock().expect("lock").writes.len() < n {
+            assert!(Instant::now() < deadline, "the prober is not writing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn field<'a>(l: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    l.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+}
+
+async fn stack(down_after_ms: u64) -> RedisStack {
+    tokio::task::spawn_blocking(move || {
+        RedisStack::start_with(RedisOptions {
+            password: Some(PW.into()),
+            down_after_ms,
+            failover_timeout_ms: 5000,
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("redis stack")
+}
+
+async fn start(stack: &RedisStack) -> Running {
+    let dir = TempDir::new("sentinel-watch").expect("dir");
+    let log = dir.path().join("events.log");
+    let cfg = Config {
+        sentinels: stack.sentinel_addrs(),
+        masters: vec![MASTER_NAME.into()],
+        redis_auth: RedisSettings {
+            password: Some(Secret::new(PW)),
+            timeout: Duration::from_secs(1),
+            ..RedisSettings::default()
+        },
+        sentinel_auth: RedisSettings {
+            timeout: Duration::from_secs(1),
+            ..RedisSettings::default()
+        },
+        event_log: log.clone(),
+        poll_interval: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(sentinel_watch::run(
+        cfg,
+        Metrics::new(),
+        cancel.clone(),
+        Some(tx),
+    ));
+    let handle = rx.await.expect("handle");
+    let r = Running {
+        handle,
+        cancel,
+        task,
+        log,
+        _dir: dir,
+    };
+    r.wait_probe_writes(10).await;
+    r
+}
+
+fn addr(port: u16) -> Addr {
+    Addr {
+        ip: "127.0.0.1".into(),
+        port,
+    }
+}
+
+/// The acknowledged probe writes to `old` that the new master lacks, counted here, by reading the
+/// new master directly.
+fn lost_counted_by_test(r: &Running, old: &Addr, new: &Addr) -> (usize, usize) {
+    let writes: Vec<u64> = r.handle.probes[0]
+        .1
+        .lock()
+        .expect("lock")
+        .writes
+        .iter()
+        .filter(|w| &w.addr == old)
+        .map(|w| w.seq)
+        .collect();
+    let client =
+        redis::Client::open(format!("redis://:{PW}@{}:{}/", new.ip, new.port)).expect("client");
+    let mut c = client.get_connection().expect("new master");
+    let mut missing = 0;
+    for s in &writes {
+        let k = format!("outrigger:probe:{MASTER_NAME}:{s}");
+        let exists: i64 = redis::cmd("EXISTS").arg(&k).query(&mut c).expect("EXISTS");
+        if exists == 0 {
+            missing += 1;
+        }
+    }
+    (writes.len(), missing)
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
+    let _serial = harness::serial();
+    let mut stack = stack(1000).await;
+    let old = addr(stack.master.port);
+    let r = start(&stack).await;
+    stack.master.proc.kill();
+
+    let f = r.wait_failovers(1, Duration::from_secs(60)).await;
+    let f = &f[0];
+    let (ip, port) = tokio::task::spawn_blocking({
+        let addrs = stack.sentinel_addrs();
+        move || {
+            let c = redis::Client::open(format!("redis://{}/", addrs[0])).expect("client");
+            let mut c = c.get_connection().expect("sentinel");
+            let (h, p): (String, String) = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(MASTER_NAME)
+                .query(&mut c)
+                .expect("master");
+            (h, p)
+        }
+    })
+    .await
+    .expect("join");
+    let new = Addr {
+        ip,
+        port: port.parse().expect("port"),
+    };
+    assert_eq!(f.trigger, Trigger::Automatic);
+    assert_eq!(f.old.as_ref(), Some(&old));
+    assert_eq!(f.new.as_ref(), Some(&new));
+    assert_ne!(new, old);
+    assert_eq!(
+        r.handle.current.lock().expect("lock").get(MASTER_NAME),
+        Some(&new)
+    );
+    // The full timeline, in order.
+    let names: Vec<&str> = f.steps.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        "+sdown",
+        "+odown",
+        "+try-failover",
+        "+elected-leader",
+        "+selected-slave",
+        "+promoted-slave",
+        "+failover-end",
+        "+switch-master",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let pos = |n: &str| names.iter().position(|x| *x == n).expect("step");
+    assert!(pos("+sdown") < pos("+odown") && pos("+odown") < pos("+promoted-slave"));
+    assert!(
+        f.steps
+            .iter()
+            .find(|s| s.name == "+sdown")
+            .expect("sdown")
+            .seen_by
+            .len()
+            >= 2,
+        "sdown seen by several Sentinels"
+    );
+    // Write downtime and lost writes.
+    let p = f.probe.as_ref().expect("probe measured the switch");
+    assert!(
+        p.downtime > Duration::ZERO && p.downtime < Duration::from_secs(30),
+        "{:?}",
+        p.downtime
+    );
+    assert_eq!(p.last_old.addr, old);
+    assert_eq!(p.first_new.addr, new);
+    let (acked, missing) = tokio::task::block_in_place(|| lost_counted_by_test(&r, &old, &new));
+    assert!(acked > 0);
+    assert_eq!(
+        p.lost.len(),
+        missing,
+        "reported lost writes vs the test's own count"
+    );
+    // The event log: one line per event, a new_master line, one summary.
+    let summary = r.events("failover_summary");
+    assert_eq!(summary.len(), 1);
+    let s = &summary[0];
+    assert_eq!(field(s, "new"), Some(new.to_string().as_str()));
+    assert_eq!(field(s, "lost_writes"), Some(missing.to_string().as_str()));
+    assert!(
+        field(s, "timeline").is_some_and(|t| t.starts_with("+sdown@0ms(")),
+        "{s:?}"
+    );
+    assert_eq!(r.events("new_master").len(), 1);
+    let switch_lines = r
+        .events("sentinel_event")
+        .into_iter()
+        .filter(|l| field(l, "name") == Some("+switch-master"))
+        .count();
+    assert_eq!(switch_lines, 1, "one line per event, not per Sentinel");
+    r.stop().await;
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_fails_over_and_rejoins_as_replica_counted_once() {
+    let _serial = harness::serial();
+    let stack = stack(1000).await;
+    let old = addr(stack.master.port);
+    let r = start(&stack).await;
+    stack.master.proc.signal(libc::SIGSTOP);
+    let f = r.wait_failovers(1, Duration::from_secs(60)).await;
+    assert_eq!(f[0].old.as_ref(), Some(&old));
+    stack.master.proc.signal(libc::SIGCONT);
+    // The old master comes back and is turned into a replica of the new one.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while r.events("old_master_rejoined").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "old master never reported as rejoined:\n{}",
+            std::fs::read_to_string(&r.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rejoined = &r.events("old_master_rejoined")[0];
+    assert_eq!(field(rejoined, "addr"), Some(old.to_string().as_str()));
+    // Nothing counted twice, however long we wait.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.finished().len(), 1);
+    assert_eq!(r.events("failover_summary").len(), 1);
+    r.stop().await;
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_failover_with_a_sentinel_killed_and_restarted() {
+    let _serial = harness::serial();
+    let mut stack = stack(5000).await;
+    let old = addr(stack.master.port);
+    let r = start(&stack).await;
+    let gone = stack.sentinels[2].addr();
+    stack.sentinels[2].proc.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !r
+        .events("sentinel_down")
+        .iter()
+        .any(|l| field(l, "sentinel") == Some(gone.as_str()))
+    {
+        assert!(Instant::now() < deadline, "sentinel_down not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let first = stack.sentinel_addrs()[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let c = redis::Client::open(format!("redis://{first}/")).expect("client");
+        let mut c = c.get_connection().expect("sentinel");
+        let () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query(&mut c)
+            .expect("SENTINEL FAILOVER");
+    })
+    .await
+    .expect("join");
+    let f = r.wait_failovers(1, Duration::from_secs(60)).await;
+    assert_eq!(f[0].trigger, Trigger::Manual);
+    assert_eq!(f[0].old.as_ref(), Some(&old));
+    assert!(f[0].new.as_ref().is_some_and(|n| n != &old));
+
+    // The killed Sentinel comes back (with its old view) and is followed again.
+    let _stack = tokio::task::spawn_blocking(move || {
+        stack.sentinels[2].restart().expect("sentinel restarts");
+        stack
+    })
+    .await
+    .expect("join");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !r
+        .events("sentinel_up")
+        .iter()
+        .any(|l| field(l, "sentinel") == Some(gone.as_str()))
+        || r.events("sentinel_up").len() < 4
+    {
+        assert!(
+            Instant::now() < deadline,
+            "restarted sentinel not followed again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its republished view never moves the master back.
+    assert_eq!(
+        r.handle.current.lock().expect("lock").get(MASTER_NAME),
+        f[0].new.as_ref()
+    );
+    assert_eq!(r.finished().len(), 1);
+    r.stop().await;
+}
