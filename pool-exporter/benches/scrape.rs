@@ -210,22 +210,47 @@ fn main() {
     }
     println!("psql (libpq) running the same 10 SHOW commands one after another: {floor:.2} ms");
 
-    let mut rows = Vec::new();
     let header = format!(
         "{:<44} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
         "exporter", "p50 ms", "p99 ms", "mean ms", "RSS MiB", "peak MiB", "body KiB", "series"
     );
 
     let dir = harness::process::TempDir::new("bench").expect("dir");
+    let py = std::env::var("PY_EXPORTER")
+        .ok()
+        .filter(|p| std::path::Path::new(p).is_file());
+    println!(
+        "{SCRAPES} sequential scrapes each, one new HTTP connection per scrape, same PgBouncer, same run"
+    );
+    let mut clients = Some(_clients);
+    for scenario in [
+        "500 pools, 500 clients connected",
+        "500 pools, clients gone (pools stay)",
+    ] {
+        let rows = compare(&dir, b.port, py.as_deref());
+        println!("\n{scenario}\n{header}");
+        for r in rows {
+            println!("{r}");
+        }
+        // The second round: the clients leave, the pools (and their server connections) stay.
+        if let Some(c) = clients.take() {
+            drop(c);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Measures ours and (when installed) the Python exporter against the PgBouncer on `port`.
+fn compare(dir: &harness::process::TempDir, port: u16, py: Option<&str>) -> Vec<String> {
+    let mut rows = vec![];
     let ours = {
-        let port = harness::process::free_port().expect("port");
-        let addr = format!("127.0.0.1:{port}");
+        let listen = harness::process::free_port().expect("port");
+        let addr = format!("127.0.0.1:{listen}");
         let cfg = dir.path().join("pool-exporter.toml");
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"{addr}\"\n[[targets]]\nname = \"main\"\n[targets.admin]\nport = {}\nuser = \"{}\"\npassword = \"{}\"\ndbname = \"pgbouncer\"\n",
-                b.port,
+                "listen = \"{addr}\"\n[[targets]]\nname = \"main\"\n[targets.admin]\nport = {port}\nuser = \"{}\"\npassword = \"{}\"\ndbname = \"pgbouncer\"\n",
                 pgbouncer::STATS_USER,
                 pgbouncer::STATS_PASSWORD
             ),
@@ -248,22 +273,20 @@ fn main() {
     wait_http(&ours.addr, "/metrics");
     rows.push(measure(&ours));
     drop(ours);
-
-    match std::env::var("PY_EXPORTER") {
-        Ok(exe) if std::path::Path::new(&exe).is_file() => {
-            let port = harness::process::free_port().expect("port");
+    match py {
+        Some(exe) => {
+            let listen = harness::process::free_port().expect("port");
             let cfg = dir.path().join("python-exporter.yml");
             std::fs::write(
                 &cfg,
                 format!(
-                    "exporter_host: 127.0.0.1\nexporter_port: {port}\npgbouncers:\n  - dsn: postgresql://{}:{}@127.0.0.1:{}/pgbouncer\n",
+                    "exporter_host: 127.0.0.1\nexporter_port: {listen}\npgbouncers:\n  - dsn: postgresql://{}:{}@127.0.0.1:{port}/pgbouncer\n",
                     pgbouncer::STATS_USER,
                     pgbouncer::STATS_PASSWORD,
-                    b.port
                 ),
             )
             .expect("config");
-            let child = Command::new(&exe)
+            let child = Command::new(exe)
                 .arg("--config")
                 .arg(&cfg)
                 .args(["--log-level", "WARNING"])
@@ -274,19 +297,14 @@ fn main() {
             let py = Running {
                 name: "prometheus-pgbouncer-exporter 2.1.2 (Python)",
                 child,
-                addr: format!("127.0.0.1:{port}"),
+                addr: format!("127.0.0.1:{listen}"),
             };
             wait_http(&py.addr, "/metrics");
             rows.push(measure(&py));
         }
-        _ => rows.push("prometheus-pgbouncer-exporter: not measured (PY_EXPORTER unset; run bench/pool-exporter.sh)".into()),
+        None => rows.push(
+            "prometheus-pgbouncer-exporter: not measured (PY_EXPORTER unset; run bench/pool-exporter.sh)".into(),
+        ),
     }
-
-    println!(
-        "{SCRAPES} sequential scrapes each, one new HTTP connection per scrape, same PgBouncer, same run"
-    );
-    println!("{header}");
-    for r in rows {
-        println!("{r}");
-    }
+    rows
 }

@@ -1,0 +1,180 @@
+//! Failover figures: for down-after-milliseconds 1000, 2000 and 5000, kill the master 5 times
+//! (SIGKILL) and report the median write downtime and lost acknowledged writes measured by
+//! sentinel-watch's prober, and the delay between a Sentinel publishing +switch-master (seen by a
+//! direct subscriber of our own) and sentinel-watch's event log line for it appearing in the file
+//! (a tailer polling every millisecond: an upper bound).
+//! `cargo bench -p sentinel-watch --bench failover` (a few minutes). Prints figures only.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{RedisSettings, Secret};
+use harness::process::TempDir;
+use harness::redis::{RedisOptions, RedisStack};
+use sentinel_watch::Config;
+use sentinel_watch::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
+
+const PW: &str = "bench-pw";
+const KILLS: usize = 5;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Earliest time any Sentinel's +switch-master reached a plain subscriber.
+fn subscribe(addrs: Vec<String>, seen: Arc<Mutex<Vec<SystemTime>>>) {
+    for a in addrs {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let Ok(c) = redis::Client::open(format!("redis://{a}/")) else {
+                return;
+            };
+            let Ok(mut conn) = c.get_connection() else {
+                return;
+            };
+            let mut ps = conn.as_pubsub();
+            if ps.subscribe("+switch-master").is_err() {
+                return;
+            }
+            while let Ok(_msg) = ps.get_message() {
+                seen.lock().expect("lock").push(SystemTime::now());
+            }
+        });
+    }
+}
+
+/// Tails the event log and records when each +switch-master line appears in the file.
+fn tail(
+    path: std::path::PathBuf,
+    appeared: Arc<Mutex<Vec<SystemTime>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        let mut offset = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && text.len() > offset
+            {
+                let now = SystemTime::now();
+                let fresh = &text[offset..];
+                let complete = fresh.rfind('\n').map_or(0, |i| i + 1);
+                for line in fresh[..complete].lines() {
+                    if line.contains("name=+switch-master") {
+                        appeared.lock().expect("lock").push(now);
+                    }
+                }
+                offset += complete;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    println!(
+        "down-after  kills  median write downtime  median lost writes  median +switch-master -> log line"
+    );
+    for down_after in [1000u64, 2000, 5000] {
+        let mut stack = RedisStack::start_with(RedisOptions {
+            password: Some(PW.into()),
+            down_after_ms: down_after,
+            failover_timeout_ms: 5000,
+            ..Default::default()
+        })
+        .expect("stack");
+        let dir = TempDir::new("sw-bench").expect("dir");
+        let log = dir.path().join("events.log");
+        let cfg = Config {
+            sentinels: stack.sentinel_addrs(),
+            redis_auth: RedisSettings {
+                password: Some(Secret::new(PW)),
+                timeout: Duration::from_secs(1),
+                ..RedisSettings::default()
+            },
+            sentinel_auth: RedisSettings {
+                timeout: Duration::from_secs(1),
+                ..RedisSettings::default()
+            },
+            event_log: log.clone(),
+            ..Config::default()
+        };
+        let direct = Arc::new(Mutex::new(Vec::new()));
+        subscribe(stack.sentinel_addrs(), direct.clone());
+        let appeared = Arc::new(Mutex::new(Vec::new()));
+        let stop_tail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tail(log.clone(), appeared.clone(), stop_tail.clone());
+        let cancel = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = rt.spawn(sentinel_watch::run(
+            cfg,
+            Metrics::new(),
+            cancel.clone(),
+            Some(tx),
+        ));
+        let handle = rt.block_on(rx).expect("handle");
+        std::thread::sleep(Duration::from_secs(2));
+
+        let (mut downtime, mut lost, mut delay) = (vec![], vec![], vec![]);
+        for kill in 0..KILLS {
+            let (_, port) = stack.current_master().expect("master");
+            let node = stack
+                .data_nodes()
+                .find(|n| n.port == port)
+                .expect("master node");
+            let before = handle.finished.lock().expect("lock").len();
+            direct.lock().expect("lock").clear();
+            appeared.lock().expect("lock").clear();
+            node.proc.kill();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while handle.finished.lock().expect("lock").len() == before {
+                assert!(Instant::now() < deadline, "failover {kill} did not finish");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let f = handle
+                .finished
+                .lock()
+                .expect("lock")
+                .last()
+                .cloned()
+                .expect("failover");
+            if let Some(p) = &f.probe {
+                downtime.push(p.downtime.as_secs_f64());
+                lost.push(p.lost.len() as f64);
+            }
+            // When the line appeared in the file vs the first direct receipt of the event.
+            std::thread::sleep(Duration::from_millis(50));
+            let logged = appeared.lock().expect("lock").first().copied();
+            let first = direct.lock().expect("lock").iter().min().copied();
+            if let (Some(l), Some(d)) = (logged, first) {
+                let ms = match l.duration_since(d) {
+                    Ok(x) => x.as_secs_f64() * 1000.0,
+                    Err(e) => -e.duration().as_secs_f64() * 1000.0,
+                };
+                delay.push(ms);
+            }
+            // Bring the killed node back (it rejoins as a replica) and let things settle.
+            node.restart().expect("restart");
+            stack
+                .wait_sentinels_agree(Duration::from_secs(60))
+                .expect("sentinels settle");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        cancel.cancel();
+        stop_tail.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = rt.block_on(task);
+        println!(
+            "{down_after:>7} ms  {:>2} of {KILLS}  {:>18.2} s  {:>18}  {:>26.1} ms",
+            downtime.len(),
+            median(&mut downtime),
+            median(&mut lost),
+            median(&mut delay),
+        );
+    }
+}
