@@ -1,6 +1,6 @@
 //! health-agent against the harness's real servers.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,7 +8,7 @@ use common::catalog::{BackupKind, Manifest, WalStatus};
 use common::logfmt::{LogFile, parse};
 use common::{PgSettings, RedisSettings, Secret};
 use harness::pgbouncer::{self, PgBouncer, PgBouncerOptions};
-use harness::postgres::{self, Postgres};
+use harness::postgres::Postgres;
 use harness::process::TempDir;
 use harness::redis::{RedisOptions, RedisStack};
 use health_agent::alerting::Alerting;
@@ -191,7 +191,7 @@ async fn stopped_replica_is_crit_once_and_recovers_once_across_logrotate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_clients_warn_and_a_killed_sentinel_degrades() {
     let _serial = harness::serial();
-    let (pg, bouncer) = tokio::task::spawn_blocking(|| {
+    let (_pg, bouncer) = tokio::task::spawn_blocking(|| {
         let pg = Postgres::start().expect("postgres");
         let b = PgBouncer::start_with(
             &pg,
@@ -205,16 +205,7 @@ async fn waiting_clients_warn_and_a_killed_sentinel_degrades() {
     })
     .await
     .expect("join");
-    let psql = |sql: &str| {
-        Command::new(pg.bindir().join("psql"))
-            .args(["-X", "-h", "127.0.0.1", "-p", &bouncer.port.to_string()])
-            .args(["-U", postgres::APP_USER, "-d", postgres::APP_DB, "-c", sql])
-            .env("PGPASSWORD", postgres::APP_PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("psql")
-    };
+    let psql = |sql: &str| bouncer.app_client(sql).expect("psql");
     let pgb = check(
         "pgbouncer",
         CheckSpec::Pgbouncer(PgbouncerCheck {

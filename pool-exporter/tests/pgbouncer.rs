@@ -676,16 +676,7 @@ fn maxwait_keeps_microseconds_and_show_prints_a_table() {
     )
     .expect("pgbouncer");
     // One client holds the only server connection; a second one waits for it.
-    let psql = |sql: &str| {
-        Command::new(pg.bindir().join("psql"))
-            .args(["-X", "-h", "127.0.0.1", "-p", &b.port.to_string()])
-            .args(["-U", postgres::APP_USER, "-d", postgres::APP_DB, "-c", sql])
-            .env("PGPASSWORD", postgres::APP_PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("psql")
-    };
+    let psql = |sql: &str| b.app_client(sql).expect("psql");
     let mut holder = psql("SELECT pg_sleep(4)");
     std::thread::sleep(Duration::from_millis(700));
     let mut waiter = psql("SELECT 1");

@@ -303,14 +303,8 @@ impl Event {
     /// The master name this event is about, when it says.
     pub fn master_name(&self) -> Option<&str> {
         match &self.payload {
-            Payload::Instance(i)
-            | Payload::Odown { instance: i, .. }
-            | Payload::Monitor { instance: i, .. }
-            | Payload::Set { instance: i, .. }
-            | Payload::RoleChange { instance: i, .. }
-            | Payload::InstanceText { instance: i, .. } => Some(i.master_name()),
             Payload::SwitchMaster { master, .. } => Some(master),
-            _ => None,
+            _ => self.instance().map(Instance::master_name),
         }
     }
 

@@ -158,6 +158,18 @@ impl PgBouncer {
         )
     }
 
+    /// Runs `sql` as the app user through the pool in a background psql (a client that holds or
+    /// waits for a server connection).
+    pub fn app_client(&self, sql: &str) -> Result<std::process::Child> {
+        Ok(Command::new(self.psql_bin.join("psql"))
+            .args(["-X", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", APP_USER, "-d", crate::postgres::APP_DB, "-c", sql])
+            .env("PGPASSWORD", APP_PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?)
+    }
+
     /// Kills it (SIGKILL) — a dead target.
     pub fn kill(&mut self) {
         self.proc.kill();
