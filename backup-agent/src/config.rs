@@ -20,6 +20,64 @@ pub struct Config {
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
     pub log_file: PathBuf,
+    /// Compression of stored backups and WAL.
+    pub compression: Compression,
+    /// Continuous WAL archiving.
+    pub wal: Wal,
+}
+
+/// Compression algorithm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    #[default]
+    Zstd,
+    Gzip,
+}
+
+/// Compression of stored objects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Compression {
+    /// `zstd` or `gzip`. Default `zstd`.
+    pub algorithm: Algorithm,
+    /// Level. Default `3` (zstd) — for gzip 1-9, default 6 when unset.
+    pub level: Option<i32>,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Zstd,
+            level: None,
+        }
+    }
+}
+
+/// Continuous WAL archiving over a physical replication slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wal {
+    /// Run the archiver in the daemon. Default `true`.
+    pub enabled: bool,
+    /// The physical replication slot. Default `outrigger_backup`.
+    pub slot: String,
+    /// The open segment is stored at least this often (the data at risk). Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: std::time::Duration,
+    /// Warn when the slot retains more WAL than this (bytes). Default 1 GiB.
+    pub retained_warn_bytes: u64,
+}
+
+impl Default for Wal {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            slot: "outrigger_backup".into(),
+            flush_interval: std::time::Duration::from_secs(10),
+            retained_warn_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Backup storage.
@@ -46,6 +104,8 @@ impl Default for Config {
             redis: RedisSettings::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
+            compression: Compression::default(),
+            wal: Wal::default(),
         }
     }
 }
@@ -54,6 +114,30 @@ impl DaemonConfig for Config {
     const ENV_PREFIX: &'static str = "BACKUP_AGENT";
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = self.compression.level {
+            let ok = match self.compression.algorithm {
+                Algorithm::Zstd => (1..=19).contains(&l),
+                Algorithm::Gzip => (1..=9).contains(&l),
+            };
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "compression.level = {l} is out of range for {:?} (zstd 1-19, gzip 1-9)",
+                    self.compression.algorithm
+                )));
+            }
+        }
+        if self.wal.slot.is_empty()
+            || !self
+                .wal
+                .slot
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "wal.slot = {:?}: lower-case letters, digits and underscores only",
+                self.wal.slot
+            )));
+        }
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")
     }

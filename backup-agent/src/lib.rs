@@ -1,25 +1,72 @@
-//! backup-agent: PostgreSQL full backups, continuous WAL, Redis snapshots, retention and restore.
+//! backup-agent: PostgreSQL full backups over the replication protocol, continuous WAL (the
+//! incremental, for point-in-time recovery), restore, to a local directory.
+//!
+//! Data flow: config -> [`pg`] (replication connection: BASE_BACKUP, START_REPLICATION) ->
+//! [`compress`] -> [`storage`] (streamed, temp-then-rename) -> catalog manifest (written last);
+//! [`restore`] reads the catalog back.
 
+pub mod compress;
 pub mod config;
+pub mod jobs;
 pub mod metrics;
+pub mod pg;
+pub mod restore;
+pub mod storage;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::app::DaemonContext;
+use common::logfmt::{Line, LogFile};
 
 pub use config::Config;
 
-/// Registers the metrics and returns the daemon's work: it runs until the root token is cancelled.
+/// Registers metrics and returns the daemon's work: the WAL archiver (when enabled), its lag
+/// metrics, until cancelled.
 pub fn daemon(
     cfg: Config,
     ctx: &mut DaemonContext,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    let metrics = metrics::Metrics::register(&mut ctx.routes.registry);
+    let log = Arc::new(
+        LogFile::open(&cfg.log_file)
+            .map_err(|e| anyhow::anyhow!("log_file {}: {e}", cfg.log_file.display()))?,
+    );
     let cancel = ctx.cancel.clone();
     let readiness = ctx.readiness.clone();
     Ok(async move {
-        tracing::info!(config = ?cfg, "backup-agent running");
+        let cfg = Arc::new(cfg);
+        let storage = storage::Storage::local(&cfg.storage.path);
+        log.emit(
+            Line::new("start")
+                .field("storage", cfg.storage.path.display())
+                .field("wal", cfg.wal.enabled),
+        );
         readiness.set(true);
-        cancel.cancelled().await;
+        let shared = pg::wal::Shared::default();
+        let archiver = cfg.wal.enabled.then(|| {
+            tokio::spawn(pg::wal::run(
+                cfg.clone(),
+                storage.clone(),
+                log.clone(),
+                shared.clone(),
+                cancel.clone(),
+            ))
+        });
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let p = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    metrics.wal_lag_bytes.set(p.server_end.saturating_sub(p.flushed) as i64);
+                }
+            }
+        }
+        if let Some(a) = archiver {
+            let _ = a.await;
+        }
+        log.emit(Line::new("stop"));
         Ok(())
     })
 }

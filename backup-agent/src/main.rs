@@ -1,10 +1,13 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use backup_agent::Config;
+use backup_agent::restore::Target;
 use clap::Parser;
 use common::app::CommonArgs;
 
-/// PostgreSQL full backups over the replication protocol, continuous WAL, Redis snapshots, retention, restore and point-in-time recovery, to a local directory or S3.
+/// PostgreSQL full backups over the replication protocol, continuous WAL archiving and
+/// point-in-time restore, to a local directory.
 ///
 /// Configuration: built-in defaults < TOML file (--config or BACKUP_AGENT_CONFIG) < environment
 /// (BACKUP_AGENT_<KEY>, nested keys joined by `__`). See docs/backup-agent.md.
@@ -19,8 +22,47 @@ struct Cli {
 
 #[derive(clap::Subcommand, Debug)]
 enum Cmd {
-    /// Run the daemon (the default).
+    /// Run the daemon (the default): continuous WAL archiving and metrics.
     Run,
+    /// Run one backup now.
+    Backup {
+        #[command(subcommand)]
+        what: BackupWhat,
+    },
+    /// List complete backups: id, kind, finished, size, LSN range.
+    List,
+    /// Restore a backup.
+    Restore {
+        #[command(subcommand)]
+        what: RestoreWhat,
+    },
+    /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
+    WalFetch { name: String, path: PathBuf },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BackupWhat {
+    /// A full backup over the replication protocol (BASE_BACKUP).
+    PostgresFull,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum RestoreWhat {
+    /// Restore PostgreSQL into an empty directory, to the latest WAL by default.
+    Postgres {
+        /// The new data directory (must be empty or missing).
+        #[arg(long)]
+        target_dir: PathBuf,
+        /// Restore this backup (to its consistency point).
+        #[arg(long, conflicts_with_all = ["time", "lsn"])]
+        backup: Option<String>,
+        /// Recover to this time (RFC 3339, e.g. 2026-11-30T20:15:00Z).
+        #[arg(long, conflicts_with = "lsn")]
+        time: Option<String>,
+        /// Recover to this LSN (e.g. 0/3000028).
+        #[arg(long)]
+        lsn: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,6 +71,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let config_path = cli.common.config.clone();
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Run => common::app::run_daemon(
             "backup_agent",
@@ -37,5 +80,106 @@ fn main() -> ExitCode {
             common::app::Threads::PerCore,
             |ctx| backup_agent::daemon(cfg, ctx),
         ),
+        Cmd::Backup {
+            what: BackupWhat::PostgresFull,
+        } => common::app::run_command(|_| async move {
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            let metrics = backup_agent::metrics::Metrics::default();
+            let m = backup_agent::jobs::postgres_full(&cfg, &log, &metrics).await?;
+            println!(
+                "{} postgres-full {} bytes {}..{}",
+                m.id,
+                m.size(),
+                m.start_lsn.unwrap_or_default(),
+                m.end_lsn.unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::List => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            let mut cat = backup_agent::restore::catalog(&storage)?;
+            cat.manifests.sort_by_key(|m| m.finished_at);
+            let rows: Vec<Vec<String>> = cat
+                .manifests
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.id.clone(),
+                        m.kind.as_str().to_string(),
+                        humantime::format_rfc3339_seconds(m.finished_at).to_string(),
+                        m.size().to_string(),
+                        format!(
+                            "{}..{}",
+                            m.start_lsn.as_deref().unwrap_or("-"),
+                            m.end_lsn.as_deref().unwrap_or("-")
+                        ),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                common::table::render(&["ID", "KIND", "FINISHED", "BYTES", "LSN"], &rows)
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Restore {
+            what:
+                RestoreWhat::Postgres {
+                    target_dir,
+                    backup,
+                    time,
+                    lsn,
+                },
+        } => common::app::run_command(|_| async move {
+            let target = match (backup, time, lsn) {
+                (Some(id), _, _) => Target::Backup(id),
+                (_, Some(t), _) => {
+                    Target::Time(humantime::parse_rfc3339_weak(&t).map_err(|e| {
+                        anyhow::anyhow!(
+                            "--time {t:?}: {e} (use RFC 3339, e.g. 2026-11-30T20:15:00Z)"
+                        )
+                    })?)
+                }
+                (_, _, Some(l)) => Target::Lsn(l),
+                _ => Target::Latest,
+            };
+            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            let cmd = restore_command(&cfg, config_path.as_deref())?;
+            let m = backup_agent::restore::restore(&storage, &target, &target_dir, &cmd).await?;
+            println!(
+                "restored {} into {}; start PostgreSQL on it to recover",
+                m.id,
+                target_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            Ok(
+                if backup_agent::pg::wal::fetch(&storage, &name, &path).await? {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
+        }),
     }
+}
+
+/// `restore_command` for the restored cluster: this binary's wal-fetch with the same storage.
+fn restore_command(cfg: &Config, config: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let storage =
+        std::fs::canonicalize(&cfg.storage.path).unwrap_or_else(|_| cfg.storage.path.clone());
+    let mut cmd = format!(
+        "BACKUP_AGENT_STORAGE__PATH='{}' '{}'",
+        storage.display(),
+        exe.display()
+    );
+    if let Some(c) = config {
+        let c = std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf());
+        cmd.push_str(&format!(" --config '{}'", c.display()));
+    }
+    cmd.push_str(" wal-fetch \"%f\" \"%p\"");
+    Ok(cmd)
 }

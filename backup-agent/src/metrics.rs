@@ -1,1 +1,68 @@
 //! backup-agent's metrics, declared in one place.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// backup_agent_last_success_timestamp_seconds{kind}
+    pub last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// backup_agent_last_duration_seconds{kind}
+    pub last_duration: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// backup_agent_last_size_bytes{kind}
+    pub last_size: Family<Labels, Gauge>,
+    /// backup_agent_failures_total{kind}
+    pub failures: Family<Labels, Counter>,
+    /// backup_agent_wal_lag_bytes: the server's WAL end minus what is stored.
+    pub wal_lag_bytes: Gauge,
+    /// backup_agent_wal_flushed_timestamp_seconds: when WAL was last stored.
+    pub wal_flushed: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("backup_agent");
+        r.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful backup, by kind",
+            m.last_success.clone(),
+        );
+        r.register(
+            "last_duration_seconds",
+            "Duration of the last backup, by kind",
+            m.last_duration.clone(),
+        );
+        r.register(
+            "last_size_bytes",
+            "Stored size of the last backup, by kind",
+            m.last_size.clone(),
+        );
+        r.register(
+            "failures",
+            "Failed backup jobs, by kind",
+            m.failures.clone(),
+        );
+        r.register(
+            "wal_lag_bytes",
+            "WAL the server has that is not stored yet",
+            m.wal_lag_bytes.clone(),
+        );
+        r.register(
+            "wal_flushed_timestamp_seconds",
+            "Unix time WAL was last stored",
+            m.wal_flushed.clone(),
+        );
+        m
+    }
+}
+
+pub fn kind(k: &str) -> Labels {
+    vec![("kind".into(), k.into())]
+}

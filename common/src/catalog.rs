@@ -92,6 +92,9 @@ pub struct WalStatus {
     pub flushed_lsn: String,
     #[serde(with = "rfc3339")]
     pub updated_at: SystemTime,
+    /// The server's `wal_segment_size` in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_size: Option<u64>,
 }
 
 /// What a catalog read found: complete backups, the WAL status, and files that could not be read.

@@ -358,6 +358,7 @@ fn write_catalog(root: &std::path::Path, age: Duration) {
         timeline: 1,
         flushed_lsn: "0/3000000".into(),
         updated_at: t,
+        segment_size: None,
     };
     std::fs::write(
         root.join(common::catalog::WAL_STATUS_KEY),

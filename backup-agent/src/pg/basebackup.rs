@@ -1,0 +1,206 @@
+//! A full backup: `BASE_BACKUP` (PostgreSQL 15 syntax, fast checkpoint, WAL included, the server's
+//! backup manifest with SHA-256 checksums) streamed archive by archive through the compressor into
+//! storage — never staged on disk, memory bounded by the protocol buffer whatever the size. The
+//! catalog manifest is written last: a backup that failed half way is never listed.
+
+use std::time::SystemTime;
+
+use common::PgSettings;
+use common::catalog::{BackupKind, Manifest, ObjectEntry};
+use postgres_protocol::message::backend::Message;
+use tokio::io::AsyncWriteExt;
+
+use super::conn::{ReplConn, ReplError, parse_lsn};
+use crate::compress::{self, Encoder};
+use crate::config::Compression;
+use crate::storage::{ObjectWriter, Storage};
+
+/// Progress callback: bytes of the database streamed so far.
+pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
+
+/// Where a full backup's objects go.
+pub fn prefix(id: &str) -> String {
+    format!("postgres/full/{id}/")
+}
+
+/// A backup id: the UTC start time, sortable (`20261130T201500Z`).
+pub fn new_id(at: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(at).to_string();
+    s.replace(['-', ':'], "")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Repl(#[from] ReplError),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Runs one full backup; returns its catalog manifest (already stored).
+pub async fn run(
+    pg: &PgSettings,
+    storage: &Storage,
+    compression: &Compression,
+    progress: Progress<'_>,
+) -> Result<Manifest, BackupError> {
+    let started_at = SystemTime::now();
+    let id = new_id(started_at);
+    let mut conn = ReplConn::connect(pg).await?;
+    let sys = conn.query("IDENTIFY_SYSTEM").await?;
+    let system_id = sys
+        .first()
+        .and_then(|r| r.get(0, "systemid"))
+        .map(str::to_string);
+    let version: Option<u32> = conn
+        .params
+        .get("server_version")
+        .and_then(|v| v.split(['.', ' ']).next())
+        .and_then(|m| m.parse().ok());
+    if version.is_some_and(|v| v < 15) {
+        return Err(BackupError::Protocol(format!(
+            "{}: PostgreSQL {} is older than 15; this backup uses the PostgreSQL 15 BASE_BACKUP syntax",
+            conn.server,
+            version.unwrap_or(0)
+        )));
+    }
+    conn.send_query(&format!(
+        "BASE_BACKUP ( LABEL 'outrigger {id}', CHECKPOINT 'fast', WAL true, WAIT true, \
+         MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256' )"
+    ))
+    .await?;
+    let start = conn
+        .read_result()
+        .await?
+        .ok_or_else(|| BackupError::Protocol("no start position".into()))?;
+    let start_lsn = start.get(0, "recptr").map(str::to_string);
+    let timeline: Option<u32> = start.get(0, "tli").and_then(|t| t.parse().ok());
+    let tablespaces = conn
+        .read_result()
+        .await?
+        .ok_or_else(|| BackupError::Protocol("no tablespace list".into()))?;
+    if tablespaces
+        .rows
+        .iter()
+        .any(|r| r.first().is_some_and(Option::is_some))
+    {
+        return Err(BackupError::Protocol(
+            "the cluster has tablespaces besides pg_default/pg_global; this build backs up only the main data directory".into(),
+        ));
+    }
+    match conn.read().await? {
+        Message::CopyOutResponse(_) => {}
+        m => return Err(conn.unexpected(&m, "instead of CopyOutResponse").into()),
+    }
+
+    let ext = compress::suffix(compression.algorithm);
+    let mut objects: Vec<ObjectEntry> = vec![];
+    let mut current: Option<Encoder<ObjectWriter>> = None;
+    let mut done: u64 = 0;
+    loop {
+        match conn.read().await? {
+            Message::CopyData(body) => {
+                let data = body.into_bytes();
+                let Some((&kind, rest)) = data.split_first() else {
+                    continue;
+                };
+                match kind {
+                    b'n' => {
+                        finish(&mut current, &mut objects).await?;
+                        let name = rest.split(|b| *b == 0).next().unwrap_or_default();
+                        let name = String::from_utf8_lossy(name).to_string();
+                        if name.contains('/') || name.is_empty() {
+                            return Err(BackupError::Protocol(format!(
+                                "bad archive name {name:?}"
+                            )));
+                        }
+                        let key = format!("{}{name}{ext}", prefix(&id));
+                        current = Some(compress::encoder(compression, storage.create(&key).await?));
+                    }
+                    b'm' => {
+                        finish(&mut current, &mut objects).await?;
+                        let key = format!("{}backup_manifest{ext}", prefix(&id));
+                        current = Some(compress::encoder(compression, storage.create(&key).await?));
+                    }
+                    b'd' => {
+                        let w = current.as_mut().ok_or_else(|| {
+                            BackupError::Protocol("data before an archive".into())
+                        })?;
+                        w.write_all(rest).await?;
+                    }
+                    b'p' => {
+                        if let Ok(b) = <[u8; 8]>::try_from(rest) {
+                            done = u64::from_be_bytes(b);
+                            progress(done);
+                        }
+                    }
+                    other => {
+                        return Err(BackupError::Protocol(format!(
+                            "unknown BASE_BACKUP message type {:?}",
+                            other as char
+                        )));
+                    }
+                }
+            }
+            Message::CopyDone => break,
+            m => return Err(conn.unexpected(&m, "in the backup stream").into()),
+        }
+    }
+    finish(&mut current, &mut objects).await?;
+    progress(done);
+    let end = conn
+        .read_result()
+        .await?
+        .ok_or_else(|| BackupError::Protocol("no end position".into()))?;
+    let end_lsn = end.get(0, "recptr").map(str::to_string);
+    while conn.read_result().await?.is_some() {}
+    if !objects
+        .iter()
+        .any(|o| o.key.ends_with(&format!("base.tar{ext}")))
+    {
+        return Err(BackupError::Protocol("the server sent no base.tar".into()));
+    }
+    if start_lsn.as_deref().and_then(parse_lsn).is_none()
+        || end_lsn.as_deref().and_then(parse_lsn).is_none()
+    {
+        return Err(BackupError::Protocol("bad start or end LSN".into()));
+    }
+    let manifest = Manifest {
+        id: id.clone(),
+        kind: BackupKind::PostgresFull,
+        started_at,
+        finished_at: SystemTime::now(),
+        system_id,
+        pg_version: version,
+        timeline,
+        start_lsn,
+        end_lsn,
+        compression: compress::name(compression.algorithm).into(),
+        objects,
+    };
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Protocol(e.to_string()))?;
+    // Written last: only now is the backup listed.
+    storage
+        .put(&BackupKind::PostgresFull.manifest_key(&id), &json)
+        .await?;
+    Ok(manifest)
+}
+
+async fn finish(
+    current: &mut Option<Encoder<ObjectWriter>>,
+    objects: &mut Vec<ObjectEntry>,
+) -> Result<(), BackupError> {
+    if let Some(mut enc) = current.take() {
+        enc.shutdown().await?;
+        let stored = enc.into_inner().finish().await?;
+        objects.push(ObjectEntry {
+            key: stored.key,
+            size: stored.size,
+            sha256: stored.sha256,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! A PostgreSQL replication connection: postgres-protocol framing over a tokio TCP stream, startup
+//! with `replication=true`, SCRAM-SHA-256 / md5 / cleartext authentication, simple queries, and the
+//! CopyOut / CopyBoth sub-protocols that BASE_BACKUP and START_REPLICATION use.
+//! (tokio-postgres has no replication mode.)
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::PgSettings;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a replication connection failed. The message names the server and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error("{server}: cannot connect: {source}")]
+    Connect {
+        server: String,
+        source: std::io::Error,
+    },
+    #[error("{server}: connection timed out after {after:?}")]
+    Timeout { server: String, after: Duration },
+    #[error("{server}: password authentication failed for user {user}")]
+    WrongPassword { server: String, user: String },
+    #[error(
+        "{server}: role {user} may not start a replication connection: it needs the REPLICATION \
+         attribute (ALTER ROLE {user} REPLICATION) and a `replication` line in pg_hba.conf ({message})"
+    )]
+    NoReplication {
+        server: String,
+        user: String,
+        message: String,
+    },
+    #[error(
+        "{server}: the server asks for a password and none is configured (postgres.password or postgres.password_file)"
+    )]
+    NoPassword { server: String },
+    #[error("{server}: {severity} {code}: {message}")]
+    Server {
+        server: String,
+        severity: String,
+        code: String,
+        message: String,
+    },
+    #[error("{server}: protocol: {message}")]
+    Protocol { server: String, message: String },
+    #[error("{server}: connection lost: {source}")]
+    Io {
+        server: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ReplError {
+    /// Whether trying again later can help (an unreachable or restarting server).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Io { .. }
+        ) || matches!(self, Self::Server { code, .. } if code.starts_with("57P") || code == "53300")
+    }
+}
+
+/// A result set of a simple query, as text.
+#[derive(Debug, Default, Clone)]
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl ResultSet {
+    pub fn get(&self, row: usize, col: &str) -> Option<&str> {
+        let c = self.columns.iter().position(|n| n == col)?;
+        self.rows.get(row)?.get(c)?.as_deref()
+    }
+}
+
+/// An open replication connection.
+pub struct ReplConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    out: BytesMut,
+    pub server: String,
+    pub params: HashMap<String, String>,
+}
+
+impl ReplConn {
+    /// Connects and authenticates with `replication=true` (a physical replication connection).
+    pub async fn connect(s: &PgSettings) -> Result<Self, ReplError> {
+        let server = format!("{}:{}", s.host, s.port);
+        match tokio::time::timeout(s.connect_timeout, Self::connect_inner(s, server.clone())).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ReplError::Timeout {
+                server,
+                after: s.connect_timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(s: &PgSettings, server: String) -> Result<Self, ReplError> {
+        if s.sslmode == common::TlsMode::Require {
+            return Err(ReplError::Config(format!(
+                "{server}: sslmode = \"require\" but this build connects without TLS"
+            )));
+        }
+        let password = s
+            .password("postgres")
+            .map_err(|e| ReplError::Config(e.to_string()))?;
+        let stream = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|source| ReplError::Connect {
+                server: server.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut c = Self {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            out: BytesMut::new(),
+            server,
+            params: HashMap::new(),
+        };
+        let params = [
+            ("user", s.user.as_str()),
+            ("database", "replication"),
+            ("replication", "true"),
+            ("application_name", "backup-agent"),
+        ];
+        frontend::startup_message(params.iter().copied(), &mut c.out).map_err(|e| c.proto(e))?;
+        c.flush().await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            match c.read().await? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    let pw = password.as_ref().ok_or_else(|| ReplError::NoPassword {
+                        server: c.server.clone(),
+                    })?;
+                    frontend::password_message(pw.expose().as_bytes(), &mut c.out)
+                        .map_err(|e| c.proto(e))?;
+                    c.flush().await?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let pw = password.as_ref().ok_or_else(|| ReplError::NoPassword {
+                        server: c.server.clone(),
+                    })?;
+                    let hash = postgres_protocol::authentication::md5_hash(
+                        s.user.as_bytes(),
+                        pw.expose().as_bytes(),
+                        body.salt(),
+                    );
+                    frontend::password_message(hash.as_bytes(), &mut c.out)
+                        .map_err(|e| c.proto(e))?;
+                    c.flush().await?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let pw = password.as_ref().ok_or_else(|| ReplError::NoPassword {
+                        server: c.server.clone(),
+                    })?;
+                    let mut mechs = body.mechanisms();
+                    let mut ok = false;
+                    while let Some(m) = mechs.next().map_err(|e| c.proto(e))? {
+                        ok |= m == SCRAM_SHA_256;
+                    }
+                    if !ok {
+                        return Err(c.proto_msg("the server offers no SCRAM-SHA-256"));
+                    }
+                    let sc =
+                        ScramSha256::new(pw.expose().as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(SCRAM_SHA_256, sc.message(), &mut c.out)
+                        .map_err(|e| c.proto(e))?;
+                    c.flush().await?;
+                    scram = Some(sc);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let sc = scram
+                        .as_mut()
+                        .ok_or_else(|| c.proto_msg("SASL out of order"))?;
+                    sc.update(body.data()).map_err(|e| c.proto(e))?;
+                    let msg = sc.message().to_vec();
+                    frontend::sasl_response(&msg, &mut c.out).map_err(|e| c.proto(e))?;
+                    c.flush().await?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    let sc = scram
+                        .as_mut()
+                        .ok_or_else(|| c.proto_msg("SASL out of order"))?;
+                    sc.finish(body.data()).map_err(|e| c.proto(e))?;
+                }
+                Message::ParameterStatus(p) => {
+                    if let (Ok(k), Ok(v)) = (p.name(), p.value()) {
+                        c.params.insert(k.to_string(), v.to_string());
+                    }
+                }
+                Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                Message::ReadyForQuery(_) => return Ok(c),
+                Message::ErrorResponse(body) => {
+                    let e = c.server_error(&body);
+                    return Err(match e {
+                        ReplError::Server { code, message, .. } if code == "28P01" => {
+                            let _ = message;
+                            ReplError::WrongPassword {
+                                server: c.server.clone(),
+                                user: s.user.clone(),
+                            }
+                        }
+                        ReplError::Server { code, message, .. }
+                            if code == "42501"
+                                || (code == "28000" && message.contains("replication")) =>
+                        {
+                            ReplError::NoReplication {
+                                server: c.server.clone(),
+                                user: s.user.clone(),
+                                message,
+                            }
+                        }
+                        other => other,
+                    });
+                }
+                _ => return Err(c.proto_msg("unexpected message during startup")),
+            }
+        }
+    }
+
+    fn proto(&self, e: std::io::Error) -> ReplError {
+        ReplError::Protocol {
+            server: self.server.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn proto_msg(&self, m: &str) -> ReplError {
+        ReplError::Protocol {
+            server: self.server.clone(),
+            message: m.to_string(),
+        }
+    }
+
+    fn server_error(
+        &self,
+        body: &postgres_protocol::message::backend::ErrorResponseBody,
+    ) -> ReplError {
+        let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+        let mut fields = body.fields();
+        while let Ok(Some(f)) = fields.next() {
+            match f.type_() {
+                b'S' => severity = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+                b'C' => code = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+                b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+                _ => {}
+            }
+        }
+        ReplError::Server {
+            server: self.server.clone(),
+            severity,
+            code,
+            message,
+        }
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ReplError> {
+        let out = self.out.split();
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|source| ReplError::Io {
+                server: self.server.clone(),
+                source,
+            })
+    }
+
+    /// Reads the next backend message (NoticeResponse is logged and skipped).
+    pub async fn read(&mut self) -> Result<Message, ReplError> {
+        loop {
+            match Message::parse(&mut self.buf).map_err(|e| self.proto(e))? {
+                Some(Message::NoticeResponse(_)) => continue,
+                Some(m) => return Ok(m),
+                None => {
+                    if self.buf.capacity() - self.buf.len() < 8192 {
+                        self.buf.reserve(64 * 1024);
+                    }
+                    let n = self
+                        .stream
+                        .read_buf(&mut self.buf)
+                        .await
+                        .map_err(|source| ReplError::Io {
+                            server: self.server.clone(),
+                            source,
+                        })?;
+                    if n == 0 {
+                        return Err(ReplError::Io {
+                            server: self.server.clone(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the server closed the connection",
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one raw message `(tag, body)`: the CopyBoth phase of START_REPLICATION uses a message
+    /// ('W') that postgres-protocol's parser does not know. An ErrorResponse becomes an error.
+    pub async fn read_raw(&mut self) -> Result<(u8, Bytes), ReplError> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if self.buf.len() > len {
+                    let msg = self.buf.split_to(1 + len).freeze();
+                    let tag = msg[0];
+                    match tag {
+                        b'N' => continue,
+                        b'E' => {
+                            let mut b = BytesMut::from(&msg[..]);
+                            return match Message::parse(&mut b) {
+                                Ok(Some(m)) => Err(self.unexpected(&m, "")),
+                                _ => Err(self.proto_msg("unreadable error response")),
+                            };
+                        }
+                        _ => return Ok((tag, msg.slice(5..))),
+                    }
+                }
+            }
+            self.buf.reserve(64 * 1024);
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|source| ReplError::Io {
+                    server: self.server.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(ReplError::Io {
+                    server: self.server.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Sends a simple query (the caller reads the responses).
+    pub async fn send_query(&mut self, q: &str) -> Result<(), ReplError> {
+        frontend::query(q, &mut self.out).map_err(|e| self.proto(e))?;
+        self.flush().await
+    }
+
+    /// Reads one result set (RowDescription, DataRows, CommandComplete). Returns `None` at
+    /// ReadyForQuery. An ErrorResponse is returned as an error (after draining to ReadyForQuery).
+    pub async fn read_result(&mut self) -> Result<Option<ResultSet>, ReplError> {
+        let mut rs = ResultSet::default();
+        loop {
+            match self.read().await? {
+                Message::RowDescription(body) => {
+                    let mut fields = body.fields();
+                    while let Some(f) = fields.next().map_err(|e| self.proto(e))? {
+                        rs.columns.push(f.name().to_string());
+                    }
+                }
+                Message::DataRow(body) => {
+                    let buf = body.buffer();
+                    let mut ranges = body.ranges();
+                    let mut row = Vec::new();
+                    while let Some(r) = ranges.next().map_err(|e| self.proto(e))? {
+                        row.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
+                    }
+                    rs.rows.push(row);
+                }
+                Message::CommandComplete(_) | Message::EmptyQueryResponse => return Ok(Some(rs)),
+                Message::ReadyForQuery(_) => return Ok(None),
+                Message::ErrorResponse(body) => {
+                    let e = self.server_error(&body);
+                    // Drain to ReadyForQuery so the connection stays usable.
+                    loop {
+                        match self.read().await {
+                            Ok(Message::ReadyForQuery(_)) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    return Err(e);
+                }
+                _ => return Err(self.proto_msg("unexpected message in a result set")),
+            }
+        }
+    }
+
+    /// Runs a simple query and returns its result sets.
+    pub async fn query(&mut self, q: &str) -> Result<Vec<ResultSet>, ReplError> {
+        self.send_query(q).await?;
+        let mut out = vec![];
+        while let Some(rs) = self.read_result().await? {
+            out.push(rs);
+        }
+        Ok(out)
+    }
+
+    /// Sends CopyData (standby status updates during START_REPLICATION).
+    pub async fn copy_data(&mut self, data: Bytes) -> Result<(), ReplError> {
+        frontend::CopyData::new(data)
+            .map_err(|e| self.proto(e))?
+            .write(&mut self.out);
+        self.flush().await
+    }
+
+    /// Sends CopyDone.
+    pub async fn copy_done(&mut self) -> Result<(), ReplError> {
+        frontend::copy_done(&mut self.out);
+        self.flush().await
+    }
+
+    /// The error for a message that should have been an ErrorResponse or was unexpected.
+    pub fn unexpected(&self, m: &Message, what: &str) -> ReplError {
+        match m {
+            Message::ErrorResponse(body) => self.server_error(body),
+            _ => self.proto_msg(&format!("unexpected message {what}")),
+        }
+    }
+}
+
+/// An LSN as `X/Y`.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// Parses `X/Y`.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lsn_round_trip() {
+        for s in ["0/0", "0/3000028", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
+            assert_eq!(super::format_lsn(super::parse_lsn(s).expect("parses")), s);
+        }
+        assert_eq!(super::parse_lsn("nope"), None);
+    }
+}

@@ -1,0 +1,5 @@
+//! PostgreSQL over the replication protocol: the connection, full backups, WAL streaming.
+
+pub mod basebackup;
+pub mod conn;
+pub mod wal;

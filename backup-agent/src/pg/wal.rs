@@ -1,0 +1,449 @@
+//! Continuous WAL archiving: a physical replication slot and START_REPLICATION. Each segment is
+//! compressed and stored when it completes; the open segment is stored as `<name>.partial` every
+//! `flush_interval`, so the data at risk is bounded by that interval. The flush position is
+//! reported to the server only after storage has the bytes. Timeline switches are followed and
+//! their history files stored. Reconnects with backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::catalog::{WAL_STATUS_KEY, WalStatus};
+use common::logfmt::{Line, LogFile};
+use common::retry::{Failure, RetryError};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{ReplConn, ReplError, format_lsn, parse_lsn};
+use crate::compress;
+use crate::config::Config;
+use crate::storage::Storage;
+
+/// WAL segment file name: timeline, then the segment number split by 4 GiB "xlogid".
+pub fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
+    let per_id = 0x1_0000_0000 / seg_size;
+    format!("{tli:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
+}
+
+/// Parses `16MB`-style sizes from SHOW wal_segment_size.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    let mult = match s[digits.len()..].trim() {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Microseconds since 2000-01-01, the protocol's clock.
+fn pg_now() -> i64 {
+    const PG_EPOCH: u64 = 946_684_800;
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_micros() as i64) - (PG_EPOCH as i64) * 1_000_000
+}
+
+/// What the archiver reports to the rest of the daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub received: u64,
+    pub flushed: u64,
+    pub server_end: u64,
+    pub timeline: u32,
+}
+
+pub type Shared = Arc<std::sync::Mutex<Progress>>;
+
+/// Runs the archiver until cancelled, reconnecting with backoff.
+pub async fn run(
+    cfg: Arc<Config>,
+    storage: Storage,
+    log: Arc<LogFile>,
+    shared: Shared,
+    cancel: CancellationToken,
+) {
+    let backoff = common::retry::Backoff {
+        min: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+        max_attempts: 0,
+    };
+    loop {
+        let r = common::retry::retry(&backoff, &cancel, "wal archiver", || async {
+            match session(&cfg, &storage, &log, &shared, &cancel).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_transient() => Err(Failure::Transient(e)),
+                Err(e) => {
+                    log.emit(Line::new("wal_error").field("error", &e));
+                    // A bad password or a missing REPLICATION attribute needs a person; keep
+                    // retrying slowly rather than exit, so the fix takes effect without a restart.
+                    Err(Failure::Transient(e))
+                }
+            }
+        })
+        .await;
+        match r {
+            Ok(()) | Err(RetryError::Cancelled) => return,
+            Err(e) => {
+                tracing::error!("wal archiver: {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+struct Segment {
+    tli: u32,
+    start: u64,
+    buf: Vec<u8>,
+    /// LSN up to which `buf` holds data.
+    end: u64,
+}
+
+async fn store(storage: &Storage, cfg: &Config, key: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut enc = compress::encoder(&cfg.compression, storage.create(key).await?);
+    enc.write_all(data).await?;
+    enc.shutdown().await?;
+    enc.into_inner().finish().await?;
+    Ok(())
+}
+
+async fn session(
+    cfg: &Config,
+    storage: &Storage,
+    log: &LogFile,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Result<(), ReplError> {
+    let mut conn = ReplConn::connect(&cfg.postgres).await?;
+    let ident = conn.query("IDENTIFY_SYSTEM").await?;
+    let id = ident.first().cloned().unwrap_or_default();
+    let mut tli: u32 = id
+        .get(0, "timeline")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let xlogpos = id.get(0, "xlogpos").and_then(parse_lsn).unwrap_or(0);
+    let seg_size = conn
+        .query("SHOW wal_segment_size")
+        .await?
+        .first()
+        .and_then(|r| {
+            r.rows
+                .first()
+                .and_then(|row| row.first().cloned().flatten())
+        })
+        .and_then(|v| parse_size(&v))
+        .unwrap_or(16 << 20);
+    let slot = &cfg.wal.slot;
+    match conn
+        .query(&format!(
+            "CREATE_REPLICATION_SLOT {slot} PHYSICAL RESERVE_WAL"
+        ))
+        .await
+    {
+        Ok(_) => log.emit(Line::new("wal_slot_created").field("slot", slot)),
+        Err(ReplError::Server { code, .. }) if code == "42710" => {}
+        Err(e) => return Err(e),
+    }
+    let from_slot = conn
+        .query(&format!("READ_REPLICATION_SLOT {slot}"))
+        .await?
+        .first()
+        .and_then(|r| r.get(0, "restart_lsn").and_then(parse_lsn));
+    let mut pos = from_slot.unwrap_or(xlogpos);
+    pos -= pos % seg_size;
+    log.emit(
+        Line::new("wal_streaming")
+            .field("slot", slot)
+            .field("timeline", tli)
+            .field("from", format_lsn(pos))
+            .field("segment_size", seg_size),
+    );
+    let ext = compress::suffix(cfg.compression.algorithm);
+    loop {
+        conn.send_query(&format!(
+            "START_REPLICATION SLOT {slot} PHYSICAL {} TIMELINE {tli}",
+            format_lsn(pos)
+        ))
+        .await?;
+        // Expect CopyBothResponse ('W'); an error comes back as Err.
+        let (tag, _) = conn.read_raw().await?;
+        if tag != b'W' {
+            return Err(ReplError::Protocol {
+                server: conn.server.clone(),
+                message: format!("expected CopyBothResponse, got {:?}", tag as char),
+            });
+        }
+        let mut seg = Segment {
+            tli,
+            start: pos,
+            buf: Vec::with_capacity(seg_size as usize),
+            end: pos,
+        };
+        let mut flushed = pos;
+        let mut tick = tokio::time::interval(cfg.wal.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut server_end = pos;
+        let ended = loop {
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => {
+                    flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+                    report(&mut conn, seg.end, flushed).await?;
+                    return Ok(());
+                }
+                _ = tick.tick() => {
+                    flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+                    report(&mut conn, seg.end, flushed).await?;
+                    update(shared, &seg, flushed, server_end);
+                    continue;
+                }
+                m = conn.read_raw() => m?,
+            };
+            match msg {
+                (b'd', body) if body.first() == Some(&b'w') && body.len() >= 25 => {
+                    let start = u64::from_be_bytes(body[1..9].try_into().unwrap_or_default());
+                    server_end = server_end.max(u64::from_be_bytes(
+                        body[9..17].try_into().unwrap_or_default(),
+                    ));
+                    let mut data = body.slice(25..);
+                    let mut at = start;
+                    if at < seg.end {
+                        let skip = (seg.end - at) as usize;
+                        if skip >= data.len() {
+                            continue;
+                        }
+                        data = data.slice(skip..);
+                        at = seg.end;
+                    }
+                    if at != seg.end {
+                        return Err(ReplError::Protocol {
+                            server: conn.server.clone(),
+                            message: format!(
+                                "WAL gap: expected {} got {}",
+                                format_lsn(seg.end),
+                                format_lsn(at)
+                            ),
+                        });
+                    }
+                    while !data.is_empty() {
+                        let room = (seg.start + seg_size - seg.end) as usize;
+                        let n = room.min(data.len());
+                        seg.buf.extend_from_slice(&data[..n]);
+                        seg.end += n as u64;
+                        data = data.slice(n..);
+                        if seg.end == seg.start + seg_size {
+                            let name = segment_name(seg.tli, seg.start / seg_size, seg_size);
+                            store(storage, cfg, &format!("wal/{name}{ext}"), &seg.buf)
+                                .await
+                                .map_err(|e| io(&conn, e))?;
+                            let _ = storage.delete(&format!("wal/{name}.partial{ext}")).await;
+                            flushed = seg.end;
+                            write_status(storage, seg.tli, flushed, seg_size)
+                                .await
+                                .map_err(|e| io(&conn, e))?;
+                            seg.start = seg.end;
+                            seg.buf.clear();
+                        }
+                    }
+                    update(shared, &seg, flushed, server_end);
+                }
+                (b'd', body) if body.first() == Some(&b'k') && body.len() >= 18 => {
+                    server_end = server_end.max(u64::from_be_bytes(
+                        body[1..9].try_into().unwrap_or_default(),
+                    ));
+                    if body[17] == 1 {
+                        report(&mut conn, seg.end, flushed).await?;
+                    }
+                }
+                (b'c', _) => break true,
+                (b'd', _) => {}
+                (tag, _) => {
+                    return Err(ReplError::Protocol {
+                        server: conn.server.clone(),
+                        message: format!("unexpected message {:?} while streaming", tag as char),
+                    });
+                }
+            }
+        };
+        if !ended {
+            return Ok(());
+        }
+        // End of this timeline: store what we have, then follow the next one.
+        flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+        conn.copy_done().await?;
+        let next = conn.read_result().await?.unwrap_or_default();
+        while conn.read_result().await?.is_some() {}
+        let next_tli: u32 = next
+            .rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| ReplError::Protocol {
+                server: conn.server.clone(),
+                message: "no next timeline after the end of streaming".into(),
+            })?;
+        let next_pos = next
+            .rows
+            .first()
+            .and_then(|r| r.get(1).cloned().flatten())
+            .and_then(|p| parse_lsn(&p))
+            .unwrap_or(seg.end);
+        let hist = conn.query(&format!("TIMELINE_HISTORY {next_tli}")).await?;
+        if let Some(rs) = hist.first()
+            && let (Some(fname), Some(content)) = (rs.get(0, "filename"), rs.get(0, "content"))
+        {
+            store(
+                storage,
+                cfg,
+                &format!("wal/{fname}{ext}"),
+                content.as_bytes(),
+            )
+            .await
+            .map_err(|e| io(&conn, e))?;
+        }
+        log.emit(
+            Line::new("wal_timeline_switch")
+                .field("from", tli)
+                .field("to", next_tli)
+                .field("at", format_lsn(next_pos)),
+        );
+        tli = next_tli;
+        pos = next_pos - next_pos % seg_size;
+    }
+}
+
+fn io(conn: &ReplConn, e: std::io::Error) -> ReplError {
+    ReplError::Protocol {
+        server: conn.server.clone(),
+        message: format!("storage: {e}"),
+    }
+}
+
+fn update(shared: &Shared, seg: &Segment, flushed: u64, server_end: u64) {
+    let mut p = shared.lock().unwrap_or_else(|p| p.into_inner());
+    p.received = seg.end;
+    p.flushed = flushed;
+    p.server_end = server_end;
+    p.timeline = seg.tli;
+}
+
+/// Stores the open segment as `.partial` when it has data not yet stored.
+async fn flush_partial(
+    cfg: &Config,
+    storage: &Storage,
+    seg: &Segment,
+    flushed: &mut u64,
+    seg_size: u64,
+    ext: &str,
+) -> Result<(), ReplError> {
+    if seg.end <= *flushed || seg.buf.is_empty() {
+        return Ok(());
+    }
+    let name = segment_name(seg.tli, seg.start / seg_size, seg_size);
+    let err = |e: std::io::Error| ReplError::Protocol {
+        server: cfg.postgres.host.clone(),
+        message: format!("storage: {e}"),
+    };
+    store(storage, cfg, &format!("wal/{name}.partial{ext}"), &seg.buf)
+        .await
+        .map_err(err)?;
+    *flushed = seg.end;
+    write_status(storage, seg.tli, *flushed, seg_size)
+        .await
+        .map_err(err)
+}
+
+async fn write_status(
+    storage: &Storage,
+    tli: u32,
+    flushed: u64,
+    seg_size: u64,
+) -> std::io::Result<()> {
+    let st = WalStatus {
+        timeline: tli,
+        flushed_lsn: format_lsn(flushed),
+        updated_at: SystemTime::now(),
+        segment_size: Some(seg_size),
+    };
+    let json = serde_json::to_vec(&st).map_err(std::io::Error::other)?;
+    storage.put(WAL_STATUS_KEY, &json).await.map(|_| ())
+}
+
+/// Standby status update: written = received, flushed = stored.
+async fn report(conn: &mut ReplConn, received: u64, flushed: u64) -> Result<(), ReplError> {
+    let mut b = BytesMut::with_capacity(34);
+    b.put_u8(b'r');
+    b.put_u64(received);
+    b.put_u64(flushed);
+    b.put_u64(flushed);
+    b.put_i64(pg_now());
+    b.put_u8(0);
+    conn.copy_data(Bytes::from(b)).await
+}
+
+/// `wal-fetch`: writes segment (or history file) `name` to `dest` for PostgreSQL's
+/// restore_command. Returns false when the archive does not have it (the normal end of recovery).
+pub async fn fetch(storage: &Storage, name: &str, dest: &std::path::Path) -> anyhow::Result<bool> {
+    if name.contains('/') || name.is_empty() {
+        anyhow::bail!("bad WAL file name {name:?}");
+    }
+    let status: Option<WalStatus> = storage
+        .get(WAL_STATUS_KEY)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    for (suffix, partial) in [
+        (".zst", false),
+        (".gz", false),
+        (".partial.zst", true),
+        (".partial.gz", true),
+    ] {
+        let key = format!("wal/{name}{suffix}");
+        if !storage.exists(&key).await {
+            continue;
+        }
+        let algo = compress::of_key(&key)
+            .ok_or_else(|| anyhow::anyhow!("unknown compression of {key}"))?;
+        let file = storage.open(&key).await?;
+        let mut dec = compress::decoder(algo, tokio::io::BufReader::new(file));
+        let tmp = dest.with_extension("outrigger-tmp");
+        let mut out = tokio::fs::File::create(&tmp).await?;
+        let n = tokio::io::copy(&mut dec, &mut out).await?;
+        if partial {
+            // PostgreSQL reads whole segments: pad the open one with zeros.
+            let size = status
+                .as_ref()
+                .and_then(|s| s.segment_size)
+                .unwrap_or(16 << 20);
+            if n < size {
+                out.set_len(size).await?;
+            }
+        }
+        out.sync_all().await?;
+        drop(out);
+        tokio::fs::rename(&tmp, dest).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_and_sizes() {
+        assert_eq!(segment_name(1, 1, 16 << 20), "000000010000000000000001");
+        assert_eq!(segment_name(2, 256, 16 << 20), "000000020000000100000000");
+        assert_eq!(segment_name(1, 0x1FF, 16 << 20), "0000000100000001000000FF");
+        assert_eq!(parse_size("16MB"), Some(16 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("x"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! Restore and point-in-time recovery: pick the right full backup, unpack it (checking every
+//! object's SHA-256 against the catalog), write `recovery.signal`, `restore_command` (this binary's
+//! `wal-fetch`) and the recovery target. An empty or missing target directory only; on any failure
+//! what was written is removed, so a restore never leaves garbage that looks like a data directory.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use common::catalog::{BackupKind, Catalog, Manifest};
+use tokio::io::BufReader;
+
+use crate::compress;
+use crate::pg::conn::parse_lsn;
+use crate::storage::{HashingReader, Storage};
+
+/// What to restore to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// The end of the available WAL (the default).
+    Latest,
+    /// A named backup, recovered to its consistency point only.
+    Backup(String),
+    /// Recover up to this time (`recovery_target_time`).
+    Time(SystemTime),
+    /// Recover up to this LSN (`recovery_target_lsn`).
+    Lsn(String),
+}
+
+/// Reads the catalog of a storage.
+pub fn catalog(storage: &Storage) -> anyhow::Result<Catalog> {
+    match Catalog::read_local(storage.root()) {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The full backup a target needs: the newest that finished before it.
+pub fn pick<'a>(catalog: &'a Catalog, target: &Target) -> anyhow::Result<&'a Manifest> {
+    let mut fulls: Vec<&Manifest> = catalog
+        .manifests
+        .iter()
+        .filter(|m| m.kind == BackupKind::PostgresFull)
+        .collect();
+    fulls.sort_by_key(|m| m.finished_at);
+    let chosen = match target {
+        Target::Latest => fulls.last().copied(),
+        Target::Backup(id) => fulls.iter().copied().find(|m| &m.id == id),
+        Target::Time(t) => fulls.iter().copied().rev().find(|m| m.finished_at <= *t),
+        Target::Lsn(l) => {
+            let want = parse_lsn(l)
+                .ok_or_else(|| anyhow::anyhow!("--lsn {l:?} is not an LSN like 0/3000028"))?;
+            fulls.iter().copied().rev().find(|m| {
+                m.end_lsn
+                    .as_deref()
+                    .and_then(parse_lsn)
+                    .is_some_and(|e| e <= want)
+            })
+        }
+    };
+    chosen.ok_or_else(|| match target {
+        Target::Backup(id) => anyhow::anyhow!("no complete full backup with id {id:?} (see `backup-agent list`)"),
+        Target::Latest => anyhow::anyhow!("no complete full backup in the catalog"),
+        Target::Time(t) => anyhow::anyhow!(
+            "no full backup finished before {}: the earliest recoverable time is the end of the oldest full backup",
+            humantime::format_rfc3339_seconds(*t)
+        ),
+        Target::Lsn(l) => anyhow::anyhow!("no full backup ends at or before LSN {l}"),
+    })
+}
+
+/// Restores into `dir` (which must be empty or missing). `restore_command` is written as given.
+pub async fn restore(
+    storage: &Storage,
+    target: &Target,
+    dir: &Path,
+    restore_command: &str,
+) -> anyhow::Result<Manifest> {
+    let cat = catalog(storage)?;
+    let m = pick(&cat, target)?.clone();
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir)?;
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "--target-dir {} is not empty; restore refuses to write into it",
+                dir.display()
+            );
+        }
+    } else {
+        std::fs::create_dir_all(dir)?;
+    }
+    let result = unpack_all(storage, &m, dir).await;
+    if let Err(e) = result {
+        clear(dir);
+        return Err(e);
+    }
+    write_recovery(dir, target, restore_command)?;
+    Ok(m)
+}
+
+fn clear(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+async fn unpack_all(storage: &Storage, m: &Manifest, dir: &Path) -> anyhow::Result<()> {
+    for o in &m.objects {
+        let algo = compress::of_key(&o.key)
+            .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", o.key))?;
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        let (size, sha) = if name.starts_with("backup_manifest") {
+            // Small: read it whole, check it, then write it out.
+            let bytes = storage.get(&o.key).await?;
+            let got = (bytes.len() as u64, hex_sha(&bytes));
+            if got == (o.size, o.sha256.clone()) {
+                let mut dec = compress::decoder(algo, BufReader::new(std::io::Cursor::new(bytes)));
+                let mut out = tokio::fs::File::create(dir.join("backup_manifest")).await?;
+                tokio::io::copy(&mut dec, &mut out).await?;
+            }
+            got
+        } else {
+            let file = storage.open(&o.key).await?;
+            unpack_tar(algo, HashingReader::new(file), dir.to_path_buf()).await?
+        };
+        if size != o.size || sha != o.sha256 {
+            anyhow::bail!(
+                "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
+                o.key,
+                o.size,
+                o.sha256
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hex_sha(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Decompresses and untars a stored archive into `dir`, hashing the stored bytes on the way.
+async fn unpack_tar(
+    algo: crate::config::Algorithm,
+    hashing: HashingReader<tokio::fs::File>,
+    dir: PathBuf,
+) -> anyhow::Result<(u64, String)> {
+    // The stored bytes are hashed by HashingReader; the decoder reads through it, the tar reader
+    // (synchronous) reads the decoder through a bridge on a blocking thread.
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(None::<(u64, String)>));
+    let reader = Tapped::new(hashing, shared.clone());
+    let dec = compress::decoder(algo, BufReader::new(reader));
+    let bridge = tokio_util::io::SyncIoBridge::new(dec);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut ar = tar::Archive::new(bridge);
+        ar.set_preserve_permissions(true);
+        ar.set_overwrite(false);
+        for entry in ar.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.into_owned();
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                anyhow::bail!(
+                    "archive entry {} escapes the target directory",
+                    path.display()
+                );
+            }
+            entry.unpack_in(&dir)?;
+        }
+        // Drain the rest so the whole object is hashed.
+        let mut rest = ar.into_inner();
+        std::io::copy(&mut rest, &mut std::io::sink())?;
+        Ok(())
+    })
+    .await??;
+    let got = shared.lock().unwrap_or_else(|p| p.into_inner()).take();
+    got.ok_or_else(|| anyhow::anyhow!("archive ended before the stored object did"))
+}
+
+/// A hashing reader that publishes its digest when it reaches the end of the object.
+struct Tapped {
+    inner: Option<HashingReader<tokio::fs::File>>,
+    out: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
+}
+
+impl Tapped {
+    fn new(
+        inner: HashingReader<tokio::fs::File>,
+        out: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
+    ) -> Self {
+        Self {
+            inner: Some(inner),
+            out,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Tapped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &r
+            && buf.filled().len() == before
+            && let Some(h) = self.inner.take()
+        {
+            *self.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.finish());
+        }
+        r
+    }
+}
+
+fn write_recovery(dir: &Path, target: &Target, restore_command: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::write(dir.join("recovery.signal"), b"")?;
+    let mut conf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgresql.auto.conf"))?;
+    writeln!(conf, "\n# written by backup-agent restore")?;
+    writeln!(
+        conf,
+        "restore_command = '{}'",
+        restore_command.replace('\'', "''")
+    )?;
+    match target {
+        Target::Latest => {}
+        Target::Backup(_) => writeln!(conf, "recovery_target = 'immediate'")?,
+        Target::Time(t) => writeln!(
+            conf,
+            "recovery_target_time = '{}'",
+            humantime::format_rfc3339_micros(*t)
+        )?,
+        Target::Lsn(l) => writeln!(conf, "recovery_target_lsn = '{l}'")?,
+    }
+    if *target != Target::Latest {
+        writeln!(conf, "recovery_target_action = 'promote'")?;
+    }
+    Ok(())
+}
