@@ -36,6 +36,12 @@ enum Cmd {
         #[command(subcommand)]
         what: RestoreWhat,
     },
+    /// Remove what interrupted uploads left (temporary objects of processes that are gone).
+    Cleanup {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
     WalFetch { name: String, path: PathBuf },
 }
@@ -151,6 +157,24 @@ fn main() -> ExitCode {
                 m.id,
                 target_dir.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Cleanup { dry_run } => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            for key in storage.leftovers()? {
+                if dry_run {
+                    println!("would remove {key}");
+                } else {
+                    storage.delete(&key).await?;
+                    log.emit(
+                        common::logfmt::Line::new("cleanup_removed")
+                            .field("key", &key)
+                            .field("why", "interrupted upload"),
+                    );
+                    println!("removed {key}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {

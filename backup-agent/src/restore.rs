@@ -147,19 +147,34 @@ fn hex_sha(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// Decompresses and untars a stored archive into `dir`, hashing the stored bytes on the way.
+/// Decompresses and untars a stored archive into `dir`, hashing every stored byte on the way
+/// (a tee: one task reads and hashes the object and feeds the decoder through a pipe).
 async fn unpack_tar(
     algo: crate::config::Algorithm,
-    hashing: HashingReader<tokio::fs::File>,
+    mut stored: HashingReader<tokio::fs::File>,
     dir: PathBuf,
 ) -> anyhow::Result<(u64, String)> {
-    // The stored bytes are hashed by HashingReader; the decoder reads through it, the tar reader
-    // (synchronous) reads the decoder through a bridge on a blocking thread.
-    let shared = std::sync::Arc::new(std::sync::Mutex::new(None::<(u64, String)>));
-    let reader = Tapped::new(hashing, shared.clone());
-    let dec = compress::decoder(algo, BufReader::new(reader));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut tx, rx) = tokio::io::duplex(256 * 1024);
+    let tee = tokio::spawn(async move {
+        let mut buf = vec![0u8; 128 * 1024];
+        let mut forwarding = true;
+        loop {
+            let n = stored.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            // The decoder may stop at the end of the compressed frame; the rest is still hashed.
+            if forwarding && tx.write_all(&buf[..n]).await.is_err() {
+                forwarding = false;
+            }
+        }
+        drop(tx);
+        Ok::<_, std::io::Error>(stored.finish())
+    });
+    let dec = compress::decoder(algo, BufReader::new(rx));
     let bridge = tokio_util::io::SyncIoBridge::new(dec);
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let unpacked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut ar = tar::Archive::new(bridge);
         ar.set_preserve_permissions(true);
         ar.set_overwrite(false);
@@ -178,53 +193,15 @@ async fn unpack_tar(
             }
             entry.unpack_in(&dir)?;
         }
-        // Drain the rest so the whole object is hashed.
         let mut rest = ar.into_inner();
         std::io::copy(&mut rest, &mut std::io::sink())?;
         Ok(())
     })
-    .await??;
-    let got = shared.lock().unwrap_or_else(|p| p.into_inner()).take();
-    got.ok_or_else(|| anyhow::anyhow!("archive ended before the stored object did"))
-}
-
-/// A hashing reader that publishes its digest when it reaches the end of the object.
-struct Tapped {
-    inner: Option<HashingReader<tokio::fs::File>>,
-    out: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
-}
-
-impl Tapped {
-    fn new(
-        inner: HashingReader<tokio::fs::File>,
-        out: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
-    ) -> Self {
-        Self {
-            inner: Some(inner),
-            out,
-        }
-    }
-}
-
-impl tokio::io::AsyncRead for Tapped {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let Some(inner) = self.inner.as_mut() else {
-            return std::task::Poll::Ready(Ok(()));
-        };
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(inner).poll_read(cx, buf);
-        if let std::task::Poll::Ready(Ok(())) = &r
-            && buf.filled().len() == before
-            && let Some(h) = self.inner.take()
-        {
-            *self.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.finish());
-        }
-        r
-    }
+    .await?;
+    let hashed = tee.await??;
+    // A damaged object usually fails to decompress: report it as damage, with the checksum.
+    unpacked.map_err(|e| anyhow::anyhow!("{e:#} (stored object SHA-256 {})", hashed.1))?;
+    Ok(hashed)
 }
 
 fn write_recovery(dir: &Path, target: &Target, restore_command: &str) -> anyhow::Result<()> {
@@ -243,11 +220,14 @@ fn write_recovery(dir: &Path, target: &Target, restore_command: &str) -> anyhow:
     match target {
         Target::Latest => {}
         Target::Backup(_) => writeln!(conf, "recovery_target = 'immediate'")?,
-        Target::Time(t) => writeln!(
-            conf,
-            "recovery_target_time = '{}'",
-            humantime::format_rfc3339_micros(*t)
-        )?,
+        Target::Time(t) => {
+            // PostgreSQL's timestamptz input: `2026-11-30 20:34:50.881968+00`.
+            let ts = humantime::format_rfc3339_micros(*t)
+                .to_string()
+                .replacen('T', " ", 1)
+                .replace('Z', "+00");
+            writeln!(conf, "recovery_target_time = '{ts}'")?
+        }
         Target::Lsn(l) => writeln!(conf, "recovery_target_lsn = '{l}'")?,
     }
     if *target != Target::Latest {

@@ -100,10 +100,28 @@ impl Storage {
         }
     }
 
+    /// Temporary objects left by an interrupted upload: those whose writer process is gone.
+    pub fn leftovers(&self) -> std::io::Result<Vec<String>> {
+        Ok(self
+            .list("", true)?
+            .into_iter()
+            .filter(|k| {
+                k.rsplit_once(TEMP_MARK)
+                    .and_then(|(_, rest)| rest.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .collect())
+    }
+
     /// Keys under a prefix (temporary objects included only when `temps`).
     pub fn list(&self, prefix: &str, temps: bool) -> std::io::Result<Vec<String>> {
         let mut out = vec![];
-        let dir = self.path(prefix);
+        let dir = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(prefix)
+        };
         if !dir.exists() {
             return Ok(out);
         }

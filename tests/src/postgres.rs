@@ -129,6 +129,65 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Starts a server on an existing data directory (a restored backup): hands it to the server
+    /// user, gives it its own port and socket directory, and waits until it accepts queries
+    /// (that is, until recovery has finished and it was promoted).
+    pub fn start_existing(data: &Path, ready_timeout: Duration) -> Result<Self> {
+        let bin = bindir()?;
+        let dir = TempDir::new("pg-restored")?;
+        dir.give_to_server_user()?;
+        if crate::process::server_user()?.is_some() {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(data),
+                "chown -R postgres",
+            )?;
+        }
+        run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
+        let port = free_port()?;
+        let proc = Proc::spawn(Spec {
+            name: format!("restored postgres :{port}"),
+            program: bin.join("postgres"),
+            args: vec![
+                "-D".into(),
+                data.display().to_string(),
+                "-p".into(),
+                port.to_string(),
+                "-c".into(),
+                "listen_addresses=127.0.0.1".into(),
+                "-c".into(),
+                format!("unix_socket_directories={}", dir.path().display()),
+            ],
+            log: dir.path().join("postgres.log"),
+            as_server_user: true,
+            stop_signal: libc::SIGQUIT,
+            env: vec![],
+        })?;
+        let mut pg = Self {
+            proc,
+            port,
+            bin,
+            data: data.to_path_buf(),
+            dir,
+        };
+        let (bin, port) = (pg.bin.clone(), pg.port);
+        pg.proc.wait_ready(ready_timeout, || {
+            let out = psql_tcp(
+                &bin,
+                port,
+                SUPERUSER,
+                SUPERUSER_PASSWORD,
+                "postgres",
+                "SELECT pg_is_in_recovery()",
+            )?;
+            anyhow::ensure!(out.trim() == "f", "still in recovery");
+            Ok(())
+        })?;
+        Ok(pg)
+    }
+
     /// Waits until a password login over TCP runs `SELECT 1`.
     fn wait_ready(&mut self) -> Result<()> {
         let (bin, port) = (self.bin.clone(), self.port);

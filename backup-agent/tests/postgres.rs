@@ -1,0 +1,374 @@
+//! backup-agent against the harness's real PostgreSQL 15: full backup and restore, point-in-time
+//! recovery from streamed WAL, a killed backup, clear errors.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backup_agent::config::Config;
+use backup_agent::pg::conn::{ReplConn, ReplError, parse_lsn};
+use backup_agent::storage::Storage;
+use common::logfmt::LogFile;
+use common::{PgSettings, Secret};
+use harness::postgres::{self, Postgres};
+use harness::process::TempDir;
+use tokio_util::sync::CancellationToken;
+
+fn settings(pg: &Postgres, user: &str, password: &str) -> PgSettings {
+    PgSettings {
+        port: pg.port,
+        user: user.into(),
+        password: Some(Secret::new(password)),
+        connect_timeout: Duration::from_secs(5),
+        ..PgSettings::default()
+    }
+}
+
+fn config(pg: &Postgres, storage: &Path) -> Config {
+    let mut c = Config {
+        postgres: settings(pg, postgres::REPL_USER, postgres::REPL_PASSWORD),
+        log_file: storage.join("logs/backup.log"),
+        ..Config::default()
+    };
+    c.storage.path = storage.to_path_buf();
+    c.wal.flush_interval = Duration::from_millis(500);
+    c
+}
+
+fn app(pg: &Postgres, sql: &str) -> String {
+    pg.psql(
+        postgres::APP_USER,
+        postgres::APP_PASSWORD,
+        postgres::APP_DB,
+        sql,
+    )
+    .expect("query")
+}
+
+fn cli(storage: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(args)
+        .env("BACKUP_AGENT_STORAGE__PATH", storage)
+        .env("BACKUP_AGENT_LOG_FILE", storage.join("logs/backup.log"))
+        .output()
+        .expect("backup-agent runs")
+}
+
+/// Waits until the archiver has stored WAL up to the server's current position.
+async fn wait_archived(pg: &Postgres, storage: &Storage) {
+    let want = parse_lsn(&pg.psql_super("SELECT pg_current_wal_lsn()").expect("lsn")).expect("lsn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let flushed = storage
+            .get(common::catalog::WAL_STATUS_KEY)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<common::catalog::WalStatus>(&b).ok())
+            .and_then(|s| parse_lsn(&s.flushed_lsn));
+        if flushed.is_some_and(|f| f >= want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "WAL not archived up to {want:X}: {flushed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ids(pg: &Postgres) -> Vec<i32> {
+    pg.psql(
+        postgres::APP_USER,
+        postgres::APP_PASSWORD,
+        postgres::APP_DB,
+        "SELECT id FROM t ORDER BY id",
+    )
+    .expect("select")
+    .lines()
+    .map(|l| l.trim().parse().expect("id"))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_backup_then_point_in_time_restore() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("backup").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
+    let cancel = CancellationToken::new();
+    let archiver = tokio::spawn(backup_agent::pg::wal::run(
+        cfg.clone(),
+        storage.clone(),
+        log.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+
+    app(
+        &pg,
+        "CREATE TABLE t (id int PRIMARY KEY, payload text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    app(
+        &pg,
+        "INSERT INTO t (id, payload) SELECT g, repeat('x', 200) FROM generate_series(1, 3) g",
+    );
+    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    assert!(
+        m.objects.iter().any(|o| o.key.ends_with("base.tar.zst")),
+        "{m:?}"
+    );
+    assert!(
+        m.objects
+            .iter()
+            .any(|o| o.key.ends_with("backup_manifest.zst")),
+        "{m:?}"
+    );
+    let listed = cli(&store, &["list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&m.id));
+
+    // Rows committed a second apart; the target time falls between rows 5 and 6.
+    let mut target = String::new();
+    for id in 4..=6 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        app(
+            &pg,
+            &format!("INSERT INTO t (id, payload) VALUES ({id}, 'row {id}')"),
+        );
+        if id == 5 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            target = pg
+                .psql_super("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+                .expect("time")
+                .trim()
+                .to_string();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    app(
+        &pg,
+        "INSERT INTO t (id, payload) VALUES (7, 'after the switch')",
+    );
+    wait_archived(&pg, &storage).await;
+
+    // Point in time: exactly the rows committed before the target.
+    let pitr = dir.path().join("pitr");
+    let out = cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            pitr.to_str().expect("utf8"),
+            "--time",
+            &target,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = tokio::task::spawn_blocking(move || {
+        Postgres::start_existing(&pitr, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("restored server starts and recovers");
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4, 5], "restored to {target}");
+    drop(restored);
+
+    // Latest: every row, with the same contents.
+    let latest = dir.path().join("latest");
+    let out = cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            latest.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = tokio::task::spawn_blocking(move || {
+        Postgres::start_existing(&latest, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("restored server starts");
+    let q = "SELECT id, payload FROM t ORDER BY id";
+    assert_eq!(
+        restored
+            .psql(
+                postgres::APP_USER,
+                postgres::APP_PASSWORD,
+                postgres::APP_DB,
+                q
+            )
+            .expect("restored rows"),
+        app(&pg, q)
+    );
+
+    // A non-empty target is refused.
+    let out = cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            store.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+    cancel.cancel();
+    let _ = archiver.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    // Enough data that the backup is still streaming when it is killed.
+    app(
+        &pg,
+        "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 1500000) g",
+    );
+    let dir = TempDir::new("backup-kill").expect("dir");
+    let store = dir.path().join("storage");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(["backup", "postgres-full"])
+        .env("BACKUP_AGENT_STORAGE__PATH", &store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
+        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+        .spawn()
+        .expect("starts");
+    // Kill it once it has started writing an object.
+    let storage = Storage::local(&store);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while storage.list("postgres", true).expect("list").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let listed = cli(&store, &["list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        1,
+        "only the header: {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    assert!(storage.list("catalog", false).expect("list").is_empty());
+    assert!(
+        !storage.leftovers().expect("leftovers").is_empty(),
+        "a killed upload leaves a temporary object"
+    );
+    let out = cli(&store, &["cleanup"]);
+    assert!(out.status.success());
+    assert!(storage.leftovers().expect("leftovers").is_empty());
+    assert!(
+        storage
+            .list("", true)
+            .expect("list")
+            .iter()
+            .all(|k| !k.contains(backup_agent::storage::TEMP_MARK))
+    );
+    // The next backup succeeds.
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(["backup", "postgres-full"])
+        .env("BACKUP_AGENT_STORAGE__PATH", &store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
+        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = cli(&store, &["list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
+    let log = std::fs::read_to_string(store.join("logs/backup.log")).expect("backup.log");
+    assert!(
+        log.contains("event=job_end job=postgres-full outcome=ok"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_missing_replication_and_unreachable_are_clear() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let e = ReplConn::connect(&settings(&pg, postgres::REPL_USER, "wrong"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(e, ReplError::WrongPassword { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("password authentication failed for user replicator"),
+        "{e}"
+    );
+    let e = ReplConn::connect(&settings(&pg, postgres::APP_USER, postgres::APP_PASSWORD))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(e, ReplError::NoReplication { .. }), "{e:?}");
+    assert!(e.to_string().contains("REPLICATION"), "{e}");
+    let closed = harness::process::free_port().expect("port");
+    let mut s = settings(&pg, postgres::REPL_USER, postgres::REPL_PASSWORD);
+    s.port = closed;
+    let e = ReplConn::connect(&s).await.err().expect("refused");
+    assert!(
+        matches!(e, ReplError::Connect { .. }) && e.is_transient(),
+        "{e:?}"
+    );
+    // The CLI exits non-zero with the cause, and nothing is listed.
+    let dir = TempDir::new("backup-err").expect("dir");
+    let store = dir.path().join("storage");
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(["backup", "postgres-full"])
+        .env("BACKUP_AGENT_STORAGE__PATH", &store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_POSTGRES__USER", postgres::APP_USER)
+        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::APP_PASSWORD)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("REPLICATION"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(store.join("logs/backup.log")).expect("backup.log");
+    assert!(
+        log.contains("outcome=failed") && !log.contains(postgres::APP_PASSWORD),
+        "{log}"
+    );
+}
