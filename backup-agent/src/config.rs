@@ -24,6 +24,8 @@ pub struct Config {
     pub compression: Compression,
     /// Continuous WAL archiving.
     pub wal: Wal,
+    /// What cleanup keeps.
+    pub retention: crate::retention::Policy,
 }
 
 /// Compression algorithm.
@@ -106,6 +108,7 @@ impl Default for Config {
             log_file: PathBuf::from("backups/logs/backup.log"),
             compression: Compression::default(),
             wal: Wal::default(),
+            retention: crate::retention::Policy::default(),
         }
     }
 }

@@ -84,3 +84,55 @@ pub async fn postgres_full(
 fn common_bytes(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
 }
+
+/// Cleanup: what interrupted uploads left, then what retention lets go (manifest first). With
+/// `dry_run`, only says what would go. Returns the keys removed (or to remove).
+pub async fn cleanup(cfg: &Config, log: &LogFile, dry_run: bool) -> anyhow::Result<Vec<String>> {
+    let storage = Storage::local(&cfg.storage.path);
+    let catalog = crate::restore::catalog(&storage)?;
+    let wal = storage.list("wal", false)?;
+    let seg = storage
+        .get(common::catalog::WAL_STATUS_KEY)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<common::catalog::WalStatus>(&b).ok())
+        .and_then(|s| s.segment_size)
+        .unwrap_or(16 << 20);
+    let plan = crate::retention::plan(&catalog, &wal, seg, SystemTime::now(), &cfg.retention);
+    let mut keys: Vec<(String, &str)> = storage
+        .leftovers()?
+        .into_iter()
+        .map(|k| (k, "interrupted upload"))
+        .collect();
+    for (manifest, objects) in &plan.backups {
+        keys.push((manifest.clone(), "retention"));
+        keys.extend(objects.iter().map(|o| (o.clone(), "retention")));
+    }
+    keys.extend(
+        plan.wal
+            .iter()
+            .map(|k| (k.clone(), "below the oldest kept full backup")),
+    );
+    if !dry_run {
+        log.emit(Line::new("job_start").field("job", "cleanup"));
+        for (k, why) in &keys {
+            storage.delete(k).await?;
+            log.emit(
+                Line::new("cleanup_removed")
+                    .field("key", k)
+                    .field("why", why),
+            );
+        }
+        log.emit(
+            Line::new("job_end")
+                .field("job", "cleanup")
+                .field("outcome", "ok")
+                .field("removed", keys.len())
+                .field_opt(
+                    "wal_horizon",
+                    plan.wal_horizon.map(crate::pg::conn::format_lsn),
+                ),
+        );
+    }
+    Ok(keys.into_iter().map(|(k, _)| k).collect())
+}

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod pg;
 pub mod restore;
+pub mod retention;
 pub mod storage;
 
 use std::future::Future;

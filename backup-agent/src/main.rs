@@ -36,7 +36,8 @@ enum Cmd {
         #[command(subcommand)]
         what: RestoreWhat,
     },
-    /// Remove what interrupted uploads left (temporary objects of processes that are gone).
+    /// Remove what interrupted uploads left, and backups and WAL past retention (never the newest
+    /// `retention.min_full_backups` full backups, nor WAL a kept backup needs).
     Cleanup {
         /// Only list what would be removed.
         #[arg(long)]
@@ -160,20 +161,12 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Cleanup { dry_run } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
             let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            for key in storage.leftovers()? {
-                if dry_run {
-                    println!("would remove {key}");
-                } else {
-                    storage.delete(&key).await?;
-                    log.emit(
-                        common::logfmt::Line::new("cleanup_removed")
-                            .field("key", &key)
-                            .field("why", "interrupted upload"),
-                    );
-                    println!("removed {key}");
-                }
+            for key in backup_agent::jobs::cleanup(&cfg, &log, dry_run).await? {
+                println!(
+                    "{}{key}",
+                    if dry_run { "would remove " } else { "removed " }
+                );
             }
             Ok(ExitCode::SUCCESS)
         }),

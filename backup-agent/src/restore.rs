@@ -128,7 +128,9 @@ async fn unpack_all(storage: &Storage, m: &Manifest, dir: &Path) -> anyhow::Resu
             got
         } else {
             let file = storage.open(&o.key).await?;
-            unpack_tar(algo, HashingReader::new(file), dir.to_path_buf()).await?
+            unpack_tar(algo, HashingReader::new(file), dir.to_path_buf())
+                .await
+                .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
         };
         if size != o.size || sha != o.sha256 {
             anyhow::bail!(

@@ -372,3 +372,125 @@ async fn wrong_password_missing_replication_and_unreachable_are_clear() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("backup-retention").expect("dir");
+    let store = dir.path().join("storage");
+    let mut cfg = config(&pg, &store);
+    cfg.retention.keep = Duration::ZERO;
+    cfg.retention.min_full_backups = 2;
+    let cfg = Arc::new(cfg);
+    let storage = Storage::local(&store);
+    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
+    let cancel = CancellationToken::new();
+    let archiver = tokio::spawn(backup_agent::pg::wal::run(
+        cfg.clone(),
+        storage.clone(),
+        log.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    let mut fulls = vec![];
+    for _ in 0..3 {
+        app(
+            &pg,
+            "CREATE TABLE IF NOT EXISTS t (id serial PRIMARY KEY, v text)",
+        );
+        app(
+            &pg,
+            "INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 1000) g",
+        );
+        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+        fulls.push(
+            backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+                .await
+                .expect("full backup"),
+        );
+        // Distinct ids need distinct seconds.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    wait_archived(&pg, &storage).await;
+    let dry = backup_agent::jobs::cleanup(&cfg, &log, true)
+        .await
+        .expect("dry run");
+    assert!(
+        dry.contains(&format!("catalog/postgres-full/{}.json", fulls[0].id)),
+        "{dry:?}"
+    );
+    assert!(
+        storage
+            .exists(&format!("catalog/postgres-full/{}.json", fulls[0].id))
+            .await,
+        "dry run deleted"
+    );
+    let removed = backup_agent::jobs::cleanup(&cfg, &log, false)
+        .await
+        .expect("cleanup");
+    assert_eq!(removed, dry);
+    let cat = backup_agent::restore::catalog(&storage).expect("catalog");
+    let mut kept: Vec<&str> = cat.manifests.iter().map(|m| m.id.as_str()).collect();
+    kept.sort();
+    assert_eq!(kept, vec![fulls[1].id.as_str(), fulls[2].id.as_str()]);
+    // Every WAL segment a kept backup needs is still there.
+    let seg = 16u64 << 20;
+    for m in &fulls[1..] {
+        let (s, e) = (
+            parse_lsn(m.start_lsn.as_deref().expect("start")).expect("lsn") / seg,
+            parse_lsn(m.end_lsn.as_deref().expect("end")).expect("lsn") / seg,
+        );
+        for segno in s..=e {
+            let name = backup_agent::pg::wal::segment_name(1, segno, seg);
+            assert!(
+                storage.exists(&format!("wal/{name}.zst")).await
+                    || storage.exists(&format!("wal/{name}.partial.zst")).await,
+                "WAL {name} needed by {} was deleted",
+                m.id
+            );
+        }
+    }
+    assert!(
+        removed.iter().any(|k| k.starts_with("wal/")),
+        "old WAL was not cleaned: {removed:?}"
+    );
+
+    // A damaged object: restore says which and leaves the target empty.
+    let base = fulls[2]
+        .objects
+        .iter()
+        .find(|o| o.key.ends_with("base.tar.zst"))
+        .expect("base")
+        .key
+        .clone();
+    let path = store.join(&base);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&path, bytes).expect("write");
+    let target = dir.path().join("restore");
+    let out = cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            target.to_str().expect("utf8"),
+            "--backup",
+            &fulls[2].id,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&base) && err.contains("damaged"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0),
+        0,
+        "garbage left in the target"
+    );
+    cancel.cancel();
+    let _ = archiver.await;
+}
