@@ -26,6 +26,8 @@ pub struct Config {
     pub wal: Wal,
     /// What cleanup keeps.
     pub retention: crate::retention::Policy,
+    /// When the daemon runs each job (cron, 5 fields, UTC).
+    pub schedule: crate::schedule::Schedules,
 }
 
 /// Compression algorithm.
@@ -109,6 +111,7 @@ impl Default for Config {
             compression: Compression::default(),
             wal: Wal::default(),
             retention: crate::retention::Policy::default(),
+            schedule: crate::schedule::Schedules::default(),
         }
     }
 }
@@ -140,6 +143,16 @@ impl DaemonConfig for Config {
                 "wal.slot = {:?}: lower-case letters, digits and underscores only",
                 self.wal.slot
             )));
+        }
+        for (key, expr) in [
+            ("schedule.full", &self.schedule.full),
+            ("schedule.incremental", &self.schedule.incremental),
+            ("schedule.cleanup", &self.schedule.cleanup),
+        ] {
+            if !expr.trim().is_empty() {
+                crate::schedule::parse(expr)
+                    .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+            }
         }
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")

@@ -136,3 +136,178 @@ pub async fn cleanup(cfg: &Config, log: &LogFile, dry_run: bool) -> anyhow::Resu
     }
     Ok(keys.into_iter().map(|(k, _)| k).collect())
 }
+
+/// The incremental: switch WAL, create a restore point, wait until the archive has the WAL up to
+/// the switch, check that the WAL since the previous backup is complete (no gap), and record it.
+pub async fn postgres_incr(
+    cfg: &Config,
+    log: &LogFile,
+    metrics: &Metrics,
+) -> anyhow::Result<Manifest> {
+    let started = Instant::now();
+    log.emit(
+        Line::new("job_start")
+            .field("job", "postgres-incr")
+            .field("server", &cfg.postgres),
+    );
+    let r = incr(cfg).await;
+    let took = started.elapsed();
+    let l = kind("postgres-incr");
+    match r {
+        Ok(m) => {
+            log.emit(
+                Line::new("job_end")
+                    .field("job", "postgres-incr")
+                    .field("outcome", "ok")
+                    .field("id", &m.id)
+                    .field("size", m.size())
+                    .field("duration_ms", took.as_millis())
+                    .field_opt("start_lsn", m.start_lsn.as_deref())
+                    .field_opt("end_lsn", m.end_lsn.as_deref()),
+            );
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics
+                .last_success
+                .get_or_create(&l)
+                .set(now.as_secs_f64());
+            metrics
+                .last_duration
+                .get_or_create(&l)
+                .set(took.as_secs_f64());
+            metrics.last_size.get_or_create(&l).set(m.size() as i64);
+            Ok(m)
+        }
+        Err(e) => {
+            log.emit(
+                Line::new("job_end")
+                    .field("job", "postgres-incr")
+                    .field("outcome", "failed")
+                    .field("duration_ms", took.as_millis())
+                    .field("error", format!("{e:#}")),
+            );
+            metrics.failures.get_or_create(&l).inc();
+            Err(e)
+        }
+    }
+}
+
+async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
+    use crate::pg::conn::{format_lsn, parse_lsn};
+    use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
+    let storage = Storage::local(&cfg.storage.path);
+    let started_at = SystemTime::now();
+    let id = basebackup::new_id(started_at);
+    let catalog = crate::restore::catalog(&storage)?;
+    let previous = catalog
+        .manifests
+        .iter()
+        .filter(|m| matches!(m.kind, BackupKind::PostgresFull | BackupKind::PostgresIncr))
+        .max_by_key(|m| m.finished_at)
+        .ok_or_else(|| {
+            anyhow::anyhow!("no full backup yet: an incremental needs one to build on")
+        })?;
+    let from = previous
+        .end_lsn
+        .as_deref()
+        .and_then(parse_lsn)
+        .ok_or_else(|| anyhow::anyhow!("backup {} has no end LSN", previous.id))?;
+    let client = cfg.postgres.connect("backup-agent").await?;
+    let switched: String = client
+        .query_one("SELECT pg_switch_wal()::text", &[])
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "pg_switch_wal(): {} (GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {})",
+                common::conn::pg_error_text(&e),
+                cfg.postgres.user
+            )
+        })?
+        .get(0);
+    let point = format!("outrigger-{id}");
+    client
+        .query_one("SELECT pg_create_restore_point($1)::text", &[&point])
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "pg_create_restore_point(): {} (GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO {})",
+                common::conn::pg_error_text(&e),
+                cfg.postgres.user
+            )
+        })?;
+    let to = parse_lsn(&switched)
+        .ok_or_else(|| anyhow::anyhow!("pg_switch_wal() returned {switched:?}"))?;
+    // Wait for the archiver to have it all.
+    let deadline = Instant::now() + cfg.wal.flush_interval * 3 + std::time::Duration::from_secs(60);
+    let status = loop {
+        let st: Option<WalStatus> = storage
+            .get(WAL_STATUS_KEY)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(s) = st.as_ref().filter(|s| {
+            s.flushed_lsn.as_str() != "" && parse_lsn(&s.flushed_lsn).is_some_and(|f| f >= to)
+        }) {
+            break s.clone();
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the WAL archive has not reached {} (pg_switch_wal) in time: is the archiver running? (archived up to {})",
+                format_lsn(to),
+                st.map(|s| s.flushed_lsn)
+                    .unwrap_or_else(|| "nothing".into())
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let seg = status.segment_size.unwrap_or(16 << 20);
+    let ext = crate::compress::suffix(cfg.compression.algorithm);
+    let mut objects = vec![];
+    let mut missing = vec![];
+    // Every segment from the previous backup's end to the switch point (the switch LSN is the end of
+    // the last segment, so it is excluded).
+    for segno in (from / seg)..=((to - 1) / seg) {
+        let name = crate::pg::wal::segment_name(status.timeline, segno, seg);
+        let key = format!("wal/{name}{ext}");
+        match storage.get(&key).await {
+            Ok(bytes) => {
+                use sha2::Digest;
+                objects.push(ObjectEntry {
+                    key,
+                    size: bytes.len() as u64,
+                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                });
+            }
+            Err(_) => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "WAL since backup {} is not complete: missing {} segment(s): {}",
+            previous.id,
+            missing.len(),
+            missing.join(", ")
+        );
+    }
+    let m = Manifest {
+        id: id.clone(),
+        kind: BackupKind::PostgresIncr,
+        started_at,
+        finished_at: SystemTime::now(),
+        system_id: previous.system_id.clone(),
+        pg_version: previous.pg_version,
+        timeline: Some(status.timeline),
+        start_lsn: Some(format_lsn(from)),
+        end_lsn: Some(format_lsn(to)),
+        compression: crate::compress::name(cfg.compression.algorithm).into(),
+        objects,
+    };
+    storage
+        .put(
+            &BackupKind::PostgresIncr.manifest_key(&id),
+            &serde_json::to_vec_pretty(&m)?,
+        )
+        .await?;
+    Ok(m)
+}

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pg;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod storage;
 
 use std::future::Future;
@@ -55,6 +56,11 @@ pub fn daemon(
                 cancel.clone(),
             ))
         });
+        let scheduler = tokio::spawn(schedule::run(
+            scheduled(&cfg, &log, &metrics),
+            log.clone(),
+            cancel.clone(),
+        ));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -67,7 +73,54 @@ pub fn daemon(
         if let Some(a) = archiver {
             let _ = a.await;
         }
+        let _ = scheduler.await;
         log.emit(Line::new("stop"));
         Ok(())
     })
+}
+
+/// The scheduled jobs of the config (an empty expression disables a job).
+fn scheduled(
+    cfg: &Arc<Config>,
+    log: &Arc<LogFile>,
+    metrics: &metrics::Metrics,
+) -> Vec<schedule::Job> {
+    let mut jobs = vec![];
+    let mut add = |name: &'static str, expr: &str, f: schedule::JobFn| {
+        if expr.trim().is_empty() {
+            return;
+        }
+        match schedule::parse(expr) {
+            Ok(s) => jobs.push(schedule::Job::new(name, s, f)),
+            Err(e) => tracing::error!("schedule of {name}: {e}"),
+        }
+    };
+    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
+    add(
+        "postgres-full",
+        &cfg.schedule.full,
+        Arc::new(move || {
+            let (c, l, m) = (c.clone(), l.clone(), m.clone());
+            Box::pin(async move { jobs::postgres_full(&c, &l, &m).await.map(|_| ()) })
+        }),
+    );
+    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
+    add(
+        "postgres-incr",
+        &cfg.schedule.incremental,
+        Arc::new(move || {
+            let (c, l, m) = (c.clone(), l.clone(), m.clone());
+            Box::pin(async move { jobs::postgres_incr(&c, &l, &m).await.map(|_| ()) })
+        }),
+    );
+    let (c, l) = (cfg.clone(), log.clone());
+    add(
+        "cleanup",
+        &cfg.schedule.cleanup,
+        Arc::new(move || {
+            let (c, l) = (c.clone(), l.clone());
+            Box::pin(async move { jobs::cleanup(&c, &l, false).await.map(|_| ()) })
+        }),
+    );
+    jobs
 }

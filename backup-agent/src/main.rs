@@ -51,6 +51,9 @@ enum Cmd {
 enum BackupWhat {
     /// A full backup over the replication protocol (BASE_BACKUP).
     PostgresFull,
+    /// The incremental: switch WAL, create a restore point, check the archived WAL since the
+    /// previous backup has no gap, and record it.
+    PostgresIncr,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -97,6 +100,20 @@ fn main() -> ExitCode {
                 "{} postgres-full {} bytes {}..{}",
                 m.id,
                 m.size(),
+                m.start_lsn.unwrap_or_default(),
+                m.end_lsn.unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Backup {
+            what: BackupWhat::PostgresIncr,
+        } => common::app::run_command(|_| async move {
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            let metrics = backup_agent::metrics::Metrics::default();
+            let m = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics).await?;
+            println!(
+                "{} postgres-incr {}..{}",
+                m.id,
                 m.start_lsn.unwrap_or_default(),
                 m.end_lsn.unwrap_or_default()
             );

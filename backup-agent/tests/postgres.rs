@@ -494,3 +494,82 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
     cancel.cancel();
     let _ = archiver.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_checks_the_wal_has_no_gap() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    for f in ["pg_switch_wal()", "pg_create_restore_point(text)"] {
+        pg.psql_super(&format!(
+            "GRANT EXECUTE ON FUNCTION {f} TO {}",
+            postgres::REPL_USER
+        ))
+        .expect("grant");
+    }
+    let dir = TempDir::new("backup-incr").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
+    let cancel = CancellationToken::new();
+    let archiver = tokio::spawn(backup_agent::pg::wal::run(
+        cfg.clone(),
+        storage.clone(),
+        log.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    let metrics = Default::default();
+    let full = backup_agent::jobs::postgres_full(&cfg, &log, &metrics)
+        .await
+        .expect("full");
+    app(
+        &pg,
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g",
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let inc = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics)
+        .await
+        .expect("incremental");
+    assert_eq!(inc.start_lsn, full.end_lsn);
+    assert!(
+        parse_lsn(inc.end_lsn.as_deref().expect("end"))
+            > parse_lsn(full.end_lsn.as_deref().expect("end"))
+    );
+    assert!(!inc.objects.is_empty());
+    assert!(
+        storage
+            .exists(&common::catalog::BackupKind::PostgresIncr.manifest_key(&inc.id))
+            .await
+    );
+
+    // A segment goes missing from the archive: the next incremental refuses, naming it.
+    app(
+        &pg,
+        "INSERT INTO t SELECT g FROM generate_series(1, 10000) g",
+    );
+    let lsn = pg
+        .psql_super("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .expect("name");
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    wait_archived(&pg, &storage).await;
+    let lost = lsn.trim().to_string();
+    storage
+        .delete(&format!("wal/{lost}.zst"))
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let e = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics)
+        .await
+        .expect_err("gap");
+    assert!(
+        e.to_string().contains("not complete") && e.to_string().contains(&lost),
+        "{e}"
+    );
+    let text = std::fs::read_to_string(&cfg.log_file).expect("log");
+    assert!(text.contains("job=postgres-incr outcome=failed"), "{text}");
+    cancel.cancel();
+    let _ = archiver.await;
+}

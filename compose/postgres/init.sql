@@ -6,3 +6,6 @@ CREATE DATABASE app OWNER app;
 CREATE ROLE replicator LOGIN REPLICATION;
 -- health-agent: connection counts, replication lag and slots.
 CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
+-- backup-agent's incremental switches WAL and creates restore points.
+GRANT EXECUTE ON FUNCTION pg_switch_wal() TO replicator;
+GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO replicator;

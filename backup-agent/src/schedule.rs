@@ -1,0 +1,183 @@
+//! Cron schedules (standard 5 fields, UTC): each job fires at its times; a run that would overlap
+//! the same job's previous one is skipped and logged; a run missed (the process was stopped or
+//! the machine asleep past its time) is logged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::logfmt::{Line, LogFile};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// When jobs run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedules {
+    /// Full backup. Default `0 2 * * *` (02:00 UTC daily). Empty disables.
+    pub full: String,
+    /// Incremental (WAL switch, restore point, completeness check). Default `0 */6 * * *`.
+    pub incremental: String,
+    /// Cleanup (leftovers, retention). Default `0 3 * * *`.
+    pub cleanup: String,
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self {
+            full: "0 2 * * *".into(),
+            incremental: "0 */6 * * *".into(),
+            cleanup: "0 3 * * *".into(),
+        }
+    }
+}
+
+/// Parses a standard 5-field cron expression (minute hour day month weekday).
+pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "{expr:?}: a cron expression has 5 fields (minute hour day month weekday), not {fields}"
+        ));
+    }
+    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| format!("{expr:?}: {e}"))
+}
+
+pub type JobFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+
+/// One scheduled job.
+pub struct Job {
+    pub name: &'static str,
+    pub schedule: cron::Schedule,
+    pub run: JobFn,
+    running: Arc<AtomicBool>,
+}
+
+impl Job {
+    pub fn new(name: &'static str, schedule: cron::Schedule, run: JobFn) -> Self {
+        Self {
+            name,
+            schedule,
+            run,
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts a run unless one is going: returns false (and logs) when it would overlap.
+    pub fn fire(&self, log: &Arc<LogFile>) -> bool {
+        if self.running.swap(true, Ordering::SeqCst) {
+            log.emit(
+                Line::new("job_skipped")
+                    .field("job", self.name)
+                    .field("why", "the previous run is still going"),
+            );
+            return false;
+        }
+        let (run, running, name) = (self.run.clone(), self.running.clone(), self.name);
+        tokio::spawn(async move {
+            // The job writes its own start and end lines (with the error) to backup.log.
+            if let Err(e) = run().await {
+                tracing::error!("{name}: {e:#}");
+            }
+            running.store(false, Ordering::SeqCst);
+        });
+        true
+    }
+}
+
+/// Fires each job at its times until cancelled.
+pub async fn run(jobs: Vec<Job>, log: Arc<LogFile>, cancel: CancellationToken) {
+    let mut set = tokio::task::JoinSet::new();
+    for job in jobs {
+        let (log, cancel) = (log.clone(), cancel.clone());
+        set.spawn(async move {
+            loop {
+                let Some(next) = job.schedule.upcoming(chrono::Utc).next() else {
+                    return;
+                };
+                let wait = (next - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let late = (chrono::Utc::now() - next)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                if late > Duration::from_secs(60) {
+                    log.emit(
+                        Line::new("job_missed")
+                            .field("job", job.name)
+                            .field("scheduled", next.to_rfc3339())
+                            .field("late_s", late.as_secs()),
+                    );
+                }
+                job.fire(&log);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_field_cron_and_clear_errors() {
+        let s = parse("0 2 * * *").expect("parses");
+        let next = s.upcoming(chrono::Utc).next().expect("next");
+        assert_eq!(next.format("%H:%M:%S").to_string(), "02:00:00");
+        assert!(parse("0 */6 * * *").is_ok());
+        let e = parse("* * * * * *").expect_err("6 fields");
+        assert!(e.contains("5 fields"), "{e}");
+        assert!(parse("61 * * * *").is_err());
+    }
+
+    #[tokio::test]
+    async fn overlapping_runs_never_start() {
+        let dir = std::env::temp_dir().join(format!("ba-sched-{}", std::process::id()));
+        let log = Arc::new(LogFile::open(dir.join("backup.log")).expect("log"));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, c) = (gate.clone(), count.clone());
+        let job = Job::new(
+            "slow",
+            parse("0 2 * * *").expect("cron"),
+            Arc::new(move || {
+                let (g, c) = (g.clone(), c.clone());
+                Box::pin(async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    g.notified().await;
+                    Ok(())
+                })
+            }),
+        );
+        assert!(job.fire(&log));
+        tokio::task::yield_now().await;
+        assert!(
+            !job.fire(&log),
+            "a second run started while the first was going"
+        );
+        gate.notify_waiters();
+        for _ in 0..100 {
+            if !job.running.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            job.fire(&log),
+            "the job could not run again after finishing"
+        );
+        gate.notify_waiters();
+        let text = std::fs::read_to_string(dir.join("backup.log")).expect("log");
+        assert!(text.contains("event=job_skipped job=slow"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
