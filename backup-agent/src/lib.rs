@@ -61,12 +61,24 @@ pub fn daemon(
             log.clone(),
             cancel.clone(),
         ));
+        let mut ticks = 0u64;
+        let mut warned = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     let p = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     metrics.wal_lag_bytes.set(p.server_end.saturating_sub(p.flushed) as i64);
+                    let behind = p
+                        .caught_up_at
+                        .filter(|_| p.server_end > p.flushed)
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or_default();
+                    metrics.wal_lag_seconds.set(behind.as_secs_f64());
+                    ticks += 1;
+                    if cfg.wal.enabled && ticks % 30 == 1 {
+                        warned = slot_retained(&cfg, &metrics, &log, warned).await;
+                    }
                 }
             }
         }
@@ -123,4 +135,41 @@ fn scheduled(
         }),
     );
     jobs
+}
+
+/// Exports the WAL the archiver's slot retains on the server; warns (once per crossing) past
+/// `wal.retained_warn_bytes`: a stalled archiver must not silently fill pg_wal.
+async fn slot_retained(
+    cfg: &Config,
+    metrics: &metrics::Metrics,
+    log: &LogFile,
+    warned: bool,
+) -> bool {
+    let q = "SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8 \
+             FROM pg_replication_slots WHERE slot_name = $1";
+    let retained: Option<i64> = match cfg.postgres.connect("backup-agent").await {
+        Ok(c) => c
+            .query_opt(q, &[&cfg.wal.slot])
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get(0)),
+        Err(e) => {
+            tracing::debug!("slot check: {e:#}");
+            None
+        }
+    };
+    let Some(bytes) = retained else { return warned };
+    metrics.slot_retained.set(bytes);
+    let over = bytes as u64 > cfg.wal.retained_warn_bytes;
+    if over && !warned {
+        tracing::warn!(slot = %cfg.wal.slot, bytes, "the replication slot retains more WAL than wal.retained_warn_bytes");
+        log.emit(
+            Line::new("wal_slot_retained_high")
+                .field("slot", &cfg.wal.slot)
+                .field("bytes", bytes)
+                .field("threshold", cfg.wal.retained_warn_bytes),
+        );
+    }
+    over
 }

@@ -21,8 +21,10 @@ pub struct Metrics {
     pub failures: Family<Labels, Counter>,
     /// backup_agent_wal_lag_bytes: the server's WAL end minus what is stored.
     pub wal_lag_bytes: Gauge,
-    /// backup_agent_wal_flushed_timestamp_seconds: when WAL was last stored.
-    pub wal_flushed: Gauge<f64, AtomicU64>,
+    /// backup_agent_wal_lag_seconds: how long the stored WAL has been behind the server.
+    pub wal_lag_seconds: Gauge<f64, AtomicU64>,
+    /// backup_agent_wal_slot_retained_bytes: WAL the server keeps for the slot.
+    pub slot_retained: Gauge,
 }
 
 impl Metrics {
@@ -55,9 +57,14 @@ impl Metrics {
             m.wal_lag_bytes.clone(),
         );
         r.register(
-            "wal_flushed_timestamp_seconds",
-            "Unix time WAL was last stored",
-            m.wal_flushed.clone(),
+            "wal_lag_seconds",
+            "How long the stored WAL has been behind the server",
+            m.wal_lag_seconds.clone(),
+        );
+        r.register(
+            "wal_slot_retained_bytes",
+            "WAL the server retains for the archiver's slot",
+            m.slot_retained.clone(),
         );
         m
     }

@@ -56,6 +56,8 @@ pub struct Progress {
     pub flushed: u64,
     pub server_end: u64,
     pub timeline: u32,
+    /// When everything received so far was last stored.
+    pub caught_up_at: Option<SystemTime>,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Progress>>;
@@ -331,6 +333,9 @@ fn update(shared: &Shared, seg: &Segment, flushed: u64, server_end: u64) {
     p.flushed = flushed;
     p.server_end = server_end;
     p.timeline = seg.tli;
+    if flushed >= server_end {
+        p.caught_up_at = Some(SystemTime::now());
+    }
 }
 
 /// Stores the open segment as `.partial` when it has data not yet stored.

@@ -1,0 +1,352 @@
+//! Full backup and restore of a pgbench database (~1 GB at the default scale 70), side by side in
+//! the same run with `pg_basebackup -Ft --compress=client-zstd:3 -X fetch` and pgBackRest (zst
+//! level 3), and the archiver's WAL lag while pgbench writes. Prints figures only.
+//! Run with `bench/backup-agent.sh` (installs pgbackrest, zstd and GNU time when missing).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::postgres::{self, PgOptions, Postgres};
+use harness::process::{TempDir, give_to_server_user};
+
+/// Runs a command under GNU time: (seconds, max RSS KiB). Panics with its output on failure.
+fn timed(as_postgres: bool, program: &str, args: &[&str], env: &[(&str, &str)]) -> (f64, u64) {
+    let mut cmd = if as_postgres {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "/usr/bin/time",
+        ]);
+        c
+    } else {
+        Command::new("/usr/bin/time")
+    };
+    cmd.args(["-f", "TIMED %e %M", program])
+        .args(args)
+        .envs(env.iter().copied());
+    let out = cmd.output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {err}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("TIMED "))
+        .expect("GNU time output");
+    let mut f = line.split_whitespace().skip(1);
+    let secs = f.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let kib = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (secs, kib)
+}
+
+fn du(p: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-sb"])
+        .arg(p)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let scale: u32 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(70);
+    let pg = Postgres::start_with(PgOptions {
+        extra_conf: vec!["max_wal_size = 4GB".into(), "shared_buffers = 256MB".into()],
+    })
+    .expect("postgres");
+    let port = pg.port.to_string();
+    let pgbench = pg.bindir().join("pgbench");
+    let out = Command::new(&pgbench)
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &scale.to_string(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            postgres::APP_USER,
+            postgres::APP_DB,
+        ])
+        .env("PGPASSWORD", postgres::APP_PASSWORD)
+        .output()
+        .expect("pgbench -i");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.psql_super("CHECKPOINT").expect("checkpoint");
+    let db_size = pg
+        .psql_super("SELECT pg_database_size('app')")
+        .expect("size")
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0);
+    println!(
+        "pgbench scale {scale}: database {:.0} MiB",
+        db_size as f64 / 1048576.0
+    );
+
+    let dir = TempDir::new("backup-bench").expect("dir");
+    dir.give_to_server_user().expect("chown");
+    let ours = env!("CARGO_BIN_EXE_backup-agent");
+    let store = dir.path().join("ours");
+    let store_s = store.display().to_string();
+    let env = [
+        ("BACKUP_AGENT_STORAGE__PATH", store_s.as_str()),
+        ("BACKUP_AGENT_POSTGRES__PORT", port.as_str()),
+        ("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER),
+        ("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD),
+        ("BACKUP_AGENT_LOG_FILE", "/dev/null"),
+        ("RUST_LOG", "warn"),
+    ];
+    let mut rows = vec![];
+
+    // backup-agent
+    let (b, bm) = timed(false, ours, &["backup", "postgres-full"], &env);
+    let list = Command::new(ours)
+        .arg("list")
+        .envs(env)
+        .output()
+        .expect("list");
+    let id = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    let target = dir.path().join("ours-restore");
+    let t = target.display().to_string();
+    let (r, rm) = timed(
+        false,
+        ours,
+        &["restore", "postgres", "--backup", &id, "--target-dir", &t],
+        &env,
+    );
+    rows.push(("backup-agent (zstd 3)", b, bm, du(&store), r, rm));
+
+    // pg_basebackup
+    let pbb = dir.path().join("pg_basebackup");
+    let pbb_s = pbb.display().to_string();
+    let (b, bm) = timed(
+        false,
+        pg.bindir().join("pg_basebackup").to_str().expect("utf8"),
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            postgres::REPL_USER,
+            "-D",
+            &pbb_s,
+            "-Ft",
+            "--compress=client-zstd:3",
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
+            "--no-sync",
+        ],
+        &[("PGPASSWORD", postgres::REPL_PASSWORD)],
+    );
+    let pbb_restore = dir.path().join("pbb-restore");
+    std::fs::create_dir_all(&pbb_restore).expect("dir");
+    let script = format!(
+        "tar -I zstd -xf {0}/base.tar.zst -C {1} && (test ! -f {0}/pg_wal.tar.zst || tar -I zstd -xf {0}/pg_wal.tar.zst -C {1}/pg_wal)",
+        pbb.display(),
+        pbb_restore.display()
+    );
+    let (r, rm) = timed(false, "sh", &["-c", &script], &[]);
+    rows.push((
+        "pg_basebackup -Ft client-zstd:3 -X fetch",
+        b,
+        bm,
+        du(&pbb),
+        r,
+        rm,
+    ));
+
+    // pgBackRest
+    let repo = dir.path().join("pgbackrest");
+    std::fs::create_dir_all(repo.join("repo")).expect("repo");
+    std::fs::create_dir_all(repo.join("log")).expect("log");
+    std::fs::create_dir_all(repo.join("lock")).expect("lock");
+    let conf = repo.join("pgbackrest.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={0}/repo\ncompress-type=zst\ncompress-level=3\nlog-level-console=warn\nlog-path={0}/log\nlock-path={0}/lock\nstart-fast=y\narchive-check=n\n\n[bench]\npg1-path={1}\npg1-port={2}\npg1-socket-path={3}\npg1-user=postgres\n",
+            repo.display(),
+            pg.data_dir().display(),
+            pg.port,
+            pg.dir().display()
+        ),
+    )
+    .expect("conf");
+    for p in [
+        &repo,
+        &repo.join("repo"),
+        &repo.join("log"),
+        &repo.join("lock"),
+        &conf,
+    ] {
+        give_to_server_user(p).expect("chown");
+    }
+    let c = format!("--config={}", conf.display());
+    timed(
+        true,
+        "pgbackrest",
+        &[&c, "--stanza=bench", "stanza-create"],
+        &[],
+    );
+    let (b, bm) = timed(
+        true,
+        "pgbackrest",
+        &[&c, "--stanza=bench", "--type=full", "backup"],
+        &[],
+    );
+    let pgbr_restore = dir.path().join("pgbr-restore");
+    std::fs::create_dir_all(&pgbr_restore).expect("dir");
+    give_to_server_user(&pgbr_restore).expect("chown");
+    let (r, rm) = timed(
+        true,
+        "pgbackrest",
+        &[
+            &c,
+            "--stanza=bench",
+            &format!("--pg1-path={}", pgbr_restore.display()),
+            "--type=immediate",
+            "restore",
+        ],
+        &[],
+    );
+    rows.push((
+        "pgBackRest 2.45 (zst 3)",
+        b,
+        bm,
+        du(&repo.join("repo")),
+        r,
+        rm,
+    ));
+
+    println!("same database, same run, local disk; restore = unpack only (no WAL replay)");
+    println!(
+        "{:<42} {:>9} {:>12} {:>11} {:>10} {:>12}",
+        "tool", "backup s", "backup MiB", "stored MiB", "restore s", "restore MiB"
+    );
+    for (name, b, bm, size, r, rm) in rows {
+        println!(
+            "{name:<42} {b:>9.2} {:>12.1} {:>11.1} {r:>10.2} {:>12.1}",
+            bm as f64 / 1024.0,
+            size as f64 / 1048576.0,
+            rm as f64 / 1024.0
+        );
+    }
+
+    // WAL lag while pgbench writes: the daemon's archiver with flush_interval 1s.
+    let listen = harness::process::free_port().expect("port");
+    let lag_store = dir.path().join("lag");
+    let lag_s = lag_store.display().to_string();
+    let addr = format!("127.0.0.1:{listen}");
+    let mut daemon = Command::new(ours)
+        .envs([
+            ("BACKUP_AGENT_STORAGE__PATH", lag_s.as_str()),
+            ("BACKUP_AGENT_POSTGRES__PORT", port.as_str()),
+            ("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER),
+            ("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD),
+            ("BACKUP_AGENT_LOG_FILE", "/dev/null"),
+            ("BACKUP_AGENT_WAL__FLUSH_INTERVAL", "1s"),
+            ("BACKUP_AGENT_WAL__SLOT", "bench_lag"),
+            ("BACKUP_AGENT_LISTEN", addr.as_str()),
+            ("RUST_LOG", "warn"),
+        ])
+        .spawn()
+        .expect("daemon");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut load = Command::new(&pgbench)
+        .args([
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            "20",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            postgres::APP_USER,
+            postgres::APP_DB,
+        ])
+        .env("PGPASSWORD", postgres::APP_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pgbench");
+    let (mut secs, mut bytes, mut rss) = (vec![], vec![], 0f64);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(19) {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Ok((200, body)) = harness::http::get(&addr, "/metrics") {
+            let v = |n: &str| {
+                body.lines()
+                    .find(|l| l.starts_with(n))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|x| x.parse::<f64>().ok())
+            };
+            if let (Some(s), Some(b)) = (
+                v("backup_agent_wal_lag_seconds "),
+                v("backup_agent_wal_lag_bytes "),
+            ) {
+                secs.push(s);
+                bytes.push(b);
+            }
+        }
+        let st =
+            std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+        if let Some(k) = st
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            rss = rss.max(k / 1024.0);
+        }
+    }
+    let _ = load.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    secs.sort_by(|a, b| a.total_cmp(b));
+    bytes.sort_by(|a, b| a.total_cmp(b));
+    let p = |v: &[f64], q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "WAL archiver under pgbench -c 4 (flush_interval 1s, {} samples): lag p50 {:.2} s, max {:.2} s; lag p50 {:.0} KiB, max {:.0} KiB; daemon peak RSS {rss:.1} MiB",
+        secs.len(),
+        p(&secs, 0.5),
+        p(&secs, 1.0),
+        p(&bytes, 0.5) / 1024.0,
+        p(&bytes, 1.0) / 1024.0
+    );
+}
