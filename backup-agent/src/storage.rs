@@ -62,7 +62,8 @@ impl Storage {
         })?;
         Ok(ObjectWriter {
             key: key.to_string(),
-            file,
+            // tokio's File hands every write to a blocking thread: batch them.
+            file: tokio::io::BufWriter::with_capacity(1 << 20, file),
             temp,
             final_path,
             hasher: Sha256::new(),
@@ -149,7 +150,7 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 /// Dropped unfinished, it leaves only a temporary file (removed by cleanup).
 pub struct ObjectWriter {
     key: String,
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     temp: PathBuf,
     final_path: PathBuf,
     hasher: Sha256,
@@ -160,7 +161,7 @@ impl ObjectWriter {
     /// Flushes, fsyncs and renames the object into place.
     pub async fn finish(mut self) -> std::io::Result<Stored> {
         self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.get_mut().sync_all().await?;
         tokio::fs::rename(&self.temp, &self.final_path).await?;
         if let Some(dir) = self.final_path.parent()
             && let Ok(d) = tokio::fs::File::open(dir).await

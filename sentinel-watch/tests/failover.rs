@@ -1,6 +1,7 @@
 //! sentinel-watch against real redis-server and redis-sentinel: killed, hung and manual failovers,
 //! and a Sentinel killed and restarted meanwhile.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::logfmt::parse;
@@ -93,9 +94,13 @@ async fn stack(down_after_ms: u64) -> RedisStack {
 }
 
 async fn start(stack: &RedisStack) -> Running {
+    start_with(stack, |_, _| {}).await
+}
+
+async fn start_with(stack: &RedisStack, tweak: impl FnOnce(&mut Config, &Path)) -> Running {
     let dir = TempDir::new("sentinel-watch").expect("dir");
     let log = dir.path().join("events.log");
-    let cfg = Config {
+    let mut cfg = Config {
         sentinels: stack.sentinel_addrs(),
         masters: vec![MASTER_NAME.into()],
         redis_auth: RedisSettings {
@@ -111,6 +116,7 @@ async fn start(stack: &RedisStack) -> Running {
         poll_interval: Duration::from_secs(1),
         ..Config::default()
     };
+    tweak(&mut cfg, dir.path());
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(sentinel_watch::run(
@@ -170,7 +176,22 @@ async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
     let _serial = harness::serial();
     let mut stack = stack(1000).await;
     let old = addr(stack.master.port);
-    let r = start(&stack).await;
+    let closed = harness::process::free_port().expect("port");
+    let r = start_with(&stack, |cfg, dir| {
+        // A hook command that records what it gets, and a webhook nobody answers.
+        cfg.hooks.command = vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "cat >> {0}/hook.json; echo >> {0}/hook.json; echo \"$OUTRIGGER_EVENT $OUTRIGGER_NEW_MASTER\" >> {0}/hook.env",
+                dir.display()
+            ),
+        ];
+        cfg.hooks.webhook = Some(format!("http://127.0.0.1:{closed}/hook"));
+        cfg.hooks.attempts = 2;
+        cfg.hooks.timeout = Duration::from_secs(1);
+    })
+    .await;
     stack.master.proc.kill();
 
     let f = r.wait_failovers(1, Duration::from_secs(60)).await;
@@ -261,6 +282,57 @@ async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
         .filter(|l| field(l, "name") == Some("+switch-master"))
         .count();
     assert_eq!(switch_lines, 1, "one line per event, not per Sentinel");
+
+    // Hooks: the command ran for switch-master and failover-end; the dead webhook is logged, not fatal.
+    let dir = r.log.parent().expect("dir").to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while r.events("hook_failed").is_empty() || r.events("hook_done").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "hooks did not finish:\n{}",
+            std::fs::read_to_string(&r.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let env = std::fs::read_to_string(dir.join("hook.env")).expect("hook ran");
+    assert!(
+        env.contains(&format!("switch-master {new}"))
+            && env.contains(&format!("failover-end {new}")),
+        "{env}"
+    );
+    let json = std::fs::read_to_string(dir.join("hook.json")).expect("stdin");
+    for line in json.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON on stdin");
+        assert_eq!(v["master"], MASTER_NAME);
+    }
+    assert!(
+        r.events("hook_failed")
+            .iter()
+            .all(|l| field(l, "hook") == Some("webhook"))
+    );
+
+    // `status` shows the new master; the killed node is a replica link down, so it exits 1.
+    let cfg_path = dir.join("sw.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "sentinels = {:?}\n[redis_auth]\npassword = \"{PW}\"\n",
+            stack.sentinel_addrs()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentinel-watch"))
+        .arg("-c")
+        .arg(&cfg_path)
+        .arg("status")
+        .output()
+        .expect("status runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("MASTERS") && table.contains("REPLICAS") && table.contains("SENTINELS"),
+        "{table}"
+    );
+    assert!(table.contains(&new.to_string()), "{table}");
     r.stop().await;
 }
 
