@@ -76,8 +76,11 @@ pub fn daemon(
                         .unwrap_or_default();
                     metrics.wal_lag_seconds.set(behind.as_secs_f64());
                     ticks += 1;
-                    if cfg.wal.enabled && ticks % 30 == 1 {
-                        warned = slot_retained(&cfg, &metrics, &log, warned).await;
+                    if ticks % 30 == 1 {
+                        if cfg.wal.enabled {
+                            warned = slot_retained(&cfg, &metrics, &log, warned).await;
+                        }
+                        catalog_metrics(&storage, &metrics);
                     }
                 }
             }
@@ -172,4 +175,51 @@ async fn slot_retained(
         );
     }
     over
+}
+
+/// Last success, size and stored bytes per kind, from the catalog — the source of truth, so
+/// backups run from the CLI and before a restart count too.
+fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics) {
+    let Ok(cat) = restore::catalog(storage) else {
+        return;
+    };
+    for kind in common::catalog::BackupKind::ALL {
+        let l = metrics::kind(kind.as_str());
+        let of_kind: Vec<_> = cat.manifests.iter().filter(|m| m.kind == kind).collect();
+        if let Some(newest) = of_kind.iter().max_by_key(|m| m.finished_at) {
+            let ts = newest
+                .finished_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            metrics.last_success.get_or_create(&l).set(ts);
+            metrics
+                .last_size
+                .get_or_create(&l)
+                .set(newest.size() as i64);
+            let took = newest
+                .finished_at
+                .duration_since(newest.started_at)
+                .unwrap_or_default();
+            metrics
+                .last_duration
+                .get_or_create(&l)
+                .set(took.as_secs_f64());
+        }
+        // Present from the start, so that increase() and alerts see the first failure.
+        let _ = metrics.failures.get_or_create(&l);
+        let total: u64 = of_kind.iter().map(|m| m.size()).sum();
+        metrics.storage_bytes.get_or_create(&l).set(total as i64);
+    }
+    let wal: u64 = storage
+        .list("wal", false)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| std::fs::metadata(storage.root().join(k)).ok())
+        .map(|m| m.len())
+        .sum();
+    metrics
+        .storage_bytes
+        .get_or_create(&metrics::kind("wal"))
+        .set(wal as i64);
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub failures: Family<Labels, Counter>,
     /// backup_agent_wal_lag_bytes: the server's WAL end minus what is stored.
     pub wal_lag_bytes: Gauge,
+    /// backup_agent_storage_bytes{kind}: stored bytes of complete backups (and `wal`).
+    pub storage_bytes: Family<Labels, Gauge>,
     /// backup_agent_wal_lag_seconds: how long the stored WAL has been behind the server.
     pub wal_lag_seconds: Gauge<f64, AtomicU64>,
     /// backup_agent_wal_slot_retained_bytes: WAL the server keeps for the slot.
@@ -55,6 +57,11 @@ impl Metrics {
             "wal_lag_bytes",
             "WAL the server has that is not stored yet",
             m.wal_lag_bytes.clone(),
+        );
+        r.register(
+            "storage_bytes",
+            "Stored bytes of complete backups by kind, and of WAL",
+            m.storage_bytes.clone(),
         );
         r.register(
             "wal_lag_seconds",

@@ -172,7 +172,8 @@ impl IntoIterator for Families {
     }
 }
 
-/// Renders families (those without series are left out, as client_golang does).
+/// Renders families. A family without series this scrape still gets its HELP and TYPE lines, so
+/// that every name the exporter can produce is visible (Prometheus ignores sample-less families).
 pub fn render(families: &Families) -> String {
     let size: usize = families
         .iter()
@@ -187,7 +188,7 @@ pub fn render(families: &Families) -> String {
         })
         .sum();
     let mut out = String::with_capacity(size);
-    for f in families.iter().filter(|f| !f.samples.is_empty()) {
+    for f in families.iter() {
         let kind = match f.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
@@ -250,7 +251,7 @@ mod tests {
         let text = render(&fs);
         assert_eq!(
             text,
-            "# HELP x_total help \\\\ me\n# TYPE x_total counter\nx_total{a=\"q\\\"u\\\\o\\nte\"} 3\nx_total 0.25\n"
+            "# HELP x_total help \\\\ me\n# TYPE x_total counter\nx_total{a=\"q\\\"u\\\\o\\nte\"} 3\nx_total 0.25\n# HELP empty h\n# TYPE empty gauge\n"
         );
         assert_eq!(
             l.pairs(),

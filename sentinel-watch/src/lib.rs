@@ -68,6 +68,12 @@ pub async fn run(
         cfg.probe.enabled,
     );
     for m in &cfg.masters {
+        // Present from the start (at zero), so that increase() and alerts see the first failover.
+        let l = metrics::master(m);
+        let _ = metrics.failovers.get_or_create(&l);
+        let _ = metrics.lost_writes.get_or_create(&l);
+        let _ = metrics.failover_duration.get_or_create(&l);
+        let _ = metrics.write_downtime.get_or_create(&l);
         match view::freshest(&cfg, m).await {
             Some((addr, epoch, n)) => {
                 tracing::info!(master = %m, %addr, epoch, agreeing = n, "current master");

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""End-to-end check of the monitoring side, run by ./dev test against the local stack:
+a real Prometheus (with compose/prometheus/prometheus.yml, targets pointed at ./dev's ports)
+must see every daemon up and the key series; every metric name in the Grafana dashboard must be
+one the daemons actually export (checked against their /metrics)."""
+import json
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+PROM = sys.argv[1]            # http://127.0.0.1:19090
+DASHBOARD = sys.argv[2]       # compose/grafana/dashboards/outrigger.json
+DAEMONS = sys.argv[3:]        # 127.0.0.1:19401 ...
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+def fail(msg):
+    print("monitoring check FAILED: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+# 1. Every daemon target is up in Prometheus.
+deadline = time.time() + 90
+while True:
+    try:
+        targets = json.loads(get(PROM + "/api/v1/targets"))["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+    except Exception as e:  # not ready yet
+        health = {"error": str(e)}
+    if len(health) == 4 and all(h == "up" for h in health.values()):
+        break
+    if time.time() > deadline:
+        fail("targets not all up: %s" % health)
+    time.sleep(1)
+print("prometheus: all 4 daemon targets up:", ", ".join(sorted(health)))
+
+# 2. The key series exist (pool, backup, sentinel, health).
+for q in ["pgbouncer_up", "pgbouncer_pools_client_active_connections",
+          "backup_agent_last_success_timestamp_seconds", "backup_agent_build_info",
+          "sentinel_watch_sentinels_up", "sentinel_watch_quorum_ok",
+          "health_check_state", "health_cycles_total"]:
+    deadline = time.time() + 60
+    while True:
+        res = json.loads(get(PROM + "/api/v1/query?query=" + urllib.parse.quote(q)))["data"]["result"]
+        if res:
+            break
+        if time.time() > deadline:
+            fail("no series for %s" % q)
+        time.sleep(1)
+print("prometheus: key series present")
+
+# 3. Every metric name the dashboard queries is exported by a daemon.
+exported = set()
+for d in DAEMONS:
+    for line in get("http://%s/metrics" % d).splitlines():
+        if line.startswith("# TYPE "):
+            exported.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            exported.add(re.split(r"[{ ]", line, 1)[0])
+def known(name):
+    if name in exported:
+        return True
+    for suffix in ("_total", "_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[: -len(suffix)] in exported:
+            return True
+    return False
+promql_words = {"sum", "by", "without", "rate", "increase", "max", "min", "avg", "count", "time",
+                "histogram_quantile", "on", "ignoring", "group_left", "group_right", "and", "or",
+                "unless", "le", "offset", "bool", "topk", "bottomk", "abs", "absent", "irate", "delta"}
+dash = json.load(open(DASHBOARD))
+names = set()
+def walk(panels):
+    for p in panels:
+        for t in p.get("targets", []):
+            expr = re.sub(r'\{[^}]*\}', '', t["expr"])       # drop label matchers
+            expr = re.sub(r'\[[^\]]*\]', '', expr)           # drop ranges
+            expr = re.sub(r'\b(by|without)\s*\([^)]*\)', '', expr)
+            for w in re.findall(r'[a-zA-Z_:][a-zA-Z0-9_:]*', expr):
+                if w not in promql_words:
+                    names.add(w)
+        walk(p.get("panels", []))
+walk(dash["panels"])
+missing = sorted(n for n in names if not known(n))
+if missing:
+    fail("dashboard uses metrics no daemon exports: %s" % missing)
+print("grafana dashboard: all %d metric names are exported" % len(names))
