@@ -12,40 +12,32 @@ use crate::metrics::{Metrics, kind};
 use crate::pg::basebackup;
 use crate::storage::Storage;
 
-/// One full backup, logged and measured.
-pub async fn postgres_full(
+/// Runs a job that produces a catalog entry: start and end lines in backup.log (outcome, id,
+/// size, duration, LSN range or the error) and the job's metrics.
+async fn logged<F>(
+    job: &str,
     cfg: &Config,
     log: &LogFile,
     metrics: &Metrics,
-) -> anyhow::Result<Manifest> {
-    let storage = Storage::local(&cfg.storage.path);
+    work: F,
+) -> anyhow::Result<Manifest>
+where
+    F: std::future::Future<Output = anyhow::Result<Manifest>>,
+{
     let started = Instant::now();
     log.emit(
         Line::new("job_start")
-            .field("job", "postgres-full")
+            .field("job", job)
             .field("server", &cfg.postgres),
     );
-    let tty = std::io::stderr().is_terminal();
-    let mut last_log = Instant::now();
-    let mut progress = |done: u64| {
-        if tty {
-            eprint!("\rpostgres-full: {} streamed", common_bytes(done));
-        } else if last_log.elapsed().as_secs() >= 10 {
-            last_log = Instant::now();
-            tracing::info!(bytes = done, "postgres-full: streaming");
-        }
-    };
-    let r = basebackup::run(&cfg.postgres, &storage, &cfg.compression, &mut progress).await;
-    if tty {
-        eprintln!();
-    }
+    let r = work.await;
     let took = started.elapsed();
-    let l = kind("postgres-full");
+    let l = kind(job);
     match r {
         Ok(m) => {
             log.emit(
                 Line::new("job_end")
-                    .field("job", "postgres-full")
+                    .field("job", job)
                     .field("outcome", "ok")
                     .field("id", &m.id)
                     .field("size", m.size())
@@ -70,15 +62,42 @@ pub async fn postgres_full(
         Err(e) => {
             log.emit(
                 Line::new("job_end")
-                    .field("job", "postgres-full")
+                    .field("job", job)
                     .field("outcome", "failed")
                     .field("duration_ms", took.as_millis())
-                    .field("error", &e),
+                    .field("error", format!("{e:#}")),
             );
             metrics.failures.get_or_create(&l).inc();
-            Err(e.into())
+            Err(e)
         }
     }
+}
+
+/// One full backup, logged and measured; progress on a terminal, or in the log every 10 s.
+pub async fn postgres_full(
+    cfg: &Config,
+    log: &LogFile,
+    metrics: &Metrics,
+) -> anyhow::Result<Manifest> {
+    logged("postgres-full", cfg, log, metrics, async {
+        let storage = Storage::local(&cfg.storage.path);
+        let tty = std::io::stderr().is_terminal();
+        let mut last_log = Instant::now();
+        let mut progress = |done: u64| {
+            if tty {
+                eprint!("\rpostgres-full: {} streamed", common_bytes(done));
+            } else if last_log.elapsed().as_secs() >= 10 {
+                last_log = Instant::now();
+                tracing::info!(bytes = done, "postgres-full: streaming");
+            }
+        };
+        let r = basebackup::run(&cfg.postgres, &storage, &cfg.compression, &mut progress).await;
+        if tty {
+            eprintln!();
+        }
+        Ok(r?)
+    })
+    .await
 }
 
 fn common_bytes(n: u64) -> String {
@@ -144,53 +163,7 @@ pub async fn postgres_incr(
     log: &LogFile,
     metrics: &Metrics,
 ) -> anyhow::Result<Manifest> {
-    let started = Instant::now();
-    log.emit(
-        Line::new("job_start")
-            .field("job", "postgres-incr")
-            .field("server", &cfg.postgres),
-    );
-    let r = incr(cfg).await;
-    let took = started.elapsed();
-    let l = kind("postgres-incr");
-    match r {
-        Ok(m) => {
-            log.emit(
-                Line::new("job_end")
-                    .field("job", "postgres-incr")
-                    .field("outcome", "ok")
-                    .field("id", &m.id)
-                    .field("size", m.size())
-                    .field("duration_ms", took.as_millis())
-                    .field_opt("start_lsn", m.start_lsn.as_deref())
-                    .field_opt("end_lsn", m.end_lsn.as_deref()),
-            );
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            metrics
-                .last_success
-                .get_or_create(&l)
-                .set(now.as_secs_f64());
-            metrics
-                .last_duration
-                .get_or_create(&l)
-                .set(took.as_secs_f64());
-            metrics.last_size.get_or_create(&l).set(m.size() as i64);
-            Ok(m)
-        }
-        Err(e) => {
-            log.emit(
-                Line::new("job_end")
-                    .field("job", "postgres-incr")
-                    .field("outcome", "failed")
-                    .field("duration_ms", took.as_millis())
-                    .field("error", format!("{e:#}")),
-            );
-            metrics.failures.get_or_create(&l).inc();
-            Err(e)
-        }
-    }
+    logged("postgres-incr", cfg, log, metrics, incr(cfg)).await
 }
 
 async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {

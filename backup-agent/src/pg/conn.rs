@@ -277,36 +277,40 @@ impl ReplConn {
             })
     }
 
-    /// Reads the next backend message (NoticeResponse is logged and skipped).
+    /// Reads the next backend message (NoticeResponse is skipped).
     pub async fn read(&mut self) -> Result<Message, ReplError> {
         loop {
             match Message::parse(&mut self.buf).map_err(|e| self.proto(e))? {
                 Some(Message::NoticeResponse(_)) => continue,
                 Some(m) => return Ok(m),
-                None => {
-                    if self.buf.capacity() - self.buf.len() < 8192 {
-                        self.buf.reserve(64 * 1024);
-                    }
-                    let n = self
-                        .stream
-                        .read_buf(&mut self.buf)
-                        .await
-                        .map_err(|source| ReplError::Io {
-                            server: self.server.clone(),
-                            source,
-                        })?;
-                    if n == 0 {
-                        return Err(ReplError::Io {
-                            server: self.server.clone(),
-                            source: std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "the server closed the connection",
-                            ),
-                        });
-                    }
-                }
+                None => self.fill().await?,
             }
         }
+    }
+
+    /// Reads more bytes from the server into the buffer.
+    async fn fill(&mut self) -> Result<(), ReplError> {
+        if self.buf.capacity() - self.buf.len() < 8192 {
+            self.buf.reserve(64 * 1024);
+        }
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|source| ReplError::Io {
+                server: self.server.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(ReplError::Io {
+                server: self.server.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Reads one raw message `(tag, body)`: the CopyBoth phase of START_REPLICATION uses a message
@@ -332,24 +336,7 @@ impl ReplConn {
                     }
                 }
             }
-            self.buf.reserve(64 * 1024);
-            let n = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|source| ReplError::Io {
-                    server: self.server.clone(),
-                    source,
-                })?;
-            if n == 0 {
-                return Err(ReplError::Io {
-                    server: self.server.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection",
-                    ),
-                });
-            }
+            self.fill().await?;
         }
     }
 
