@@ -88,14 +88,17 @@ impl Default for Wal {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
-    /// Local directory holding the catalog and objects. Default `backups`.
+    /// Local directory holding the catalog and objects (when `s3` is not set). Default `backups`.
     pub path: PathBuf,
+    /// S3 instead of the local directory. Default none.
+    pub s3: Option<crate::s3::S3Config>,
 }
 
 impl Default for Storage {
     fn default() -> Self {
         Self {
             path: PathBuf::from("backups"),
+            s3: None,
         }
     }
 }
@@ -153,6 +156,16 @@ impl DaemonConfig for Config {
                 crate::schedule::parse(expr)
                     .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
             }
+        }
+        if let Some(s3) = &self.storage.s3 {
+            if s3.bucket.is_empty() {
+                return Err(ConfigError::Invalid("storage.s3.bucket is required".into()));
+            }
+            common::config::resolve_secret(
+                "storage.s3.secret_access_key",
+                s3.secret_access_key.as_ref(),
+                s3.secret_access_key_file.as_deref(),
+            )?;
         }
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")

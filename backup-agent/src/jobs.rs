@@ -80,7 +80,7 @@ pub async fn postgres_full(
     metrics: &Metrics,
 ) -> anyhow::Result<Manifest> {
     logged("postgres-full", cfg, log, metrics, async {
-        let storage = Storage::local(&cfg.storage.path);
+        let storage = Storage::from_config(&cfg.storage).await?;
         let tty = std::io::stderr().is_terminal();
         let mut last_log = Instant::now();
         let mut progress = |done: u64| {
@@ -104,25 +104,26 @@ fn common_bytes(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
 }
 
-/// Cleanup: what interrupted uploads left, then what retention lets go (manifest first). With
-/// `dry_run`, only says what would go. Returns the keys removed (or to remove).
-pub async fn cleanup(cfg: &Config, log: &LogFile, dry_run: bool) -> anyhow::Result<Vec<String>> {
-    let storage = Storage::local(&cfg.storage.path);
-    let catalog = crate::restore::catalog(&storage)?;
-    let wal = storage.list("wal", false)?;
-    let seg = storage
-        .get(common::catalog::WAL_STATUS_KEY)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice::<common::catalog::WalStatus>(&b).ok())
+/// Cleanup: what interrupted uploads left (local temporary files of processes that are gone; S3
+/// multipart uploads never completed and older than `leftover_age`), then what retention lets go
+/// (manifest first). With `dry_run`, only says what would go. Returns what was (or would be) removed.
+pub async fn cleanup(
+    cfg: &Config,
+    log: &LogFile,
+    dry_run: bool,
+    leftover_age: std::time::Duration,
+) -> anyhow::Result<Vec<String>> {
+    let storage = Storage::from_config(&cfg.storage).await?;
+    let catalog = storage.catalog().await?;
+    let wal = storage.keys("wal").await?;
+    let seg = catalog
+        .wal
+        .as_ref()
         .and_then(|s| s.segment_size)
         .unwrap_or(16 << 20);
     let plan = crate::retention::plan(&catalog, &wal, seg, SystemTime::now(), &cfg.retention);
-    let mut keys: Vec<(String, &str)> = storage
-        .leftovers()?
-        .into_iter()
-        .map(|k| (k, "interrupted upload"))
-        .collect();
+    let leftovers = storage.leftovers(leftover_age).await?;
+    let mut keys: Vec<(String, &str)> = vec![];
     for (manifest, objects) in &plan.backups {
         keys.push((manifest.clone(), "retention"));
         keys.extend(objects.iter().map(|o| (o.clone(), "retention")));
@@ -132,8 +133,18 @@ pub async fn cleanup(cfg: &Config, log: &LogFile, dry_run: bool) -> anyhow::Resu
             .iter()
             .map(|k| (k.clone(), "below the oldest kept full backup")),
     );
+    let mut done: Vec<String> = leftovers.iter().map(ToString::to_string).collect();
+    done.extend(keys.iter().map(|(k, _)| k.clone()));
     if !dry_run {
         log.emit(Line::new("job_start").field("job", "cleanup"));
+        for l in &leftovers {
+            storage.remove_leftover(l).await?;
+            log.emit(
+                Line::new("cleanup_removed")
+                    .field("key", l)
+                    .field("why", "interrupted upload"),
+            );
+        }
         for (k, why) in &keys {
             storage.delete(k).await?;
             log.emit(
@@ -146,14 +157,14 @@ pub async fn cleanup(cfg: &Config, log: &LogFile, dry_run: bool) -> anyhow::Resu
             Line::new("job_end")
                 .field("job", "cleanup")
                 .field("outcome", "ok")
-                .field("removed", keys.len())
+                .field("removed", done.len())
                 .field_opt(
                     "wal_horizon",
                     plan.wal_horizon.map(crate::pg::conn::format_lsn),
                 ),
         );
     }
-    Ok(keys.into_iter().map(|(k, _)| k).collect())
+    Ok(done)
 }
 
 /// The incremental: switch WAL, create a restore point, wait until the archive has the WAL up to
@@ -169,10 +180,10 @@ pub async fn postgres_incr(
 async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
     use crate::pg::conn::{format_lsn, parse_lsn};
     use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
-    let storage = Storage::local(&cfg.storage.path);
+    let storage = Storage::from_config(&cfg.storage).await?;
     let started_at = SystemTime::now();
     let id = basebackup::new_id(started_at);
-    let catalog = crate::restore::catalog(&storage)?;
+    let catalog = storage.catalog().await?;
     let previous = catalog
         .manifests
         .iter()

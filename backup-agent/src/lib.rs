@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pg;
 pub mod restore;
 pub mod retention;
+pub mod s3;
 pub mod schedule;
 pub mod storage;
 
@@ -39,10 +40,10 @@ pub fn daemon(
     let readiness = ctx.readiness.clone();
     Ok(async move {
         let cfg = Arc::new(cfg);
-        let storage = storage::Storage::local(&cfg.storage.path);
+        let storage = storage::Storage::from_config(&cfg.storage).await?;
         log.emit(
             Line::new("start")
-                .field("storage", cfg.storage.path.display())
+                .field("storage", storage.describe())
                 .field("wal", cfg.wal.enabled),
         );
         readiness.set(true);
@@ -80,7 +81,7 @@ pub fn daemon(
                         if cfg.wal.enabled {
                             warned = slot_retained(&cfg, &metrics, &log, warned).await;
                         }
-                        catalog_metrics(&storage, &metrics);
+                        catalog_metrics(&storage, &metrics).await;
                     }
                 }
             }
@@ -134,7 +135,11 @@ fn scheduled(
         &cfg.schedule.cleanup,
         Arc::new(move || {
             let (c, l) = (c.clone(), l.clone());
-            Box::pin(async move { jobs::cleanup(&c, &l, false).await.map(|_| ()) })
+            Box::pin(async move {
+                jobs::cleanup(&c, &l, false, Duration::from_secs(12 * 3600))
+                    .await
+                    .map(|_| ())
+            })
         }),
     );
     jobs
@@ -179,8 +184,8 @@ async fn slot_retained(
 
 /// Last success, size and stored bytes per kind, from the catalog — the source of truth, so
 /// backups run from the CLI and before a restart count too.
-fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics) {
-    let Ok(cat) = restore::catalog(storage) else {
+async fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics) {
+    let Ok(cat) = storage.catalog().await else {
         return;
     };
     for kind in common::catalog::BackupKind::ALL {
@@ -212,11 +217,11 @@ fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics) {
         metrics.storage_bytes.get_or_create(&l).set(total as i64);
     }
     let wal: u64 = storage
-        .list("wal", false)
+        .list("wal")
+        .await
         .unwrap_or_default()
         .iter()
-        .filter_map(|k| std::fs::metadata(storage.root().join(k)).ok())
-        .map(|m| m.len())
+        .map(|(_, n)| n)
         .sum();
     metrics
         .storage_bytes

@@ -42,6 +42,10 @@ enum Cmd {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// S3 multipart uploads never completed are aborted once this old (a backup running
+        /// now may still complete its own). Local leftovers go as soon as their process is gone.
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        leftovers_older_than: std::time::Duration,
     },
     /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
     WalFetch { name: String, path: PathBuf },
@@ -120,8 +124,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::List => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
-            let mut cat = backup_agent::restore::catalog(&storage)?;
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let mut cat = storage.catalog().await?;
             cat.manifests.sort_by_key(|m| m.finished_at);
             let rows: Vec<Vec<String>> = cat
                 .manifests
@@ -167,7 +171,7 @@ fn main() -> ExitCode {
                 (_, _, Some(l)) => Target::Lsn(l),
                 _ => Target::Latest,
             };
-            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             let cmd = restore_command(&cfg, config_path.as_deref())?;
             let m = backup_agent::restore::restore(&storage, &target, &target_dir, &cmd).await?;
             println!(
@@ -177,9 +181,14 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Cleanup { dry_run } => common::app::run_command(|_| async move {
+        Cmd::Cleanup {
+            dry_run,
+            leftovers_older_than,
+        } => common::app::run_command(|_| async move {
             let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            for key in backup_agent::jobs::cleanup(&cfg, &log, dry_run).await? {
+            for key in
+                backup_agent::jobs::cleanup(&cfg, &log, dry_run, leftovers_older_than).await?
+            {
                 println!(
                     "{}{key}",
                     if dry_run { "would remove " } else { "removed " }
@@ -188,7 +197,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::local(&cfg.storage.path);
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             Ok(
                 if backup_agent::pg::wal::fetch(&storage, &name, &path).await? {
                     ExitCode::SUCCESS

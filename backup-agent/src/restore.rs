@@ -26,15 +26,6 @@ pub enum Target {
     Lsn(String),
 }
 
-/// Reads the catalog of a storage.
-pub fn catalog(storage: &Storage) -> anyhow::Result<Catalog> {
-    match Catalog::read_local(storage.root()) {
-        Ok(c) => Ok(c),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The full backup a target needs: the newest that finished before it.
 pub fn pick<'a>(catalog: &'a Catalog, target: &Target) -> anyhow::Result<&'a Manifest> {
     let mut fulls: Vec<&Manifest> = catalog
@@ -76,7 +67,7 @@ pub async fn restore(
     dir: &Path,
     restore_command: &str,
 ) -> anyhow::Result<Manifest> {
-    let cat = catalog(storage)?;
+    let cat = storage.catalog().await?;
     let m = pick(&cat, target)?.clone();
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir)?;
@@ -153,7 +144,7 @@ fn hex_sha(b: &[u8]) -> String {
 /// (a tee: one task reads and hashes the object and feeds the decoder through a pipe).
 async fn unpack_tar(
     algo: crate::config::Algorithm,
-    mut stored: HashingReader<tokio::fs::File>,
+    mut stored: HashingReader<crate::storage::Reader>,
     dir: PathBuf,
 ) -> anyhow::Result<(u64, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,7 +2,7 @@
 //! when complete (fsynced), so a failed or interrupted upload leaves nothing a listing shows;
 //! `cleanup` removes the leftovers. Every object's size and SHA-256 are computed while it streams.
 //!
-//! Backends: a local directory (the default). S3 is not built yet.
+//! Backends: a local directory (the default) or S3 ([`crate::s3`]).
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -15,9 +15,19 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// Marks temporary objects: `<key>.partial-<pid>-<n>`.
 pub const TEMP_MARK: &str = ".partial-";
 
+/// A readable stored object.
+pub type Reader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// Where backups live.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    Local(Local),
+    S3(crate::s3::S3),
+}
+
 /// A local storage directory.
 #[derive(Clone, Debug)]
-pub struct Storage {
+pub struct Local {
     root: PathBuf,
 }
 
@@ -31,9 +41,192 @@ pub struct Stored {
 
 impl Storage {
     pub fn local(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self::Local(Local { root: root.into() })
     }
 
+    /// The storage a config names: S3 when `storage.s3` is set, else the local directory.
+    pub async fn from_config(c: &crate::config::Storage) -> anyhow::Result<Self> {
+        Ok(match &c.s3 {
+            Some(s3) => Self::S3(crate::s3::S3::new(s3).await?),
+            None => Self::local(&c.path),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local(l) => l.root.display().to_string(),
+            Self::S3(s) => s.describe(),
+        }
+    }
+
+    /// Starts a streamed object.
+    pub async fn create(&self, key: &str) -> std::io::Result<ObjectWriter> {
+        match self {
+            Self::Local(l) => l.create(key).await.map(|w| ObjectWriter::Local(Box::new(w))),
+            Self::S3(s) => Ok(ObjectWriter::S3(s.create(key))),
+        }
+    }
+
+    /// Writes a small object at once (manifests, status files).
+    pub async fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<Stored> {
+        let mut w = self.create(key).await?;
+        w.write_all(bytes).await?;
+        w.finish().await
+    }
+
+    pub async fn open(&self, key: &str) -> std::io::Result<Reader> {
+        match self {
+            Self::Local(l) => Ok(Box::pin(l.open(key).await?)),
+            Self::S3(s) => s.open(key).await,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        match self {
+            Self::Local(l) => tokio::fs::read(l.path(key)).await,
+            Self::S3(s) => s.get(key).await,
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> bool {
+        match self {
+            Self::Local(l) => tokio::fs::metadata(l.path(key)).await.is_ok(),
+            Self::S3(s) => s.exists(key).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> std::io::Result<()> {
+        match self {
+            Self::Local(l) => l.delete(key).await,
+            Self::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// Complete objects under a prefix, with their sizes.
+    pub async fn list(&self, prefix: &str) -> std::io::Result<Vec<(String, u64)>> {
+        match self {
+            Self::Local(l) => l.list(prefix, false),
+            Self::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// Keys under a prefix.
+    pub async fn keys(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// What interrupted uploads left: local temporary files of processes that are gone, or S3
+    /// multipart uploads never completed, started more than `older_than` ago.
+    pub async fn leftovers(
+        &self,
+        older_than: std::time::Duration,
+    ) -> std::io::Result<Vec<Leftover>> {
+        match self {
+            Self::Local(l) => Ok(l
+                .leftovers()?
+                .into_iter()
+                .map(|k| Leftover {
+                    key: k,
+                    upload_id: None,
+                })
+                .collect()),
+            Self::S3(s) => Ok(s
+                .incomplete(older_than)
+                .await?
+                .into_iter()
+                .map(|(key, id)| Leftover {
+                    key,
+                    upload_id: Some(id),
+                })
+                .collect()),
+        }
+    }
+
+    pub async fn remove_leftover(&self, l: &Leftover) -> std::io::Result<()> {
+        match (self, &l.upload_id) {
+            (Self::S3(s), Some(id)) => s.abort(&l.key, id).await,
+            (Self::Local(loc), _) => loc.delete(&l.key).await,
+            (Self::S3(s), None) => s.delete(&l.key).await,
+        }
+    }
+
+    /// The catalog: every manifest and the WAL status.
+    pub async fn catalog(&self) -> std::io::Result<common::catalog::Catalog> {
+        let mut objects = vec![];
+        for key in self.keys(common::catalog::PREFIX).await? {
+            if key.ends_with(".json") {
+                objects.push((key.clone(), self.get(&key).await?));
+            }
+        }
+        Ok(common::catalog::Catalog::from_objects(
+            objects.iter().map(|(k, b)| (k.as_str(), b.as_slice())),
+        ))
+    }
+}
+
+/// An interrupted upload's remains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leftover {
+    pub key: String,
+    pub upload_id: Option<String>,
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.upload_id {
+            Some(id) => write!(f, "{} (incomplete upload {id})", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
+/// A streamed object being written.
+pub enum ObjectWriter {
+    Local(Box<LocalWriter>),
+    S3(crate::s3::S3Writer),
+}
+
+impl ObjectWriter {
+    /// Completes the object: only now does it exist for a listing.
+    pub async fn finish(self) -> std::io::Result<Stored> {
+        match self {
+            Self::Local(w) => w.finish().await,
+            Self::S3(w) => w.finish().await,
+        }
+    }
+}
+
+impl AsyncWrite for ObjectWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w.as_mut()).poll_write(cx, buf),
+            Self::S3(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w.as_mut()).poll_flush(cx),
+            Self::S3(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w.as_mut()).poll_shutdown(cx),
+            Self::S3(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Local {
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -42,8 +235,7 @@ impl Storage {
         self.root.join(key)
     }
 
-    /// Starts a streamed object.
-    pub async fn create(&self, key: &str) -> std::io::Result<ObjectWriter> {
+    async fn create(&self, key: &str) -> std::io::Result<LocalWriter> {
         static N: AtomicU64 = AtomicU64::new(0);
         let final_path = self.path(key);
         if let Some(dir) = final_path.parent() {
@@ -60,7 +252,7 @@ impl Storage {
         let file = tokio::fs::File::create(&temp).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot create {}: {e}", temp.display()))
         })?;
-        Ok(ObjectWriter {
+        Ok(LocalWriter {
             key: key.to_string(),
             // tokio's File hands every write to a blocking thread: batch them.
             file: tokio::io::BufWriter::with_capacity(1 << 20, file),
@@ -71,27 +263,11 @@ impl Storage {
         })
     }
 
-    /// Writes a small object at once (manifests, status files).
-    pub async fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<Stored> {
-        let mut w = self.create(key).await?;
-        w.write_all(bytes).await?;
-        w.finish().await
-    }
-
-    /// Opens an object for reading.
-    pub async fn open(&self, key: &str) -> std::io::Result<tokio::fs::File> {
+    async fn open(&self, key: &str) -> std::io::Result<tokio::fs::File> {
         let p = self.path(key);
         tokio::fs::File::open(&p).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("object {key} ({}): {e}", p.display()))
         })
-    }
-
-    pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.path(key)).await
-    }
-
-    pub async fn exists(&self, key: &str) -> bool {
-        tokio::fs::metadata(self.path(key)).await.is_ok()
     }
 
     pub async fn delete(&self, key: &str) -> std::io::Result<()> {
@@ -106,6 +282,7 @@ impl Storage {
         Ok(self
             .list("", true)?
             .into_iter()
+            .map(|(k, _)| k)
             .filter(|k| {
                 k.rsplit_once(TEMP_MARK)
                     .and_then(|(_, rest)| rest.split('-').next())
@@ -115,8 +292,8 @@ impl Storage {
             .collect())
     }
 
-    /// Keys under a prefix (temporary objects included only when `temps`).
-    pub fn list(&self, prefix: &str, temps: bool) -> std::io::Result<Vec<String>> {
+    /// Keys under a prefix with their sizes (temporary objects included only when `temps`).
+    pub fn list(&self, prefix: &str, temps: bool) -> std::io::Result<Vec<(String, u64)>> {
         let mut out = vec![];
         let dir = if prefix.is_empty() {
             self.root.clone()
@@ -127,28 +304,29 @@ impl Storage {
             return Ok(out);
         }
         walk(&dir, &self.root, &mut out)?;
-        out.retain(|k| temps || !k.contains(TEMP_MARK));
+        out.retain(|(k, _)| temps || !k.contains(TEMP_MARK));
         out.sort();
         Ok(out)
     }
 }
 
-fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let p = e.path();
         if e.file_type()?.is_dir() {
             walk(&p, root, out)?;
         } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((rel.to_string_lossy().replace('\\', "/"), size));
         }
     }
     Ok(())
 }
 
-/// A streamed object: hashed and counted as written, renamed into place by [`ObjectWriter::finish`].
-/// Dropped unfinished, it leaves only a temporary file (removed by cleanup).
-pub struct ObjectWriter {
+/// A streamed local object: hashed and counted as written, renamed into place by
+/// [`LocalWriter::finish`]. Dropped unfinished, it leaves only a temporary file (removed by cleanup).
+pub struct LocalWriter {
     key: String,
     file: tokio::io::BufWriter<tokio::fs::File>,
     temp: PathBuf,
@@ -157,7 +335,7 @@ pub struct ObjectWriter {
     size: u64,
 }
 
-impl ObjectWriter {
+impl LocalWriter {
     /// Flushes, fsyncs and renames the object into place.
     pub async fn finish(mut self) -> std::io::Result<Stored> {
         self.file.flush().await?;
@@ -176,7 +354,7 @@ impl ObjectWriter {
     }
 }
 
-impl AsyncWrite for ObjectWriter {
+impl AsyncWrite for LocalWriter {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -251,22 +429,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ba-storage-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let s = Storage::local(&dir);
+        let Storage::Local(local) = &s else {
+            unreachable!()
+        };
         let mut w = s
             .create("postgres/full/x/base.tar.zst")
             .await
             .expect("create");
         w.write_all(b"hello").await.expect("write");
         assert!(
-            s.list("postgres", false).expect("list").is_empty(),
+            s.list("postgres").await.expect("list").is_empty(),
             "unfinished object listed"
         );
-        assert_eq!(s.list("postgres", true).expect("list").len(), 1);
+        assert_eq!(local.list("postgres", true).expect("list").len(), 1);
         let stored = w.finish().await.expect("finish");
         assert_eq!(stored.size, 5);
         assert_eq!(stored.sha256, hex::encode(Sha256::digest(b"hello")));
         assert_eq!(
-            s.list("postgres", false).expect("list"),
-            vec!["postgres/full/x/base.tar.zst"]
+            s.list("postgres").await.expect("list"),
+            vec![("postgres/full/x/base.tar.zst".to_string(), 5)]
         );
         let mut r = HashingReader::new(s.open("postgres/full/x/base.tar.zst").await.expect("open"));
         let mut back = vec![];
@@ -278,7 +459,7 @@ mod tests {
             .await
             .expect("create");
         drop(w);
-        assert_eq!(s.list("postgres", false).expect("list").len(), 1);
+        assert_eq!(s.list("postgres").await.expect("list").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -77,6 +77,22 @@ async fn wait_archived(pg: &Postgres, storage: &Storage) {
     }
 }
 
+/// Every file under a directory (paths as text).
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
 fn ids(pg: &Postgres) -> Vec<i32> {
     pg.psql(
         postgres::APP_USER,
@@ -262,7 +278,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
     // Kill it once it has started writing an object.
     let storage = Storage::local(&store);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while storage.list("postgres", true).expect("list").is_empty() {
+    while files(&store.join("postgres")).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the backup never started writing"
@@ -279,18 +295,26 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
         "only the header: {}",
         String::from_utf8_lossy(&listed.stdout)
     );
-    assert!(storage.list("catalog", false).expect("list").is_empty());
+    assert!(storage.list("catalog").await.expect("list").is_empty());
     assert!(
-        !storage.leftovers().expect("leftovers").is_empty(),
+        !storage
+            .leftovers(Duration::ZERO)
+            .await
+            .expect("leftovers")
+            .is_empty(),
         "a killed upload leaves a temporary object"
     );
     let out = cli(&store, &["cleanup"]);
     assert!(out.status.success());
-    assert!(storage.leftovers().expect("leftovers").is_empty());
     assert!(
         storage
-            .list("", true)
-            .expect("list")
+            .leftovers(Duration::ZERO)
+            .await
+            .expect("leftovers")
+            .is_empty()
+    );
+    assert!(
+        files(&store)
             .iter()
             .all(|k| !k.contains(backup_agent::storage::TEMP_MARK))
     );
@@ -415,7 +439,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     wait_archived(&pg, &storage).await;
-    let dry = backup_agent::jobs::cleanup(&cfg, &log, true)
+    let dry = backup_agent::jobs::cleanup(&cfg, &log, true, Duration::ZERO)
         .await
         .expect("dry run");
     assert!(
@@ -428,11 +452,11 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
             .await,
         "dry run deleted"
     );
-    let removed = backup_agent::jobs::cleanup(&cfg, &log, false)
+    let removed = backup_agent::jobs::cleanup(&cfg, &log, false, Duration::ZERO)
         .await
         .expect("cleanup");
     assert_eq!(removed, dry);
-    let cat = backup_agent::restore::catalog(&storage).expect("catalog");
+    let cat = storage.catalog().await.expect("catalog");
     let mut kept: Vec<&str> = cat.manifests.iter().map(|m| m.id.as_str()).collect();
     kept.sort();
     assert_eq!(kept, vec![fulls[1].id.as_str(), fulls[2].id.as_str()]);

@@ -1,0 +1,490 @@
+//! S3 storage (aws-sdk-s3): region, endpoint URL and path-style for S3-compatible servers,
+//! credentials from the config (`*_file`) or the standard AWS chain, optional server-side
+//! encryption and storage class, checksums "when required" (what S3-compatible servers need).
+//!
+//! Uploads stream as multipart uploads with one bounded part buffer: the writer feeds a pipe, an
+//! uploader task sends parts as they fill. The object exists only once the upload is completed,
+//! which happens only when the writer is finished; a writer dropped half way aborts the upload.
+//! An upload interrupted by a crash stays incomplete (never listed) until `cleanup` aborts it.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+};
+use common::Secret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::sync::oneshot;
+
+use crate::storage::Stored;
+
+/// S3 settings (`storage.s3`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket. Required.
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `outrigger/`. Default none.
+    pub prefix: String,
+    /// Region. Default `us-east-1`.
+    pub region: String,
+    /// Endpoint URL for S3-compatible servers (MinIO, Ceph, ...). Default: AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    /// Default `false`.
+    pub path_style: bool,
+    /// Access key id. Default: the standard AWS credential chain.
+    pub access_key_id: Option<String>,
+    /// Secret access key, or `secret_access_key_file`. Default: the standard AWS chain.
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Server-side encryption: `AES256` or `aws:kms`. Default none.
+    pub server_side_encryption: Option<String>,
+    /// Storage class, e.g. `STANDARD_IA`. Default the bucket's.
+    pub storage_class: Option<String>,
+    /// Multipart part size in bytes (the memory an upload holds). Default 8 MiB (minimum 5 MiB).
+    pub part_size: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            server_side_encryption: None,
+            storage_class: None,
+            part_size: 8 << 20,
+        }
+    }
+}
+
+/// An S3 bucket (and prefix) as storage.
+#[derive(Clone, Debug)]
+pub struct S3 {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    sse: Option<ServerSideEncryption>,
+    class: Option<StorageClass>,
+    part_size: usize,
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("S3 {what}: {e}"))
+}
+
+/// The error's full chain: the SDK's Display alone says only "dispatch failure".
+fn sdk_err<E: std::error::Error + 'static>(e: E) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+impl S3 {
+    pub async fn new(c: &S3Config) -> anyhow::Result<Self> {
+        use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+        if c.bucket.is_empty() {
+            anyhow::bail!("storage.s3.bucket is required");
+        }
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(c.region.clone()));
+        let secret = common::config::resolve_secret(
+            "storage.s3.secret_access_key",
+            c.secret_access_key.as_ref(),
+            c.secret_access_key_file.as_deref(),
+        )?;
+        if let (Some(id), Some(secret)) = (&c.access_key_id, &secret) {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id,
+                secret.expose(),
+                None,
+                None,
+                "outrigger-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(c.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(e) = &c.endpoint {
+            b = b.endpoint_url(e);
+        }
+        let mut prefix = c.prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(Self {
+            client: Client::from_conf(b.build()),
+            bucket: c.bucket.clone(),
+            prefix,
+            sse: c
+                .server_side_encryption
+                .as_deref()
+                .map(ServerSideEncryption::from),
+            class: c.storage_class.as_deref().map(StorageClass::from),
+            part_size: c.part_size.max(5 << 20),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Starts a streamed upload.
+    pub fn create(&self, key: &str) -> S3Writer {
+        let (tx, rx) = tokio::io::duplex(256 * 1024);
+        let (commit_tx, commit_rx) = oneshot::channel();
+        let me = self.clone();
+        let k = key.to_string();
+        let task = tokio::spawn(async move { me.upload(k, rx, commit_rx).await });
+        S3Writer {
+            pipe: Some(tx),
+            commit: Some(commit_tx),
+            task: Some(task),
+        }
+    }
+
+    async fn upload(
+        &self,
+        key: String,
+        mut rx: DuplexStream,
+        commit: oneshot::Receiver<()>,
+    ) -> std::io::Result<Stored> {
+        let full = self.full(&key);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut upload_id: Option<String> = None;
+        let mut parts: Vec<CompletedPart> = vec![];
+        let mut buf: Vec<u8> = Vec::with_capacity(self.part_size);
+        let result: std::io::Result<()> = async {
+            loop {
+                buf.clear();
+                // Fill one part (or reach the end of the stream).
+                while buf.len() < self.part_size {
+                    let mut chunk = vec![0u8; (self.part_size - buf.len()).min(256 * 1024)];
+                    let n = rx.read(&mut chunk).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let last = buf.len() < self.part_size;
+                hasher.update(&buf);
+                size += buf.len() as u64;
+                if upload_id.is_none() && last {
+                    return Ok(()); // small object: one PUT after the commit check below
+                }
+                let id = match &upload_id {
+                    Some(id) => id.clone(),
+                    None => {
+                        let mut req = self
+                            .client
+                            .create_multipart_upload()
+                            .bucket(&self.bucket)
+                            .key(&full);
+                        if let Some(s) = &self.sse {
+                            req = req.server_side_encryption(s.clone());
+                        }
+                        if let Some(c) = &self.class {
+                            req = req.storage_class(c.clone());
+                        }
+                        let out = req
+                            .send()
+                            .await
+                            .map_err(|e| io_err("create multipart upload", sdk_err(e)))?;
+                        let id = out.upload_id().unwrap_or_default().to_string();
+                        upload_id = Some(id.clone());
+                        id
+                    }
+                };
+                if !buf.is_empty() {
+                    let n = parts.len() as i32 + 1;
+                    let out = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(&full)
+                        .upload_id(&id)
+                        .part_number(n)
+                        .body(ByteStream::from(buf.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| io_err("upload part", sdk_err(e)))?;
+                    parts.push(
+                        CompletedPart::builder()
+                            .part_number(n)
+                            .set_e_tag(out.e_tag().map(str::to_string))
+                            .build(),
+                    );
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        // Only a finished writer commits; a dropped one (an error half way) aborts.
+        let committed = commit.await.is_ok();
+        match (result, committed, upload_id) {
+            (Ok(()), true, None) => {
+                let mut req = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .body(ByteStream::from(buf.clone()));
+                if let Some(s) = &self.sse {
+                    req = req.server_side_encryption(s.clone());
+                }
+                if let Some(c) = &self.class {
+                    req = req.storage_class(c.clone());
+                }
+                req.send()
+                    .await
+                    .map_err(|e| io_err("put object", sdk_err(e)))?;
+            }
+            (Ok(()), true, Some(id)) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| io_err("complete multipart upload", sdk_err(e)))?;
+            }
+            (r, _, id) => {
+                if let Some(id) = id {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&full)
+                        .upload_id(&id)
+                        .send()
+                        .await;
+                }
+                r?;
+                return Err(io_err(
+                    "upload",
+                    format!("{key} was abandoned before it was finished"),
+                ));
+            }
+        }
+        Ok(Stored {
+            key,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, e))?;
+        let bytes = out.body.collect().await.map_err(|e| io_err("read", e))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    pub async fn open(&self, key: &str) -> std::io::Result<crate::storage::Reader> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, e))?;
+        Ok(Box::pin(out.body.into_async_read()))
+    }
+
+    pub async fn exists(&self, key: &str) -> bool {
+        self.client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .is_ok()
+    }
+
+    pub async fn delete(&self, key: &str) -> std::io::Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| io_err("delete", sdk_err(e)))?;
+        Ok(())
+    }
+
+    /// Keys (without the prefix) under `prefix`, with their sizes.
+    pub async fn list(&self, prefix: &str) -> std::io::Result<Vec<(String, u64)>> {
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.full(prefix))
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| io_err("list", sdk_err(e)))?;
+            for o in r.contents() {
+                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    out.push((k.to_string(), o.size().unwrap_or(0) as u64));
+                }
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Incomplete multipart uploads started more than `older_than` ago: (key, upload id).
+    pub async fn incomplete(&self, older_than: Duration) -> std::io::Result<Vec<(String, String)>> {
+        let r = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .send()
+            .await
+            .map_err(|e| io_err("list multipart uploads", sdk_err(e)))?;
+        let now = SystemTime::now();
+        Ok(r.uploads()
+            .iter()
+            .filter(|u| {
+                u.initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= older_than)
+            })
+            .filter_map(|u| {
+                let k = u.key()?.strip_prefix(&self.prefix)?.to_string();
+                Some((k, u.upload_id()?.to_string()))
+            })
+            .collect())
+    }
+
+    pub async fn abort(&self, key: &str, upload_id: &str) -> std::io::Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| io_err("abort multipart upload", sdk_err(e)))?;
+        Ok(())
+    }
+}
+
+fn not_found_or<E: std::error::Error + 'static>(
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<E>,
+) -> std::io::Error {
+    let kind = match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(404) => std::io::ErrorKind::NotFound,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, format!("S3 object {key}: {}", sdk_err(e)))
+}
+
+/// A streamed S3 object: write, then [`S3Writer::finish`].
+pub struct S3Writer {
+    pipe: Option<DuplexStream>,
+    commit: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<Stored>>>,
+}
+
+impl S3Writer {
+    pub async fn finish(mut self) -> std::io::Result<Stored> {
+        use tokio::io::AsyncWriteExt;
+        if let Some(c) = self.commit.take() {
+            let _ = c.send(());
+        }
+        if let Some(mut p) = self.pipe.take() {
+            p.shutdown().await?;
+        }
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| io_err("upload task", e))?,
+            None => Err(io_err("upload", "finished twice")),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for S3Writer {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.pipe.as_mut() {
+            // The uploader stopped reading: it failed; finish() returns its error.
+            Some(p) => match std::pin::Pin::new(p).poll_write(cx, buf) {
+                std::task::Poll::Ready(Err(_)) => std::task::Poll::Ready(Err(io_err(
+                    "upload",
+                    "the uploader stopped (S3 unreachable or refused the upload)",
+                ))),
+                other => other,
+            },
+            None => std::task::Poll::Ready(Err(io_err("upload", "already finished"))),
+        }
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.pipe.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        // The compressor's shutdown flushes its frame; the pipe closes in finish().
+        match self.pipe.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
