@@ -49,6 +49,13 @@ pub struct S3Config {
     pub storage_class: Option<String>,
     /// Multipart part size in bytes (the memory an upload holds). Default 8 MiB (minimum 5 MiB).
     pub part_size: usize,
+    /// Bound on one request attempt (a part upload included): an S3 that stops answering fails
+    /// the job instead of hanging it. Default `2m`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connect timeout. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for S3Config {
@@ -65,6 +72,8 @@ impl Default for S3Config {
             server_side_encryption: None,
             storage_class: None,
             part_size: 8 << 20,
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -119,7 +128,12 @@ impl S3 {
             ));
         }
         let shared = loader.load().await;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(c.connect_timeout)
+            .operation_attempt_timeout(c.request_timeout)
+            .build();
         let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(timeouts)
             .force_path_style(c.path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
@@ -244,6 +258,9 @@ impl S3 {
             }
         }
         .await;
+        // Stop reading: a writer still writing (after a failed upload) gets an error at once
+        // instead of waiting on a full pipe.
+        drop(rx);
         // Only a finished writer commits; a dropped one (an error half way) aborts.
         let committed = commit.await.is_ok();
         match (result, committed, upload_id) {
@@ -380,14 +397,29 @@ impl S3 {
 
     /// Incomplete multipart uploads started more than `older_than` ago: (key, upload id).
     pub async fn incomplete(&self, older_than: Duration) -> std::io::Result<Vec<(String, String)>> {
-        let r = self
+        let r = match self
             .client
             .list_multipart_uploads()
             .bucket(&self.bucket)
             .prefix(&self.prefix)
             .send()
             .await
-            .map_err(|e| io_err("list multipart uploads", sdk_err(e)))?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let text = sdk_err(e);
+                if text.contains("NotImplemented") {
+                    // Some S3-compatible servers cannot list them: say what to do instead.
+                    tracing::warn!(
+                        "{}: this S3 server cannot list incomplete multipart uploads; add a bucket \
+                         lifecycle rule (AbortIncompleteMultipartUpload) to remove interrupted uploads",
+                        self.describe()
+                    );
+                    return Ok(vec![]);
+                }
+                return Err(io_err("list multipart uploads", text));
+            }
+        };
         let now = SystemTime::now();
         Ok(r.uploads()
             .iter()

@@ -62,7 +62,10 @@ impl Storage {
     /// Starts a streamed object.
     pub async fn create(&self, key: &str) -> std::io::Result<ObjectWriter> {
         match self {
-            Self::Local(l) => l.create(key).await.map(|w| ObjectWriter::Local(Box::new(w))),
+            Self::Local(l) => l
+                .create(key)
+                .await
+                .map(|w| ObjectWriter::Local(Box::new(w))),
             Self::S3(s) => Ok(ObjectWriter::S3(s.create(key))),
         }
     }

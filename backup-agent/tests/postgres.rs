@@ -597,3 +597,157 @@ async fn incremental_checks_the_wal_has_no_gap() {
     cancel.cancel();
     let _ = archiver.await;
 }
+
+fn s3_toml(pg: &Postgres, s3: &harness::s3::S3Server, dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("backup-agent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "log_file = \"{}/backup.log\"\n[postgres]\nport = {}\nuser = \"{}\"\npassword = \"{}\"\n\
+             [storage.s3]\nbucket = \"{}\"\nprefix = \"cluster-a\"\nendpoint = \"{}\"\npath_style = true\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\npart_size = 5242880\n\
+             request_timeout = \"10s\"\nconnect_timeout = \"2s\"\n",
+            dir.display(),
+            pg.port,
+            postgres::REPL_USER,
+            postgres::REPL_PASSWORD,
+            harness::s3::BUCKET,
+            s3.endpoint(),
+            harness::s3::ACCESS_KEY,
+            harness::s3::SECRET_KEY
+        ),
+    )
+    .expect("config");
+    p
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
+    let _serial = harness::serial();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let mut s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("s3");
+    // Enough data for a multipart upload (parts of 5 MiB).
+    app(
+        &pg,
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((-g)::text) AS v FROM generate_series(1, 400000) g",
+    );
+    let dir = TempDir::new("backup-s3").expect("dir");
+    let cfg_path = s3_toml(&pg, &s3, dir.path());
+    let c = cfg_path.to_str().expect("utf8").to_string();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+            .arg("--config")
+            .arg(&c)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let out = run(&["backup", "postgres-full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    // The objects are really in the bucket, under the prefix.
+    let in_bucket = files(&s3.root().join(harness::s3::BUCKET).join("cluster-a"));
+    assert!(
+        in_bucket.iter().any(|f| f.ends_with("base.tar.zst")),
+        "{in_bucket:?}"
+    );
+    assert!(
+        in_bucket
+            .iter()
+            .any(|f| f.contains("catalog/postgres-full")),
+        "{in_bucket:?}"
+    );
+
+    let target = dir.path().join("restored");
+    let out = run(&[
+        "restore",
+        "postgres",
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = tokio::task::spawn_blocking(move || {
+        Postgres::start_existing(&target, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("restored server starts");
+    let q = "SELECT count(*), md5(string_agg(v, '' ORDER BY id)) FROM t";
+    assert_eq!(
+        restored
+            .psql(
+                postgres::APP_USER,
+                postgres::APP_PASSWORD,
+                postgres::APP_DB,
+                q
+            )
+            .expect("rows"),
+        app(&pg, q)
+    );
+    drop(restored);
+
+    // S3 goes away in the middle of a backup: the job fails clearly, nothing new is listed.
+    let child = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .arg("--config")
+        .arg(&c)
+        .args(["backup", "postgres-full"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s3.stop();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "the backup succeeded without S3");
+    assert!(err.contains("S3") || err.contains("storage"), "{err}");
+    let log = std::fs::read_to_string(dir.path().join("backup.log")).expect("backup.log");
+    assert!(log.contains("outcome=failed"), "{log}");
+    let _s3 = tokio::task::spawn_blocking(move || {
+        s3.resume().expect("S3 back");
+        s3
+    })
+    .await
+    .expect("join");
+    // Still one backup listed; a new one works now that S3 is back.
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a partial backup is listed: {listed}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = run(&["backup", "postgres-full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let out = run(&["cleanup", "--leftovers-older-than", "0s", "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
