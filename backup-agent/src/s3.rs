@@ -321,29 +321,27 @@ impl S3 {
         })
     }
 
-    pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
-        let out = self
-            .client
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> std::io::Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .send()
             .await
-            .map_err(|e| not_found_or(key, e))?;
+            .map_err(|e| not_found_or(key, e))
+    }
+
+    pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        let out = self.get_object(key).await?;
         let bytes = out.body.collect().await.map_err(|e| io_err("read", e))?;
         Ok(bytes.into_bytes().to_vec())
     }
 
     pub async fn open(&self, key: &str) -> std::io::Result<crate::storage::Reader> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-            .map_err(|e| not_found_or(key, e))?;
-        Ok(Box::pin(out.body.into_async_read()))
+        Ok(Box::pin(self.get_object(key).await?.body.into_async_read()))
     }
 
     pub async fn exists(&self, key: &str) -> bool {
