@@ -46,8 +46,24 @@ fn app(pg: &Postgres, sql: &str) -> String {
     .expect("query")
 }
 
+/// The binary, copied where the `postgres` user can run it: a restored server calls it as its
+/// restore_command, and the build directory may not be reachable for that user.
+fn exe() -> &'static Path {
+    static EXE: std::sync::OnceLock<(TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
+    let (_, p) = EXE.get_or_init(|| {
+        let dir = TempDir::new("backup-agent-bin").expect("dir");
+        let p = dir.path().join("backup-agent");
+        std::fs::copy(env!("CARGO_BIN_EXE_backup-agent"), &p).expect("copy the binary");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        (dir, p)
+    });
+    p
+}
+
 fn cli(storage: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+    Command::new(exe())
         .args(args)
         .env("BACKUP_AGENT_STORAGE__PATH", storage)
         .env("BACKUP_AGENT_LOG_FILE", storage.join("logs/backup.log"))
@@ -266,7 +282,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
     );
     let dir = TempDir::new("backup-kill").expect("dir");
     let store = dir.path().join("storage");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+    let mut child = Command::new(exe())
         .args(["backup", "postgres-full"])
         .env("BACKUP_AGENT_STORAGE__PATH", &store)
         .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
@@ -319,7 +335,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
             .all(|k| !k.contains(backup_agent::storage::TEMP_MARK))
     );
     // The next backup succeeds.
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+    let out = Command::new(exe())
         .args(["backup", "postgres-full"])
         .env("BACKUP_AGENT_STORAGE__PATH", &store)
         .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
@@ -375,7 +391,7 @@ async fn wrong_password_missing_replication_and_unreachable_are_clear() {
     // The CLI exits non-zero with the cause, and nothing is listed.
     let dir = TempDir::new("backup-err").expect("dir");
     let store = dir.path().join("storage");
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+    let out = Command::new(exe())
         .args(["backup", "postgres-full"])
         .env("BACKUP_AGENT_STORAGE__PATH", &store)
         .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
@@ -642,7 +658,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     let cfg_path = s3_toml(&pg, &s3, dir.path());
     let c = cfg_path.to_str().expect("utf8").to_string();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        Command::new(exe())
             .arg("--config")
             .arg(&c)
             .args(args)
@@ -703,7 +719,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     drop(restored);
 
     // S3 goes away in the middle of a backup: the job fails clearly, nothing new is listed.
-    let child = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+    let child = Command::new(exe())
         .arg("--config")
         .arg(&c)
         .args(["backup", "postgres-full"])
