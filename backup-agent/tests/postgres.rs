@@ -55,7 +55,8 @@ fn exe() -> &'static Path {
         let p = dir.path().join("backup-agent");
         std::fs::copy(env!("CARGO_BIN_EXE_backup-agent"), &p).expect("copy the binary");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         (dir, p)
     });
