@@ -63,6 +63,35 @@ fn exe() -> &'static Path {
     p
 }
 
+/// `backup-agent backup postgres-full` against `pg` as `user`, storing into `store`.
+fn full_backup_cmd(pg: &Postgres, store: &Path, user: &str, password: &str) -> Command {
+    let mut c = Command::new(exe());
+    c.args(["backup", "postgres-full"])
+        .env("BACKUP_AGENT_STORAGE__PATH", store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_POSTGRES__USER", user)
+        .env("BACKUP_AGENT_POSTGRES__PASSWORD", password);
+    c
+}
+
+/// The WAL archiver on its own task, as the daemon runs it.
+fn archiver(
+    cfg: &Arc<Config>,
+    storage: &Storage,
+) -> (Arc<LogFile>, CancellationToken, tokio::task::JoinHandle<()>) {
+    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(backup_agent::pg::wal::run(
+        cfg.clone(),
+        storage.clone(),
+        log.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    (log, cancel, task)
+}
+
 fn cli(storage: &Path, args: &[&str]) -> std::process::Output {
     Command::new(exe())
         .args(args)
@@ -133,15 +162,7 @@ async fn full_backup_then_point_in_time_restore() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
-    let cancel = CancellationToken::new();
-    let archiver = tokio::spawn(backup_agent::pg::wal::run(
-        cfg.clone(),
-        storage.clone(),
-        log.clone(),
-        Default::default(),
-        cancel.clone(),
-    ));
+    let (log, cancel, archiver) = archiver(&cfg, &storage);
 
     app(
         &pg,
@@ -283,13 +304,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
     );
     let dir = TempDir::new("backup-kill").expect("dir");
     let store = dir.path().join("storage");
-    let mut child = Command::new(exe())
-        .args(["backup", "postgres-full"])
-        .env("BACKUP_AGENT_STORAGE__PATH", &store)
-        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
-        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
-        .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
-        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+    let mut child = full_backup_cmd(&pg, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
         .spawn()
         .expect("starts");
     // Kill it once it has started writing an object.
@@ -336,13 +351,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
             .all(|k| !k.contains(backup_agent::storage::TEMP_MARK))
     );
     // The next backup succeeds.
-    let out = Command::new(exe())
-        .args(["backup", "postgres-full"])
-        .env("BACKUP_AGENT_STORAGE__PATH", &store)
-        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
-        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
-        .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
-        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+    let out = full_backup_cmd(&pg, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
         .output()
         .expect("runs");
     assert!(
@@ -392,13 +401,7 @@ async fn wrong_password_missing_replication_and_unreachable_are_clear() {
     // The CLI exits non-zero with the cause, and nothing is listed.
     let dir = TempDir::new("backup-err").expect("dir");
     let store = dir.path().join("storage");
-    let out = Command::new(exe())
-        .args(["backup", "postgres-full"])
-        .env("BACKUP_AGENT_STORAGE__PATH", &store)
-        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
-        .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
-        .env("BACKUP_AGENT_POSTGRES__USER", postgres::APP_USER)
-        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::APP_PASSWORD)
+    let out = full_backup_cmd(&pg, &store, postgres::APP_USER, postgres::APP_PASSWORD)
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
@@ -427,15 +430,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
     cfg.retention.min_full_backups = 2;
     let cfg = Arc::new(cfg);
     let storage = Storage::local(&store);
-    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
-    let cancel = CancellationToken::new();
-    let archiver = tokio::spawn(backup_agent::pg::wal::run(
-        cfg.clone(),
-        storage.clone(),
-        log.clone(),
-        Default::default(),
-        cancel.clone(),
-    ));
+    let (log, cancel, archiver) = archiver(&cfg, &storage);
     let mut fulls = vec![];
     for _ in 0..3 {
         app(
@@ -553,15 +548,7 @@ async fn incremental_checks_the_wal_has_no_gap() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
-    let cancel = CancellationToken::new();
-    let archiver = tokio::spawn(backup_agent::pg::wal::run(
-        cfg.clone(),
-        storage.clone(),
-        log.clone(),
-        Default::default(),
-        cancel.clone(),
-    ));
+    let (log, cancel, archiver) = archiver(&cfg, &storage);
     let metrics = Default::default();
     let full = backup_agent::jobs::postgres_full(&cfg, &log, &metrics)
         .await
