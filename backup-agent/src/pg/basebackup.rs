@@ -97,7 +97,7 @@ pub async fn run(
 
     let ext = compress::suffix(compression.algorithm);
     let mut objects: Vec<ObjectEntry> = vec![];
-    let mut current: Option<Archive> = None;
+    let mut current: Option<Encoder<ObjectWriter>> = None;
     let mut done: u64 = 0;
     loop {
         match conn.read().await? {
@@ -117,25 +117,18 @@ pub async fn run(
                             )));
                         }
                         let key = format!("{}{name}{ext}", prefix(&id));
-                        current = Some(Archive::start(compress::encoder(
-                            compression,
-                            storage.create(&key).await?,
-                        )));
+                        current = Some(compress::encoder(compression, storage.create(&key).await?));
                     }
                     b'm' => {
                         finish(&mut current, &mut objects).await?;
                         let key = format!("{}backup_manifest{ext}", prefix(&id));
-                        current = Some(Archive::start(compress::encoder(
-                            compression,
-                            storage.create(&key).await?,
-                        )));
+                        current = Some(compress::encoder(compression, storage.create(&key).await?));
                     }
                     b'd' => {
                         let w = current.as_mut().ok_or_else(|| {
                             BackupError::Protocol("data before an archive".into())
                         })?;
-                        // Zero-copy: the chunk is a slice of the message's buffer.
-                        w.send(data.slice(1..)).await?;
+                        w.write_all(rest).await?;
                     }
                     b'p' => {
                         if let Ok(b) = <[u8; 8]>::try_from(rest) {
@@ -196,60 +189,13 @@ pub async fn run(
     Ok(manifest)
 }
 
-/// One archive being stored: its chunks go through a bounded channel to a task that compresses
-/// and writes them, so reading the stream and compressing it run on two cores. The channel
-/// bounds the memory (64 chunks, ~2 MiB). The object is completed only on [`finish`]; an archive
-/// dropped half way (the backup failed) is abandoned like any unfinished object.
-struct Archive {
-    tx: tokio::sync::mpsc::Sender<Chunk>,
-    task: tokio::task::JoinHandle<std::io::Result<crate::storage::Stored>>,
-}
-
-enum Chunk {
-    Data(bytes::Bytes),
-    Done,
-}
-
-impl Archive {
-    fn start(mut enc: Encoder<ObjectWriter>) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(64);
-        let task = tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Some(Chunk::Data(d)) => enc.write_all(&d).await?,
-                    Some(Chunk::Done) => break,
-                    None => return Err(std::io::Error::other("archive abandoned")),
-                }
-            }
-            enc.shutdown().await?;
-            enc.into_inner().finish().await
-        });
-        Self { tx, task }
-    }
-
-    async fn send(&mut self, chunk: bytes::Bytes) -> Result<(), BackupError> {
-        if self.tx.send(Chunk::Data(chunk)).await.is_ok() {
-            return Ok(());
-        }
-        // The writer stopped: its own error says why.
-        Err(match (&mut self.task).await {
-            Ok(Err(e)) => BackupError::Storage(e),
-            Ok(Ok(_)) => BackupError::Protocol("the storage writer ended early".into()),
-            Err(e) => BackupError::Protocol(format!("storage writer: {e}")),
-        })
-    }
-}
-
 async fn finish(
-    current: &mut Option<Archive>,
+    current: &mut Option<Encoder<ObjectWriter>>,
     objects: &mut Vec<ObjectEntry>,
 ) -> Result<(), BackupError> {
-    if let Some(a) = current.take() {
-        let _ = a.tx.send(Chunk::Done).await;
-        let stored = a
-            .task
-            .await
-            .map_err(|e| BackupError::Protocol(format!("storage writer: {e}")))??;
+    if let Some(mut enc) = current.take() {
+        enc.shutdown().await?;
+        let stored = enc.into_inner().finish().await?;
         objects.push(ObjectEntry {
             key: stored.key,
             size: stored.size,
