@@ -139,6 +139,14 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Starts PostgreSQL on a restored directory and waits until recovery is done.
+async fn start_restored(dir: std::path::PathBuf) -> Postgres {
+    tokio::task::spawn_blocking(move || Postgres::start_existing(&dir, Duration::from_secs(120)))
+        .await
+        .expect("join")
+        .expect("restored server starts and recovers")
+}
+
 fn ids(pg: &Postgres) -> Vec<i32> {
     pg.psql(
         postgres::APP_USER,
@@ -231,12 +239,7 @@ async fn full_backup_then_point_in_time_restore() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let restored = tokio::task::spawn_blocking(move || {
-        Postgres::start_existing(&pitr, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("restored server starts and recovers");
+    let restored = start_restored(pitr).await;
     assert_eq!(ids(&restored), vec![1, 2, 3, 4, 5], "restored to {target}");
     drop(restored);
 
@@ -256,24 +259,9 @@ async fn full_backup_then_point_in_time_restore() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let restored = tokio::task::spawn_blocking(move || {
-        Postgres::start_existing(&latest, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("restored server starts");
+    let restored = start_restored(latest).await;
     let q = "SELECT id, payload FROM t ORDER BY id";
-    assert_eq!(
-        restored
-            .psql(
-                postgres::APP_USER,
-                postgres::APP_PASSWORD,
-                postgres::APP_DB,
-                q
-            )
-            .expect("restored rows"),
-        app(&pg, q)
-    );
+    assert_eq!(app(&restored, q), app(&pg, q));
 
     // A non-empty target is refused.
     let out = cli(
@@ -686,24 +674,9 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let restored = tokio::task::spawn_blocking(move || {
-        Postgres::start_existing(&target, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("restored server starts");
+    let restored = start_restored(target).await;
     let q = "SELECT count(*), md5(string_agg(v, '' ORDER BY id)) FROM t";
-    assert_eq!(
-        restored
-            .psql(
-                postgres::APP_USER,
-                postgres::APP_PASSWORD,
-                postgres::APP_DB,
-                q
-            )
-            .expect("rows"),
-        app(&pg, q)
-    );
+    assert_eq!(app(&restored, q), app(&pg, q));
     drop(restored);
 
     // S3 goes away in the middle of a backup: the job fails clearly, nothing new is listed.

@@ -188,6 +188,19 @@ impl Exporter {
     }
 }
 
+/// `pool-exporter show pools` with a config holding `toml`.
+fn show_pools(toml: &str) -> std::process::Output {
+    let dir = harness::process::TempDir::new("show").expect("dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, toml).expect("write");
+    Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["show", "pools"])
+        .output()
+        .expect("runs")
+}
+
 fn toml_target(name: &str, port: u16, user: &str, password: &str) -> String {
     format!(
         "[[targets]]\nname = \"{name}\"\nlabels = {{ cluster = \"test\" }}\n[targets.admin]\nport = {port}\nuser = \"{user}\"\npassword = \"{password}\"\ndbname = \"pgbouncer\"\n"
@@ -610,19 +623,7 @@ async fn clear_errors_for_password_stats_users_and_startup_parameters() {
     assert!(e.to_string().contains("ignore_startup_parameters"), "{e}");
 
     // The CLI names the target and the cause, and exits 1.
-    let dir = harness::process::TempDir::new("show").expect("dir");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        toml_target("edge", b.port, pgbouncer::STATS_USER, "nope"),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["show", "pools"])
-        .output()
-        .expect("runs");
+    let out = show_pools(&toml_target("edge", b.port, pgbouncer::STATS_USER, "nope"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -703,24 +704,12 @@ fn maxwait_keeps_microseconds_and_show_prints_a_table() {
         "maxwait {maxwait} lost its microseconds"
     );
 
-    let dir = harness::process::TempDir::new("show").expect("dir");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        toml_target(
-            "main",
-            b.port,
-            pgbouncer::STATS_USER,
-            pgbouncer::STATS_PASSWORD,
-        ),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["show", "pools"])
-        .output()
-        .expect("runs");
+    let out = show_pools(&toml_target(
+        "main",
+        b.port,
+        pgbouncer::STATS_USER,
+        pgbouncer::STATS_PASSWORD,
+    ));
     assert!(
         out.status.success(),
         "{}",

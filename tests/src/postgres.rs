@@ -102,22 +102,8 @@ impl Postgres {
              host all all 127.0.0.1/32 scram-sha-256\n\
              host replication all 127.0.0.1/32 scram-sha-256\n",
         )?;
-        let proc = Proc::spawn(Spec {
-            name: format!("postgres :{port}"),
-            program: bin.join("postgres"),
-            args: vec!["-D".into(), data.display().to_string()],
-            log: dir.path().join("postgres.log"),
-            as_server_user: true,
-            stop_signal: libc::SIGQUIT,
-            env: vec![],
-        })?;
-        let mut pg = Self {
-            proc,
-            port,
-            bin,
-            data,
-            dir,
-        };
+        let args = vec!["-D".into(), data.display().to_string()];
+        let mut pg = Self::spawn(bin, data, dir, port, args)?;
         pg.wait_ready()?;
         for sql in [
             format!("CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'"),
@@ -147,31 +133,17 @@ impl Postgres {
         }
         run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
         let port = free_port()?;
-        let proc = Proc::spawn(Spec {
-            name: format!("restored postgres :{port}"),
-            program: bin.join("postgres"),
-            args: vec![
-                "-D".into(),
-                data.display().to_string(),
-                "-p".into(),
-                port.to_string(),
-                "-c".into(),
-                "listen_addresses=127.0.0.1".into(),
-                "-c".into(),
-                format!("unix_socket_directories={}", dir.path().display()),
-            ],
-            log: dir.path().join("postgres.log"),
-            as_server_user: true,
-            stop_signal: libc::SIGQUIT,
-            env: vec![],
-        })?;
-        let mut pg = Self {
-            proc,
-            port,
-            bin,
-            data: data.to_path_buf(),
-            dir,
-        };
+        let args = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", dir.path().display()),
+        ];
+        let mut pg = Self::spawn(bin, data.to_path_buf(), dir, port, args)?;
         let (bin, port) = (pg.bin.clone(), pg.port);
         pg.proc.wait_ready(ready_timeout, || {
             let out = psql_tcp(
@@ -186,6 +158,32 @@ impl Postgres {
             Ok(())
         })?;
         Ok(pg)
+    }
+
+    /// Starts the postmaster (as the server user; immediate shutdown on drop).
+    fn spawn(
+        bin: PathBuf,
+        data: PathBuf,
+        dir: TempDir,
+        port: u16,
+        args: Vec<String>,
+    ) -> Result<Self> {
+        let proc = Proc::spawn(Spec {
+            name: format!("postgres :{port}"),
+            program: bin.join("postgres"),
+            args,
+            log: dir.path().join("postgres.log"),
+            as_server_user: true,
+            stop_signal: libc::SIGQUIT,
+            env: vec![],
+        })?;
+        Ok(Self {
+            proc,
+            port,
+            bin,
+            data,
+            dir,
+        })
     }
 
     /// Waits until a password login over TCP runs `SELECT 1`.
