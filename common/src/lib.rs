@@ -13,9 +13,12 @@ pub mod httpc;
 pub mod logfmt;
 pub mod metrics;
 pub mod retry;
+pub mod s3read;
 pub mod shutdown;
+pub mod sigv4;
 pub mod table;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{ConfigError, DaemonConfig, Secret};
 pub use conn::{PgSettings, RedisSettings, TlsMode};

@@ -268,6 +268,9 @@ impl Default for SentinelCheck {
 pub struct BackupsCheck {
     /// backup-agent's local storage directory. Default `backups`.
     pub path: PathBuf,
+    /// Read the catalog from S3 instead of `path` (the same bucket, prefix, endpoint and
+    /// credentials as backup-agent's `storage.s3`). Default none.
+    pub s3: Option<common::s3read::S3Location>,
     /// Maximum ages (CRIT past it; WARN past 80% of it): full, incremental, Redis, WAL.
     /// Defaults `26h`, `7h`, `5h`, `5m`. `0s` skips that kind.
     #[serde(with = "humantime_serde")]
@@ -284,6 +287,7 @@ impl Default for BackupsCheck {
     fn default() -> Self {
         Self {
             path: PathBuf::from("backups"),
+            s3: None,
             full_max_age: Duration::from_secs(26 * 3600),
             incremental_max_age: Duration::from_secs(7 * 3600),
             redis_max_age: Duration::from_secs(5 * 3600),

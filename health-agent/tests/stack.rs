@@ -396,6 +396,62 @@ async fn stale_catalog_is_crit_and_fresh_is_ok() {
     assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
 }
 
+/// The same catalog read from a real S3-compatible server (SigV4), below a key prefix; an older
+/// manifest next to the newest is ignored; a wrong secret is a clear CRIT naming the bucket.
+#[tokio::test]
+async fn catalog_is_read_from_s3() {
+    let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("S3 server");
+    let root = s3.root().join(harness::s3::BUCKET).join("site-a");
+    write_catalog(&root, Duration::from_secs(60));
+    // An old full backup (sorts first) that must not be the one graded.
+    let old = root.join(BackupKind::PostgresFull.manifest_key("20200101T000000Z"));
+    std::fs::copy(
+        root.join(BackupKind::PostgresFull.manifest_key("postgres-full-test")),
+        &old,
+    )
+    .expect("copy");
+    let loc = |secret: &str| common::s3read::S3Location {
+        bucket: harness::s3::BUCKET.into(),
+        prefix: "site-a/".into(),
+        endpoint: Some(s3.endpoint()),
+        path_style: true,
+        access_key_id: Some(harness::s3::ACCESS_KEY.into()),
+        secret_access_key: Some(common::Secret::new(secret)),
+        ..Default::default()
+    };
+    let spec = |secret: &str| {
+        check(
+            "backups",
+            CheckSpec::Backups(BackupsCheck {
+                s3: Some(loc(secret)),
+                ..Default::default()
+            }),
+        )
+    };
+    let run = checks::run(&spec(harness::s3::SECRET_KEY), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Ok, "{:?}", run.outcome);
+    assert!(
+        run.outcome.reason.contains("postgres-full-test"),
+        "{}",
+        run.outcome.reason
+    );
+    let run = checks::run(&spec("wrong-secret"), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
+    assert!(
+        run.outcome.reason.contains("s3://outrigger-backups") && run.outcome.reason.contains("403"),
+        "{}",
+        run.outcome.reason
+    );
+    // Stale in S3 is CRIT like stale on disk.
+    std::fs::remove_dir_all(&root).expect("rm");
+    write_catalog(&root, Duration::from_secs(30 * 3600));
+    let run = checks::run(&spec(harness::s3::SECRET_KEY), Duration::from_secs(10)).await;
+    assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
+}
+
 #[tokio::test]
 async fn state_changes_reach_the_webhook() {
     let hook = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -5,11 +5,9 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 
 use crate::process::{TempDir, free_port};
 
@@ -190,41 +188,6 @@ fn serve(
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    // Hmac accepts keys of any length, so new_from_slice cannot fail.
-    let mut m = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    m.update(data.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// `YYYYMMDDTHHMMSSZ` for a time.
-fn amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
 /// The headers of a SigV4-signed GET with an empty body.
 fn sigv4_get_headers(
     host: &str,
@@ -234,40 +197,10 @@ fn sigv4_get_headers(
     secret_key: &str,
     now: SystemTime,
 ) -> Vec<(String, String)> {
-    let date_time = amz_date(now);
-    let date = &date_time[..8];
-    let empty_hash = hex::encode(Sha256::digest(b""));
-    let signed_headers = "host;x-amz-content-sha256;x-amz-date";
-    let canonical = format!(
-        "GET\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{empty_hash}\nx-amz-date:{date_time}\n\n{signed_headers}\n{empty_hash}"
-    );
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let k = hmac(format!("AWS4{secret_key}").as_bytes(), date);
-    let k = hmac(&k, REGION);
-    let k = hmac(&k, "s3");
-    let k = hmac(&k, "aws4_request");
-    let signature = hex::encode(hmac(&k, &to_sign));
-    vec![
-        ("x-amz-date".into(), date_time.clone()),
-        ("x-amz-content-sha256".into(), empty_hash),
-        (
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
-            ),
-        ),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn amz_date_formats() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        assert_eq!(super::amz_date(t), "20231114T221320Z");
+    common::sigv4::Signer {
+        access_key,
+        secret_key,
+        region: REGION,
     }
+    .empty_body_headers("GET", host, path, query, now)
 }

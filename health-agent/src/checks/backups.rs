@@ -3,16 +3,33 @@
 use std::time::{Duration, SystemTime};
 
 use common::catalog::{BackupKind, Catalog};
+use common::s3read::S3Reader;
 
 use super::{Findings, Outcome, State};
 use crate::config::BackupsCheck;
 
 pub async fn check(c: &BackupsCheck) -> Outcome {
-    let path = c.path.clone();
-    let catalog = match tokio::task::spawn_blocking(move || Catalog::read_local(&path)).await {
-        Ok(Ok(cat)) => cat,
-        Ok(Err(e)) => return Outcome::crit(format!("catalog at {}: {e}", c.path.display())),
-        Err(e) => return Outcome::unknown(format!("catalog read failed: {e}")),
+    let catalog = match &c.s3 {
+        Some(loc) => {
+            let reader = match S3Reader::new(loc) {
+                Ok(r) => r,
+                Err(e) => return Outcome::unknown(format!("S3 settings: {e:#}")),
+            };
+            match reader.read_newest().await {
+                Ok(cat) => cat,
+                Err(e) => return Outcome::crit(format!("catalog in s3://{}: {e:#}", loc.bucket)),
+            }
+        }
+        None => {
+            let path = c.path.clone();
+            match tokio::task::spawn_blocking(move || Catalog::read_local(&path)).await {
+                Ok(Ok(cat)) => cat,
+                Ok(Err(e)) => {
+                    return Outcome::crit(format!("catalog at {}: {e}", c.path.display()));
+                }
+                Err(e) => return Outcome::unknown(format!("catalog read failed: {e}")),
+            }
+        }
     };
     grade(c, &catalog, SystemTime::now())
 }

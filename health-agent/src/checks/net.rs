@@ -20,7 +20,7 @@ pub async fn http(c: &HttpCheck) -> Outcome {
         ));
     }
     if let Some(want) = &c.body_contains
-        && !resp.body.contains(want.as_str())
+        && !resp.text().contains(want.as_str())
     {
         return Outcome::crit(format!("{} body does not contain {want:?}", c.url));
     }
