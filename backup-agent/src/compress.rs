@@ -97,11 +97,11 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Encoder<W> {
     }
 }
 
+/// A decompressed stream.
+pub type Decoded = Pin<Box<dyn AsyncRead + Send>>;
+
 /// A decompressing reader for a stored object of algorithm `a`.
-pub fn decoder<R: AsyncBufRead + Unpin + Send + 'static>(
-    a: Algorithm,
-    r: R,
-) -> Pin<Box<dyn AsyncRead + Send>> {
+pub fn decoder<R: AsyncBufRead + Unpin + Send + 'static>(a: Algorithm, r: R) -> Decoded {
     match a {
         Algorithm::Zstd => Box::pin(async_compression::tokio::bufread::ZstdDecoder::new(r)),
         Algorithm::Gzip => Box::pin(async_compression::tokio::bufread::GzipDecoder::new(r)),

@@ -14,8 +14,11 @@ pub struct Config {
     /// The PostgreSQL server to back up; the user needs the REPLICATION attribute.
     /// Default `127.0.0.1:5432`, user `postgres`.
     pub postgres: PgSettings,
-    /// The Redis deployment to snapshot. Default `127.0.0.1:6379`.
+    /// Credentials for the Redis nodes, and the node to snapshot when
+    /// `redis_snapshot.source = "address"`. Default `127.0.0.1:6379`.
     pub redis: RedisSettings,
+    /// Where Redis snapshots are pulled from.
+    pub redis_snapshot: RedisSnapshot,
     /// Where backups go.
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
@@ -28,6 +31,47 @@ pub struct Config {
     pub retention: crate::retention::Policy,
     /// When the daemon runs each job (cron, 5 fields, UTC).
     pub schedule: crate::schedule::Schedules,
+}
+
+/// Where a Redis snapshot comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotSource {
+    /// Ask Sentinel: the healthy replica with the most data, the master when none is healthy.
+    #[default]
+    Sentinel,
+    /// The node of the `[redis]` section.
+    Address,
+}
+
+/// Redis snapshots (`SYNC` over the network; no shared volume with Redis).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSnapshot {
+    /// `sentinel` or `address`. Default `sentinel`.
+    pub source: SnapshotSource,
+    /// The Sentinels to ask, as `host:port`. Default `["127.0.0.1:26379"]`.
+    pub sentinels: Vec<String>,
+    /// The master name Sentinel monitors. Default `mymaster`.
+    pub master_name: String,
+    /// Credentials for the Sentinels (host and port come from `sentinels`).
+    pub sentinel_auth: RedisSettings,
+    /// Bound on any wait for the server during a transfer (it sends a keepalive every second
+    /// while it saves). Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for RedisSnapshot {
+    fn default() -> Self {
+        Self {
+            source: SnapshotSource::Sentinel,
+            sentinels: vec!["127.0.0.1:26379".into()],
+            master_name: "mymaster".into(),
+            sentinel_auth: RedisSettings::default(),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Compression algorithm.
@@ -109,6 +153,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 9401)),
             postgres: PgSettings::default(),
             redis: RedisSettings::default(),
+            redis_snapshot: RedisSnapshot::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
             compression: Compression::default(),
@@ -151,6 +196,7 @@ impl DaemonConfig for Config {
             ("schedule.full", &self.schedule.full),
             ("schedule.incremental", &self.schedule.incremental),
             ("schedule.cleanup", &self.schedule.cleanup),
+            ("schedule.redis", &self.schedule.redis),
         ] {
             if !expr.trim().is_empty() {
                 crate::schedule::parse(expr)
@@ -167,6 +213,20 @@ impl DaemonConfig for Config {
                 s3.secret_access_key_file.as_deref(),
             )?;
         }
+        if self.redis_snapshot.source == SnapshotSource::Sentinel {
+            if self.redis_snapshot.sentinels.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "redis_snapshot.sentinels is empty; list the Sentinels or set redis_snapshot.source = \"address\"".into(),
+                ));
+            }
+            for s in &self.redis_snapshot.sentinels {
+                crate::redis_snapshot::source::split_addr(s)
+                    .map_err(|e| ConfigError::Invalid(format!("redis_snapshot.sentinels: {e}")))?;
+            }
+        }
+        self.redis_snapshot
+            .sentinel_auth
+            .validate("redis_snapshot.sentinel_auth")?;
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")
     }

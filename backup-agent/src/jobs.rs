@@ -16,7 +16,7 @@ use crate::storage::Storage;
 /// size, duration, LSN range or the error) and the job's metrics.
 async fn logged<F>(
     job: &str,
-    cfg: &Config,
+    server: &(dyn std::fmt::Display + Sync),
     log: &LogFile,
     metrics: &Metrics,
     work: F,
@@ -28,23 +28,25 @@ where
     log.emit(
         Line::new("job_start")
             .field("job", job)
-            .field("server", &cfg.postgres),
+            .field("server", server),
     );
     let r = work.await;
     let took = started.elapsed();
     let l = kind(job);
     match r {
         Ok(m) => {
-            log.emit(
-                Line::new("job_end")
-                    .field("job", job)
-                    .field("outcome", "ok")
-                    .field("id", &m.id)
-                    .field("size", m.size())
-                    .field("duration_ms", took.as_millis())
-                    .field_opt("start_lsn", m.start_lsn.as_deref())
-                    .field_opt("end_lsn", m.end_lsn.as_deref()),
-            );
+            let mut line = Line::new("job_end")
+                .field("job", job)
+                .field("outcome", "ok")
+                .field("id", &m.id)
+                .field("size", m.size())
+                .field("duration_ms", took.as_millis())
+                .field_opt("start_lsn", m.start_lsn.as_deref())
+                .field_opt("end_lsn", m.end_lsn.as_deref());
+            for (k, v) in &m.info {
+                line = line.field(k, v);
+            }
+            log.emit(line);
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -79,29 +81,112 @@ pub async fn postgres_full(
     log: &LogFile,
     metrics: &Metrics,
 ) -> anyhow::Result<Manifest> {
-    logged("postgres-full", cfg, log, metrics, async {
+    logged("postgres-full", &cfg.postgres, log, metrics, async {
         let storage = Storage::from_config(&cfg.storage).await?;
-        let tty = std::io::stderr().is_terminal();
-        let mut last_log = Instant::now();
-        let mut progress = |done: u64| {
-            if tty {
-                eprint!("\rpostgres-full: {} streamed", common_bytes(done));
-            } else if last_log.elapsed().as_secs() >= 10 {
-                last_log = Instant::now();
-                tracing::info!(bytes = done, "postgres-full: streaming");
-            }
-        };
-        let r = basebackup::run(&cfg.postgres, &storage, &cfg.compression, &mut progress).await;
-        if tty {
-            eprintln!();
-        }
+        let mut progress = Progress::new("postgres-full");
+        // Only a person watching needs a total; the server's sizing pass is skipped otherwise.
+        let estimate = progress.tty;
+        let r = basebackup::run(
+            &cfg.postgres,
+            &storage,
+            &cfg.compression,
+            estimate,
+            &mut |done, total| progress.update(done, total),
+        )
+        .await;
+        progress.end();
         Ok(r?)
     })
     .await
 }
 
-fn common_bytes(n: u64) -> String {
-    format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+/// One Redis snapshot, logged and measured (the server named is the master Sentinel follows, or
+/// the fixed address; the node actually used is in the end line).
+pub async fn redis(cfg: &Config, log: &LogFile, metrics: &Metrics) -> anyhow::Result<Manifest> {
+    let server = match cfg.redis_snapshot.source {
+        crate::config::SnapshotSource::Sentinel => format!(
+            "sentinel:{}/{}",
+            cfg.redis_snapshot.sentinels.join(","),
+            cfg.redis_snapshot.master_name
+        ),
+        crate::config::SnapshotSource::Address => cfg.redis.to_string(),
+    };
+    logged("redis", &server, log, metrics, async {
+        let storage = Storage::from_config(&cfg.storage).await?;
+        let mut progress = Progress::new("redis");
+        let r = crate::redis_snapshot::snapshot(cfg, &storage, &mut |done, total| {
+            progress.update(done, total)
+        })
+        .await;
+        progress.end();
+        r
+    })
+    .await
+}
+
+/// Progress of a streaming job: a bar (or a byte count when the total is unknown) redrawn on a
+/// terminal, a log line every 10 s otherwise.
+pub struct Progress {
+    job: &'static str,
+    tty: bool,
+    started: Instant,
+    last: Instant,
+    drawn: bool,
+}
+
+impl Progress {
+    pub fn new(job: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            job,
+            tty: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            drawn: false,
+        }
+    }
+
+    pub fn update(&mut self, done: u64, total: Option<u64>) {
+        if self.tty {
+            // Redraw at most 10 times a second.
+            if self.drawn && self.last.elapsed().as_millis() < 100 {
+                return;
+            }
+            self.last = Instant::now();
+            self.drawn = true;
+            eprint!("\r{}", bar(self.job, done, total, self.started.elapsed()));
+        } else if self.last.elapsed().as_secs() >= 10 {
+            self.last = Instant::now();
+            tracing::info!(bytes = done, total, "{}: streaming", self.job);
+        }
+    }
+
+    pub fn end(&mut self) {
+        if self.tty && self.drawn {
+            eprintln!();
+        }
+    }
+}
+
+/// `redis [#########-----------]  45% 10.2/22.7 MiB 31.4 MiB/s` (no bar without a total).
+fn bar(job: &str, done: u64, total: Option<u64>, took: std::time::Duration) -> String {
+    let mib = |n: u64| n as f64 / (1 << 20) as f64;
+    let rate = mib(done) / took.as_secs_f64().max(0.001);
+    match total.filter(|t| *t > 0) {
+        Some(t) => {
+            let frac = (done as f64 / t as f64).clamp(0.0, 1.0);
+            let filled = (frac * 20.0).round() as usize;
+            format!(
+                "{job} [{}{}] {:>3.0}% {:.1}/{:.1} MiB {rate:.1} MiB/s ",
+                "#".repeat(filled),
+                "-".repeat(20 - filled),
+                frac * 100.0,
+                mib(done),
+                mib(t)
+            )
+        }
+        None => format!("{job} {:.1} MiB {rate:.1} MiB/s ", mib(done)),
+    }
 }
 
 /// Cleanup: what interrupted uploads left (local temporary files of processes that are gone; S3
@@ -174,7 +259,7 @@ pub async fn postgres_incr(
     log: &LogFile,
     metrics: &Metrics,
 ) -> anyhow::Result<Manifest> {
-    logged("postgres-incr", cfg, log, metrics, incr(cfg)).await
+    logged("postgres-incr", &cfg.postgres, log, metrics, incr(cfg)).await
 }
 
 async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
@@ -285,6 +370,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         start_lsn: Some(format_lsn(from)),
         end_lsn: Some(format_lsn(to)),
         compression: crate::compress::name(cfg.compression.algorithm).into(),
+        info: Default::default(),
         objects,
     };
     storage

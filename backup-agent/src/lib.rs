@@ -1,5 +1,6 @@
 //! backup-agent: PostgreSQL full backups over the replication protocol, continuous WAL (the
-//! incremental, for point-in-time recovery), restore, to a local directory.
+//! incremental, for point-in-time recovery), Redis snapshots over the network, restore and
+//! verification, to a local directory or S3.
 //!
 //! Data flow: config -> [`pg`] (replication connection: BASE_BACKUP, START_REPLICATION) ->
 //! [`compress`] -> [`storage`] (streamed, temp-then-rename) -> catalog manifest (written last);
@@ -10,11 +11,13 @@ pub mod config;
 pub mod jobs;
 pub mod metrics;
 pub mod pg;
+pub mod redis_snapshot;
 pub mod restore;
 pub mod retention;
 pub mod s3;
 pub mod schedule;
 pub mod storage;
+pub mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,6 +130,15 @@ fn scheduled(
         Arc::new(move || {
             let (c, l, m) = (c.clone(), l.clone(), m.clone());
             Box::pin(async move { jobs::postgres_incr(&c, &l, &m).await.map(|_| ()) })
+        }),
+    );
+    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
+    add(
+        "redis",
+        &cfg.schedule.redis,
+        Arc::new(move || {
+            let (c, l, m) = (c.clone(), l.clone(), m.clone());
+            Box::pin(async move { jobs::redis(&c, &l, &m).await.map(|_| ()) })
         }),
     );
     let (c, l) = (cfg.clone(), log.clone());

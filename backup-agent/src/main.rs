@@ -7,7 +7,8 @@ use clap::Parser;
 use common::app::CommonArgs;
 
 /// PostgreSQL full backups over the replication protocol, continuous WAL archiving and
-/// point-in-time restore, to a local directory.
+/// point-in-time restore; Redis snapshots over the network; verification; to a local directory
+/// or S3.
 ///
 /// Configuration: built-in defaults < TOML file (--config or BACKUP_AGENT_CONFIG) < environment
 /// (BACKUP_AGENT_<KEY>, nested keys joined by `__`). See docs/backup-agent.md.
@@ -47,6 +48,13 @@ enum Cmd {
         #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
         leftovers_older_than: std::time::Duration,
     },
+    /// Re-read backups from storage and check them: every object's size and SHA-256, a
+    /// PostgreSQL full backup's files against the server's backup manifest, a Redis snapshot's
+    /// RDB checksum. Exit 0 when all are good, 1 otherwise.
+    Verify {
+        /// Only this backup (default: every backup in the catalog).
+        id: Option<String>,
+    },
     /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
     WalFetch { name: String, path: PathBuf },
 }
@@ -58,6 +66,9 @@ enum BackupWhat {
     /// The incremental: switch WAL, create a restore point, check the archived WAL since the
     /// previous backup has no gap, and record it.
     PostgresIncr,
+    /// A Redis snapshot pulled over the network (SYNC) from a healthy replica found through
+    /// Sentinel (or `redis_snapshot.source = "address"`), checked (CRC64) before it is listed.
+    Redis,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -76,6 +87,15 @@ enum RestoreWhat {
         /// Recover to this LSN (e.g. 0/3000028).
         #[arg(long)]
         lsn: Option<String>,
+    },
+    /// Write a verified dump.rdb into a directory, for a stopped Redis to load.
+    Redis {
+        /// The directory (Redis's `dir`); an existing dump.rdb is never replaced.
+        #[arg(long)]
+        target_dir: PathBuf,
+        /// This snapshot (default: the newest).
+        #[arg(long)]
+        backup: Option<String>,
     },
 }
 
@@ -122,6 +142,66 @@ fn main() -> ExitCode {
                 m.end_lsn.unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Backup {
+            what: BackupWhat::Redis,
+        } => common::app::run_command(|_| async move {
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            let metrics = backup_agent::metrics::Metrics::default();
+            let m = backup_agent::jobs::redis(&cfg, &log, &metrics).await?;
+            let info = |k: &str| m.info.get(k).map(String::as_str).unwrap_or("-");
+            println!(
+                "{} redis {} bytes from {} ({}), server wait {} ms, transfer {} ms",
+                m.id,
+                m.size(),
+                info("source"),
+                info("source_role"),
+                info("server_wait_ms"),
+                info("transfer_ms")
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Restore {
+            what: RestoreWhat::Redis { target_dir, backup },
+        } => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let (m, info) =
+                backup_agent::redis_snapshot::restore(&storage, backup.as_deref(), &target_dir)
+                    .await?;
+            println!(
+                "restored Redis snapshot {} into {} ({} bytes, RDB version {}, checksum verified); \
+                 start Redis with dir {} and dbfilename dump.rdb (appendonly no) to load it",
+                m.id,
+                target_dir.join("dump.rdb").display(),
+                info.size,
+                info.version,
+                target_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Verify { id } => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let verdicts = backup_agent::verify::verify(&storage, id.as_deref()).await?;
+            let rows: Vec<Vec<String>> = verdicts
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.id.clone(),
+                        v.kind.as_str().to_string(),
+                        if v.problem.is_none() { "ok" } else { "DAMAGED" }.to_string(),
+                        v.problem.clone().unwrap_or_else(|| v.checked.clone()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                common::table::render(&["ID", "KIND", "RESULT", "DETAIL"], &rows)
+            );
+            Ok(if verdicts.iter().all(|v| v.problem.is_none()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }),
         Cmd::List => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;

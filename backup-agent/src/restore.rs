@@ -140,13 +140,16 @@ fn hex_sha(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// Decompresses and untars a stored archive into `dir`, hashing every stored byte on the way
-/// (a tee: one task reads and hashes the object and feeds the decoder through a pipe).
-async fn unpack_tar(
+/// A stored object decompressed, and the size and SHA-256 of its stored bytes once it has been
+/// read to the end (a tee: one task reads and hashes the object and feeds the decoder through a
+/// pipe; bytes after the end of the compressed frame are still hashed).
+pub fn decode_hashed(
     algo: crate::config::Algorithm,
     mut stored: HashingReader<crate::storage::Reader>,
-    dir: PathBuf,
-) -> anyhow::Result<(u64, String)> {
+) -> (
+    compress::Decoded,
+    tokio::task::JoinHandle<std::io::Result<(u64, String)>>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut tx, rx) = tokio::io::duplex(256 * 1024);
     let tee = tokio::spawn(async move {
@@ -157,7 +160,6 @@ async fn unpack_tar(
             if n == 0 {
                 break;
             }
-            // The decoder may stop at the end of the compressed frame; the rest is still hashed.
             if forwarding && tx.write_all(&buf[..n]).await.is_err() {
                 forwarding = false;
             }
@@ -165,7 +167,16 @@ async fn unpack_tar(
         drop(tx);
         Ok::<_, std::io::Error>(stored.finish())
     });
-    let dec = compress::decoder(algo, BufReader::new(rx));
+    (compress::decoder(algo, BufReader::new(rx)), tee)
+}
+
+/// Decompresses and untars a stored archive into `dir`, hashing every stored byte on the way.
+async fn unpack_tar(
+    algo: crate::config::Algorithm,
+    stored: HashingReader<crate::storage::Reader>,
+    dir: PathBuf,
+) -> anyhow::Result<(u64, String)> {
+    let (dec, tee) = decode_hashed(algo, stored);
     let bridge = tokio_util::io::SyncIoBridge::new(dec);
     let unpacked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut ar = tar::Archive::new(bridge);

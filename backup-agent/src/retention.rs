@@ -126,6 +126,7 @@ mod tests {
             start_lsn: Some(start.into()),
             end_lsn: Some(start.into()),
             compression: "zstd".into(),
+            info: Default::default(),
             objects: vec![common::catalog::ObjectEntry {
                 key: format!("postgres/full/{id}/base.tar.zst"),
                 size: 1,

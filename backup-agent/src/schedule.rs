@@ -23,6 +23,8 @@ pub struct Schedules {
     pub incremental: String,
     /// Cleanup (leftovers, retention). Default `0 3 * * *`.
     pub cleanup: String,
+    /// Redis snapshot. Default `0 */4 * * *`.
+    pub redis: String,
 }
 
 impl Default for Schedules {
@@ -31,6 +33,7 @@ impl Default for Schedules {
             full: "0 2 * * *".into(),
             incremental: "0 */6 * * *".into(),
             cleanup: "0 3 * * *".into(),
+            redis: "0 */4 * * *".into(),
         }
     }
 }

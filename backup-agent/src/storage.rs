@@ -263,6 +263,7 @@ impl Local {
             final_path,
             hasher: Sha256::new(),
             size: 0,
+            finished: false,
         })
     }
 
@@ -328,7 +329,8 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, u64)>) -> std::io::Resul
 }
 
 /// A streamed local object: hashed and counted as written, renamed into place by
-/// [`LocalWriter::finish`]. Dropped unfinished, it leaves only a temporary file (removed by cleanup).
+/// [`LocalWriter::finish`]. Dropped unfinished (a failed job), its temporary file is removed; a
+/// process killed mid-write leaves it for cleanup.
 pub struct LocalWriter {
     key: String,
     file: tokio::io::BufWriter<tokio::fs::File>,
@@ -336,6 +338,15 @@ pub struct LocalWriter {
     final_path: PathBuf,
     hasher: Sha256,
     size: u64,
+    finished: bool,
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }
 
 impl LocalWriter {
@@ -344,15 +355,16 @@ impl LocalWriter {
         self.file.flush().await?;
         self.file.get_mut().sync_all().await?;
         tokio::fs::rename(&self.temp, &self.final_path).await?;
+        self.finished = true;
         if let Some(dir) = self.final_path.parent()
             && let Ok(d) = tokio::fs::File::open(dir).await
         {
             let _ = d.sync_all().await;
         }
         Ok(Stored {
-            key: self.key,
+            key: std::mem::take(&mut self.key),
             size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
         })
     }
 }
@@ -456,13 +468,14 @@ mod tests {
         let mut back = vec![];
         r.read_to_end(&mut back).await.expect("read");
         assert_eq!(r.finish(), (5, stored.sha256.clone()));
-        // Dropped unfinished: only a temp file, never listed.
+        // Dropped unfinished: never listed, and its temporary file is gone.
         let w = s
             .create("postgres/full/y/base.tar.zst")
             .await
             .expect("create");
         drop(w);
         assert_eq!(s.list("postgres").await.expect("list").len(), 1);
+        assert_eq!(local.list("postgres", true).expect("list").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -76,6 +76,10 @@ pub struct Manifest {
     /// `zstd`, `gzip` or `none`.
     pub compression: String,
     pub objects: Vec<ObjectEntry>,
+    /// What else a kind records (Redis: source node, RDB version; logical: databases, tool
+    /// version; drills: outcome).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub info: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -202,6 +206,7 @@ mod tests {
             start_lsn: None,
             end_lsn: None,
             compression: "zstd".into(),
+            info: Default::default(),
             objects: vec![ObjectEntry {
                 key: "x".into(),
                 size: 3,

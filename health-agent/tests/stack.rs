@@ -348,6 +348,7 @@ fn write_catalog(root: &std::path::Path, age: Duration) {
             start_lsn: None,
             end_lsn: None,
             compression: "zstd".into(),
+            info: Default::default(),
             objects: vec![],
         };
         let p = root.join(kind.manifest_key(&m.id));

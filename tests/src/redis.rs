@@ -86,46 +86,14 @@ impl RedisStack {
         let pw = options.password.clone();
 
         let data_node = |name: &str, replica_of: Option<u16>| -> Result<Node> {
-            let port = free_port()?;
-            let ndir = dir.path().join(name);
-            std::fs::create_dir_all(&ndir)?;
-            let mut conf = vec![
-                format!("port {port}"),
-                "bind 127.0.0.1".into(),
-                "protected-mode no".into(),
-                format!("dir {}", ndir.display()),
-                "save \"\"".into(),
-                "appendonly no".into(),
-                "repl-diskless-sync-delay 0".into(),
-                // Sentinel announces replicas by the address they report.
-                "replica-announce-ip 127.0.0.1".into(),
-            ];
-            if let Some(pw) = &pw {
-                conf.push(format!("requirepass {pw}"));
-                conf.push(format!("masterauth {pw}"));
-            }
-            if let Some(m) = replica_of {
-                conf.push(format!("replicaof 127.0.0.1 {m}"));
-            }
-            conf.extend(options.extra_conf.iter().cloned());
-            let path = ndir.join("redis.conf");
-            std::fs::write(&path, conf.join("\n") + "\n")?;
-            let mut proc = Proc::spawn(Spec {
-                name: format!("redis {name} :{port}"),
-                program: server.clone(),
-                args: vec![path.display().to_string()],
-                log: ndir.join("redis.log"),
-                as_server_user: false,
-                stop_signal: libc::SIGKILL,
-                env: vec![],
-            })?;
-            proc.wait_ready(Duration::from_secs(30), || ping(port, pw.as_deref()))?;
-            Ok(Node {
-                port,
-                proc,
-                conf: path,
-                password: pw.clone(),
-            })
+            start_node(
+                &server,
+                &dir.path().join(name),
+                name,
+                replica_of,
+                pw.as_deref(),
+                &options.extra_conf,
+            )
         };
 
         let master = data_node("master", None)?;
@@ -290,6 +258,67 @@ impl RedisStack {
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
+}
+
+/// One redis-server on a free port with `ndir` as its `dir` (a `dump.rdb` there is loaded).
+fn start_node(
+    server: &std::path::Path,
+    ndir: &std::path::Path,
+    name: &str,
+    replica_of: Option<u16>,
+    pw: Option<&str>,
+    extra_conf: &[String],
+) -> Result<Node> {
+    let port = free_port()?;
+    std::fs::create_dir_all(ndir)?;
+    let mut conf = vec![
+        format!("port {port}"),
+        "bind 127.0.0.1".into(),
+        "protected-mode no".into(),
+        format!("dir {}", ndir.display()),
+        "save \"\"".into(),
+        "appendonly no".into(),
+        "repl-diskless-sync-delay 0".into(),
+        // Sentinel announces replicas by the address they report.
+        "replica-announce-ip 127.0.0.1".into(),
+    ];
+    if let Some(pw) = pw {
+        conf.push(format!("requirepass {pw}"));
+        conf.push(format!("masterauth {pw}"));
+    }
+    if let Some(m) = replica_of {
+        conf.push(format!("replicaof 127.0.0.1 {m}"));
+    }
+    conf.extend(extra_conf.iter().cloned());
+    let path = ndir.join("redis.conf");
+    std::fs::write(&path, conf.join("\n") + "\n")?;
+    let mut proc = Proc::spawn(Spec {
+        name: format!("redis {name} :{port}"),
+        program: server.to_path_buf(),
+        args: vec![path.display().to_string()],
+        log: ndir.join("redis.log"),
+        as_server_user: false,
+        stop_signal: libc::SIGKILL,
+        env: vec![],
+    })?;
+    // Loading a large dump.rdb takes a while; LOADING errors until then.
+    proc.wait_ready(Duration::from_secs(60), || ping(port, pw))?;
+    Ok(Node {
+        port,
+        proc,
+        conf: path,
+        password: pw.map(str::to_string),
+    })
+}
+
+/// A standalone redis-server whose `dir` is `dir` (it loads the `dump.rdb` found there).
+pub fn start_standalone(
+    dir: &std::path::Path,
+    password: Option<&str>,
+    extra_conf: &[String],
+) -> Result<Node> {
+    let server = find_program("redis-server", &[])?;
+    start_node(&server, dir, "standalone", None, password, extra_conf)
 }
 
 fn connect(port: u16, password: Option<&str>) -> Result<redis::Connection> {

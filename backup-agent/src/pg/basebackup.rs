@@ -15,8 +15,9 @@ use crate::compress::{self, Encoder};
 use crate::config::Compression;
 use crate::storage::{ObjectWriter, Storage};
 
-/// Progress callback: bytes of the database streamed so far.
-pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
+/// Progress callback: bytes of the database streamed so far, and the server's estimate of the
+/// total when one was asked for.
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, Option<u64>) + Send);
 
 /// Where a full backup's objects go.
 pub fn prefix(id: &str) -> String {
@@ -39,11 +40,14 @@ pub enum BackupError {
     Protocol(String),
 }
 
-/// Runs one full backup; returns its catalog manifest (already stored).
+/// Runs one full backup; returns its catalog manifest (already stored). With `estimate`, the
+/// server first sizes the data directory (`PROGRESS true`, what `pg_basebackup -P` asks for) so
+/// that progress has a total.
 pub async fn run(
     pg: &PgSettings,
     storage: &Storage,
     compression: &Compression,
+    estimate: bool,
     progress: Progress<'_>,
 ) -> Result<Manifest, BackupError> {
     let started_at = SystemTime::now();
@@ -68,7 +72,7 @@ pub async fn run(
     }
     conn.send_query(&format!(
         "BASE_BACKUP ( LABEL 'outrigger {id}', CHECKPOINT 'fast', WAL true, WAIT true, \
-         MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256' )"
+         MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', PROGRESS {estimate} )"
     ))
     .await?;
     let start = conn
@@ -81,6 +85,16 @@ pub async fn run(
         .read_result()
         .await?
         .ok_or_else(|| BackupError::Protocol("no tablespace list".into()))?;
+    // With PROGRESS, each tablespace row carries its size in kB.
+    let total: Option<u64> = estimate.then(|| {
+        tablespaces
+            .rows
+            .iter()
+            .filter_map(|r| r.get(2).cloned().flatten())
+            .filter_map(|kb| kb.parse::<u64>().ok())
+            .sum::<u64>()
+            * 1024
+    });
     if tablespaces
         .rows
         .iter()
@@ -133,7 +147,7 @@ pub async fn run(
                     b'p' => {
                         if let Ok(b) = <[u8; 8]>::try_from(rest) {
                             done = u64::from_be_bytes(b);
-                            progress(done);
+                            progress(done, total);
                         }
                     }
                     other => {
@@ -149,7 +163,7 @@ pub async fn run(
         }
     }
     finish(&mut current, &mut objects).await?;
-    progress(done);
+    progress(done, Some(done));
     let end = conn
         .read_result()
         .await?
@@ -178,6 +192,7 @@ pub async fn run(
         start_lsn,
         end_lsn,
         compression: compress::name(compression.algorithm).into(),
+        info: Default::default(),
         objects,
     };
     let json =

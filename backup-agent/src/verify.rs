@@ -1,0 +1,221 @@
+//! `backup-agent verify`: re-reads a backup's objects from storage and checks every size and
+//! SHA-256 against the catalog; for a PostgreSQL full backup also every file against the
+//! server's backup manifest (and the manifest's own checksum); for a Redis snapshot the RDB
+//! (magic, end opcode, CRC64).
+
+use std::collections::HashMap;
+
+use common::catalog::{BackupKind, Manifest, ObjectEntry};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::compress;
+use crate::storage::{HashingReader, Storage};
+
+/// The outcome for one backup.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub id: String,
+    pub kind: BackupKind,
+    /// `None` when good; the first problem found otherwise.
+    pub problem: Option<String>,
+    /// What was checked, for people.
+    pub checked: String,
+}
+
+/// Verifies backup `id`, or every backup in the catalog.
+pub async fn verify(storage: &Storage, id: Option<&str>) -> anyhow::Result<Vec<Verdict>> {
+    let mut cat = storage.catalog().await?;
+    cat.manifests.sort_by_key(|m| m.finished_at);
+    let chosen: Vec<&Manifest> = match id {
+        Some(id) => vec![
+            cat.manifests
+                .iter()
+                .find(|m| m.id == id)
+                .ok_or_else(|| anyhow::anyhow!("no complete backup {id:?} in the catalog"))?,
+        ],
+        None => cat.manifests.iter().collect(),
+    };
+    let mut out = vec![];
+    for m in chosen {
+        let r = match m.kind {
+            BackupKind::Redis => {
+                crate::redis_snapshot::read_verified(storage, m, &mut tokio::io::sink())
+                    .await
+                    .map(|i| {
+                        format!(
+                            "1 object, RDB version {} with {} CRC64",
+                            i.version,
+                            if i.checksummed { "a matching" } else { "no" }
+                        )
+                    })
+            }
+            BackupKind::PostgresFull => postgres_full(storage, m).await,
+            _ => objects(storage, &m.objects).await,
+        };
+        out.push(Verdict {
+            id: m.id.clone(),
+            kind: m.kind,
+            checked: r.as_ref().map(String::clone).unwrap_or_default(),
+            problem: r.err().map(|e| format!("{e:#}")),
+        });
+    }
+    Ok(out)
+}
+
+/// Size and SHA-256 of each object as stored.
+async fn objects(storage: &Storage, objs: &[ObjectEntry]) -> anyhow::Result<String> {
+    for o in objs {
+        let mut r = HashingReader::new(storage.open(&o.key).await?);
+        tokio::io::copy(&mut r, &mut tokio::io::sink())
+            .await
+            .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
+        same(o, r.finish())?;
+    }
+    Ok(format!("{} object(s)", objs.len()))
+}
+
+fn same(o: &ObjectEntry, (size, sha): (u64, String)) -> anyhow::Result<()> {
+    if size != o.size || sha != o.sha256 {
+        anyhow::bail!(
+            "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
+            o.key,
+            o.size,
+            o.sha256
+        );
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PgManifest {
+    #[serde(rename = "Files")]
+    files: Vec<PgFile>,
+}
+
+#[derive(Deserialize)]
+struct PgFile {
+    #[serde(rename = "Path")]
+    path: String,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "Checksum-Algorithm")]
+    algorithm: Option<String>,
+    #[serde(rename = "Checksum")]
+    checksum: Option<String>,
+}
+
+/// Every object, then every file of the archives against the server's backup manifest.
+async fn postgres_full(storage: &Storage, m: &Manifest) -> anyhow::Result<String> {
+    let mut manifest: Option<PgManifest> = None;
+    // path in the data directory -> (size, SHA-256) as found in the archives
+    let mut found: HashMap<String, (u64, String)> = HashMap::new();
+    for o in &m.objects {
+        let algo = compress::of_key(&o.key)
+            .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", o.key))?;
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        let stored = HashingReader::new(storage.open(&o.key).await?);
+        let (mut dec, tee) = crate::restore::decode_hashed(algo, stored);
+        if name.starts_with("backup_manifest") {
+            let mut text = Vec::new();
+            let read = dec.read_to_end(&mut text).await;
+            drop(dec);
+            same(o, tee.await??)?;
+            read.map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
+            check_manifest_checksum(&text)?;
+            manifest = Some(
+                serde_json::from_slice(&text)
+                    .map_err(|e| anyhow::anyhow!("backup_manifest: {e}"))?,
+            );
+            continue;
+        }
+        // Files of pg_wal.tar live under pg_wal/ in the data directory.
+        let base = if name.starts_with("pg_wal.tar") {
+            "pg_wal/"
+        } else if name.starts_with("base.tar") {
+            ""
+        } else {
+            anyhow::bail!("object {}: this build backs up no tablespaces", o.key)
+        };
+        let bridge = tokio_util::io::SyncIoBridge::new(dec);
+        let base = base.to_string();
+        let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut files = vec![];
+            let mut ar = tar::Archive::new(bridge);
+            for entry in ar.entries()? {
+                let mut entry = entry?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = format!("{base}{}", entry.path()?.to_string_lossy());
+                let mut h = Sha256::new();
+                let size = std::io::copy(&mut entry, &mut HashWriter(&mut h))?;
+                files.push((path, (size, hex::encode(h.finalize()))));
+            }
+            let mut rest = ar.into_inner();
+            std::io::copy(&mut rest, &mut std::io::sink())?;
+            Ok(files)
+        })
+        .await?;
+        let hashed = tee.await??;
+        same(o, hashed)?;
+        found.extend(listed.map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?);
+    }
+    let manifest =
+        manifest.ok_or_else(|| anyhow::anyhow!("the backup has no server backup manifest"))?;
+    for f in &manifest.files {
+        let Some((size, sha)) = found.get(&f.path) else {
+            anyhow::bail!(
+                "{} is in the server's backup manifest but not in the archives",
+                f.path
+            );
+        };
+        if *size != f.size {
+            anyhow::bail!(
+                "{}: {size} bytes, the server's manifest says {}",
+                f.path,
+                f.size
+            );
+        }
+        if f.algorithm.as_deref() == Some("SHA256") && f.checksum.as_deref() != Some(sha.as_str()) {
+            anyhow::bail!(
+                "{}: SHA-256 differs from the server's backup manifest",
+                f.path
+            );
+        }
+    }
+    Ok(format!(
+        "{} object(s), {} files against the server's backup manifest",
+        m.objects.len(),
+        manifest.files.len()
+    ))
+}
+
+/// The manifest's last line holds the SHA-256 of everything before it.
+fn check_manifest_checksum(text: &[u8]) -> anyhow::Result<()> {
+    let key = b"\"Manifest-Checksum\": \"";
+    let at = text
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .ok_or_else(|| anyhow::anyhow!("backup_manifest has no Manifest-Checksum"))?;
+    let stored = &text[at + key.len()..];
+    let stored = String::from_utf8_lossy(&stored[..stored.len().min(64)]).to_string();
+    let computed = hex::encode(Sha256::digest(&text[..at]));
+    if stored != computed {
+        anyhow::bail!("backup_manifest is damaged: its checksum does not match its content");
+    }
+    Ok(())
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
