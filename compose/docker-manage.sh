@@ -18,6 +18,7 @@ Usage: ./docker-manage.sh COMMAND
   backup postgres-full|postgres-incr|redis
                               run a backup now
   restore postgres|redis [ID] list backups (no ID) or restore one (ID) into /backups/restore/ID
+  verify [ID]                 re-read backups from storage and check every checksum
   help                        this text
 TXT
 }
@@ -115,6 +116,9 @@ case $cmd in
         fi ;;
       *) die "usage: restore postgres|redis [ID]" ;;
     esac ;;
+  verify)
+    need_docker
+    exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml verify "$@" ;;
   help|-h|--help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

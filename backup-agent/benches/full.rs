@@ -3,60 +3,12 @@
 //! level 3), and the archiver's WAL lag while pgbench writes. Prints figures only.
 //! Run with `bench/backup-agent.sh` (installs pgbackrest, zstd and GNU time when missing).
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness::measure::{du, timed};
 use harness::postgres::{self, PgOptions, Postgres};
 use harness::process::{TempDir, give_to_server_user};
-
-/// Runs a command under GNU time: (seconds, max RSS KiB). Panics with its output on failure.
-fn timed(as_postgres: bool, program: &str, args: &[&str], env: &[(&str, &str)]) -> (f64, u64) {
-    let mut cmd = if as_postgres {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "/usr/bin/time",
-        ]);
-        c
-    } else {
-        Command::new("/usr/bin/time")
-    };
-    cmd.args(["-f", "TIMED %e %M", program])
-        .args(args)
-        .envs(env.iter().copied());
-    let out = cmd.output().expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {err}{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let line = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("TIMED "))
-        .expect("GNU time output");
-    let mut f = line.split_whitespace().skip(1);
-    let secs = f.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    let kib = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (secs, kib)
-}
-
-fn du(p: &Path) -> u64 {
-    let out = Command::new("du")
-        .args(["-sb"])
-        .arg(p)
-        .output()
-        .expect("du");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn main() {
     let scale: u32 = std::env::var("BENCH_SCALE")

@@ -85,9 +85,14 @@ pub fn plan(
     for m in &catalog.manifests {
         let doomed = match m.kind {
             BackupKind::PostgresFull => !kept.iter().any(|k| k.id == m.id),
-            // Incrementals and logical dumps go with age, but never while a kept full is older.
-            BackupKind::PostgresIncr | BackupKind::PostgresLogical | BackupKind::Redis => {
+            // Incrementals go with age, but never while a kept full is older.
+            BackupKind::PostgresIncr => {
                 !young(m) && oldest_kept.is_none_or(|o| m.finished_at < o.finished_at)
+            }
+            // Logical dumps and Redis snapshots stand alone: they go with age, except the newest
+            // of their kind (an old backup beats none).
+            BackupKind::PostgresLogical | BackupKind::Redis => {
+                !young(m) && catalog.newest(m.kind).is_some_and(|n| n.id != m.id)
             }
         };
         if doomed {
@@ -197,5 +202,34 @@ mod tests {
         );
         assert_eq!(p.backups.len(), 3);
         assert!(p.wal.is_empty());
+    }
+
+    #[test]
+    fn redis_snapshots_go_with_age_but_the_newest_stays() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let redis = |id: &str, days| Manifest {
+            kind: BackupKind::Redis,
+            objects: vec![common::catalog::ObjectEntry {
+                key: format!("redis/{id}/dump.rdb.zst"),
+                size: 1,
+                sha256: "x".into(),
+            }],
+            ..full(id, days, "0/0", now)
+        };
+        let cat = Catalog {
+            manifests: vec![redis("r1", 40), redis("r2", 35), redis("r3", 1)],
+            ..Catalog::default()
+        };
+        let p = plan(&cat, &[], 16 << 20, now, &Policy::default());
+        let gone: Vec<&str> = p.backups.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(gone, vec!["catalog/redis/r1.json", "catalog/redis/r2.json"]);
+        // Only old ones: the newest of them stays.
+        let cat = Catalog {
+            manifests: vec![redis("r1", 40), redis("r2", 35)],
+            ..Catalog::default()
+        };
+        let p = plan(&cat, &[], 16 << 20, now, &Policy::default());
+        let gone: Vec<&str> = p.backups.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(gone, vec!["catalog/redis/r1.json"]);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod measure;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
