@@ -19,6 +19,8 @@ pub struct Config {
     pub redis: RedisSettings,
     /// Where Redis snapshots are pulled from.
     pub redis_snapshot: RedisSnapshot,
+    /// Logical dumps (pg_dump).
+    pub logical: crate::logical::Logical,
     /// Where backups go.
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
@@ -154,6 +156,7 @@ impl Default for Config {
             postgres: PgSettings::default(),
             redis: RedisSettings::default(),
             redis_snapshot: RedisSnapshot::default(),
+            logical: crate::logical::Logical::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
             compression: Compression::default(),
@@ -197,6 +200,7 @@ impl DaemonConfig for Config {
             ("schedule.incremental", &self.schedule.incremental),
             ("schedule.cleanup", &self.schedule.cleanup),
             ("schedule.redis", &self.schedule.redis),
+            ("schedule.logical", &self.schedule.logical),
         ] {
             if !expr.trim().is_empty() {
                 crate::schedule::parse(expr)
@@ -227,6 +231,9 @@ impl DaemonConfig for Config {
         self.redis_snapshot
             .sentinel_auth
             .validate("redis_snapshot.sentinel_auth")?;
+        if let Some(pg) = &self.logical.postgres {
+            pg.validate("logical.postgres")?;
+        }
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")
     }

@@ -124,6 +124,20 @@ pub async fn redis(cfg: &Config, log: &LogFile, metrics: &Metrics) -> anyhow::Re
     .await
 }
 
+/// One logical dump of every configured database plus the globals, logged and measured.
+pub async fn postgres_logical(
+    cfg: &Config,
+    log: &LogFile,
+    metrics: &Metrics,
+) -> anyhow::Result<Manifest> {
+    let pg = cfg.logical.postgres.as_ref().unwrap_or(&cfg.postgres);
+    logged("postgres-logical", pg, log, metrics, async {
+        let storage = Storage::from_config(&cfg.storage).await?;
+        crate::logical::backup(cfg, &storage).await
+    })
+    .await
+}
+
 /// Progress of a streaming job: a bar (or a byte count when the total is unknown) redrawn on a
 /// terminal, a log line every 10 s otherwise.
 pub struct Progress {

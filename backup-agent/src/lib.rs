@@ -9,6 +9,7 @@
 pub mod compress;
 pub mod config;
 pub mod jobs;
+pub mod logical;
 pub mod metrics;
 pub mod pg;
 pub mod redis_snapshot;
@@ -139,6 +140,15 @@ fn scheduled(
         Arc::new(move || {
             let (c, l, m) = (c.clone(), l.clone(), m.clone());
             Box::pin(async move { jobs::redis(&c, &l, &m).await.map(|_| ()) })
+        }),
+    );
+    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
+    add(
+        "postgres-logical",
+        &cfg.schedule.logical,
+        Arc::new(move || {
+            let (c, l, m) = (c.clone(), l.clone(), m.clone());
+            Box::pin(async move { jobs::postgres_logical(&c, &l, &m).await.map(|_| ()) })
         }),
     );
     let (c, l) = (cfg.clone(), log.clone());

@@ -69,6 +69,9 @@ enum BackupWhat {
     /// A Redis snapshot pulled over the network (SYNC) from a healthy replica found through
     /// Sentinel (or `redis_snapshot.source = "address"`), checked (CRC64) before it is listed.
     Redis,
+    /// A logical dump: `pg_dump -Fc` of each database (`logical.databases`, all by default) and
+    /// `pg_dumpall --globals-only`, streamed into storage as one catalog entry.
+    PostgresLogical,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -87,6 +90,22 @@ enum RestoreWhat {
         /// Recover to this LSN (e.g. 0/3000028).
         #[arg(long)]
         lsn: Option<String>,
+    },
+    /// Restore one database of a logical dump with pg_restore (the object is verified first).
+    PostgresLogical {
+        /// The database of the dump to restore.
+        #[arg(long)]
+        database: String,
+        /// Where to restore it: a libpq connection string or URI naming an existing database
+        /// (the password may come from PGPASSWORD or ~/.pgpass).
+        #[arg(long)]
+        dsn: String,
+        /// This dump (default: the newest that has the database).
+        #[arg(long)]
+        backup: Option<String>,
+        /// Drop the dump's objects in the target before recreating them.
+        #[arg(long)]
+        clean: bool,
     },
     /// Write a verified dump.rdb into a directory, for a stopped Redis to load.
     Redis {
@@ -159,6 +178,42 @@ fn main() -> ExitCode {
                 info("server_wait_ms"),
                 info("transfer_ms")
             );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Backup {
+            what: BackupWhat::PostgresLogical,
+        } => common::app::run_command(|_| async move {
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            let metrics = backup_agent::metrics::Metrics::default();
+            let m = backup_agent::jobs::postgres_logical(&cfg, &log, &metrics).await?;
+            println!(
+                "{} postgres-logical {} bytes, databases {}",
+                m.id,
+                m.size(),
+                m.info.get("databases").map(String::as_str).unwrap_or("-")
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Restore {
+            what:
+                RestoreWhat::PostgresLogical {
+                    database,
+                    dsn,
+                    backup,
+                    clean,
+                },
+        } => common::app::run_command(|_| async move {
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let m = backup_agent::logical::restore(
+                &cfg,
+                &storage,
+                backup.as_deref(),
+                &database,
+                &dsn,
+                clean,
+            )
+            .await?;
+            println!("restored database {database} from logical dump {}", m.id);
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Restore {

@@ -25,6 +25,8 @@ pub struct Schedules {
     pub cleanup: String,
     /// Redis snapshot. Default `0 */4 * * *`.
     pub redis: String,
+    /// Logical dump (pg_dump of every database). Default empty (off).
+    pub logical: String,
 }
 
 impl Default for Schedules {
@@ -34,6 +36,7 @@ impl Default for Schedules {
             incremental: "0 */6 * * *".into(),
             cleanup: "0 3 * * *".into(),
             redis: "0 */4 * * *".into(),
+            logical: String::new(),
         }
     }
 }

@@ -119,6 +119,38 @@ impl PgSettings {
         Ok(c)
     }
 
+    /// libpq environment variables for these settings, for client tools (pg_dump, psql): the
+    /// password travels in the environment, never on a command line.
+    pub fn libpq_env(&self, application_name: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env = vec![
+            ("PGHOST".to_string(), self.host.clone()),
+            ("PGPORT".into(), self.port.to_string()),
+            ("PGUSER".into(), self.user.clone()),
+            ("PGDATABASE".into(), self.dbname.clone()),
+            ("PGAPPNAME".into(), application_name.into()),
+            (
+                "PGCONNECT_TIMEOUT".into(),
+                self.connect_timeout.as_secs().max(1).to_string(),
+            ),
+            (
+                "PGSSLMODE".into(),
+                match self.sslmode {
+                    TlsMode::Disable => "disable",
+                    TlsMode::Prefer => "prefer",
+                    TlsMode::Require => "require",
+                }
+                .into(),
+            ),
+        ];
+        if let Some(pw) = self.password("connection")? {
+            env.push(("PGPASSWORD".into(), pw.expose().to_string()));
+        }
+        if let Some(o) = &self.options {
+            env.push(("PGOPTIONS".into(), o.clone()));
+        }
+        Ok(env)
+    }
+
     /// Connects with tokio-postgres and drives the connection on a task. Errors name the server.
     pub async fn connect(&self, application_name: &str) -> anyhow::Result<tokio_postgres::Client> {
         let cfg = self.tokio_config(application_name)?;

@@ -1,0 +1,237 @@
+//! Logical dumps against the harness's real PostgreSQL 15: pg_dump of every database and the
+//! globals into storage as one catalog entry, pg_restore of one database into a new one with
+//! equal contents; without a superuser the roles are dumped without passwords; a damaged dump
+//! is refused before pg_restore sees it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use harness::postgres::{self, Postgres};
+use harness::process::TempDir;
+
+fn agent(pg: &Postgres, store: &Path, user: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(args)
+        .env("BACKUP_AGENT_STORAGE__PATH", store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", user)
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD", password)
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", "postgres")
+        .output()
+        .expect("run backup-agent")
+}
+
+fn ok(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn catalog(store: &Path) -> common::catalog::Catalog {
+    common::catalog::Catalog::read_local(store).expect("catalog")
+}
+
+const FINGERPRINT: &str = "SELECT count(*) || ':' || sum(id) || ':' || md5(string_agg(v, ',' ORDER BY id)) || ':' || (SELECT count(*) FROM t_view) || ':' || (SELECT last_value || '/' || is_called FROM t_seq) FROM t";
+
+#[test]
+fn dump_every_database_and_restore_one() {
+    let pg = Postgres::start().expect("postgres");
+    pg.psql(
+        postgres::APP_USER,
+        postgres::APP_PASSWORD,
+        postgres::APP_DB,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 5000) i; \
+         CREATE VIEW t_view AS SELECT * FROM t WHERE id % 2 = 0; \
+         CREATE SEQUENCE t_seq START 42; SELECT nextval('t_seq');",
+    )
+    .expect("data");
+    let want = pg
+        .psql(
+            postgres::APP_USER,
+            postgres::APP_PASSWORD,
+            postgres::APP_DB,
+            FINGERPRINT,
+        )
+        .expect("fingerprint");
+    let store = TempDir::new("logical").expect("dir");
+
+    let out = agent(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &["backup", "postgres-logical"],
+    );
+    let text = ok(&out);
+    assert!(text.contains("postgres-logical"), "{text}");
+    let cat = catalog(store.path());
+    let m = cat
+        .newest(common::catalog::BackupKind::PostgresLogical)
+        .expect("listed");
+    assert_eq!(m.info["databases"], "app,postgres");
+    assert_eq!(m.info["role_passwords"], "true");
+    assert_eq!(m.objects.len(), 3, "{:?}", m.objects);
+    let globals = m
+        .objects
+        .iter()
+        .find(|o| o.key.ends_with("globals.sql.zst"))
+        .expect("globals");
+    let sql = zstd_text(&store.path().join(&globals.key));
+    assert!(sql.contains("CREATE ROLE app"), "{sql}");
+    assert!(sql.contains("SCRAM-SHA-256"), "role passwords dumped");
+
+    // Restore app into a new database: the same rows, view and sequence.
+    pg.psql_super("CREATE DATABASE app_restored OWNER app")
+        .expect("create");
+    let dsn = pg.conninfo(
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        "app_restored",
+    );
+    let out = agent(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &[
+            "restore",
+            "postgres-logical",
+            "--database",
+            "app",
+            "--dsn",
+            &dsn,
+        ],
+    );
+    ok(&out);
+    let got = pg
+        .psql(
+            postgres::APP_USER,
+            postgres::APP_PASSWORD,
+            "app_restored",
+            FINGERPRINT,
+        )
+        .expect("fingerprint");
+    assert_eq!(got, want);
+
+    // A database the dump does not have: a clear error.
+    let out = agent(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &[
+            "restore",
+            "postgres-logical",
+            "--database",
+            "nope",
+            "--dsn",
+            &dsn,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no logical dump in the catalog has database \"nope\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Damage the app dump: restore refuses before pg_restore runs; the target stays empty.
+    let app = m
+        .objects
+        .iter()
+        .find(|o| o.key.ends_with("/app.dump.zst"))
+        .expect("app dump");
+    let path = store.path().join(&app.key);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, bytes).expect("write");
+    pg.psql_super("CREATE DATABASE app_damaged OWNER app")
+        .expect("create");
+    let dsn = pg.conninfo(
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        "app_damaged",
+    );
+    let out = agent(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &[
+            "restore",
+            "postgres-logical",
+            "--database",
+            "app",
+            "--dsn",
+            &dsn,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is damaged") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    let tables = pg
+        .psql(
+            postgres::APP_USER,
+            postgres::APP_PASSWORD,
+            "app_damaged",
+            "SELECT count(*) FROM pg_class WHERE relname = 't'",
+        )
+        .expect("query");
+    assert_eq!(tables.trim(), "0");
+
+    // Without a superuser: the app database only, roles without passwords, said so. (Backup
+    // ids are per second.)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(["backup", "postgres-logical"])
+        .env("BACKUP_AGENT_STORAGE__PATH", store.path())
+        .env(
+            "BACKUP_AGENT_LOG_FILE",
+            store.path().join("logs/backup.log"),
+        )
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", postgres::APP_USER)
+        .env(
+            "BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD",
+            postgres::APP_PASSWORD,
+        )
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", postgres::APP_DB)
+        .env("BACKUP_AGENT_LOGICAL__DATABASES", "[app]")
+        .output()
+        .expect("run");
+    ok(&out);
+    let cat = catalog(store.path());
+    let m = cat
+        .newest(common::catalog::BackupKind::PostgresLogical)
+        .expect("listed");
+    assert_eq!(m.info["databases"], "app");
+    assert_eq!(m.info["role_passwords"], "false");
+}
+
+fn zstd_text(p: &Path) -> String {
+    use tokio::io::AsyncReadExt;
+    let bytes = std::fs::read(p).expect("read");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut dec = backup_agent::compress::decoder(
+            backup_agent::config::Algorithm::Zstd,
+            tokio::io::BufReader::new(std::io::Cursor::new(bytes)),
+        );
+        let mut text = String::new();
+        dec.read_to_string(&mut text).await.expect("zstd");
+        text
+    })
+}
