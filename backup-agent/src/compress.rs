@@ -5,7 +5,10 @@ use std::pin::Pin;
 use async_compression::Level;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
+use std::sync::Arc;
+
 use crate::config::{Algorithm, Compression};
+use crate::crypt::{AgeWriter, Keys};
 
 /// The suffix stored objects get.
 pub fn suffix(a: Algorithm) -> &'static str {
@@ -22,8 +25,9 @@ pub fn name(a: Algorithm) -> &'static str {
     }
 }
 
-/// The algorithm of a stored key, by suffix.
+/// The compression of a stored key, by suffix (before any `.age`).
 pub fn of_key(key: &str) -> Option<Algorithm> {
+    let key = key.strip_suffix(crate::crypt::SUFFIX).unwrap_or(key);
     if key.ends_with(".zst") {
         Some(Algorithm::Zstd)
     } else if key.ends_with(".gz") {
@@ -33,35 +37,162 @@ pub fn of_key(key: &str) -> Option<Algorithm> {
     }
 }
 
-/// Wraps a writer in the configured encoder. Call `shutdown()` to finish the stream.
-pub fn encoder<W: AsyncWrite + Unpin + Send + 'static>(c: &Compression, w: W) -> Encoder<W> {
-    match c.algorithm {
-        Algorithm::Zstd => {
-            Encoder::Zstd(async_compression::tokio::write::ZstdEncoder::with_quality(
-                w,
-                Level::Precise(c.level.unwrap_or(3)),
-            ))
+/// How objects are written and read: the compression, and the age keys when encryption is on.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    pub compression: Compression,
+    pub keys: Option<Arc<Keys>>,
+}
+
+impl Codec {
+    /// The codec for writing backups: compression and, when encryption is on, the recipients.
+    pub fn writer(cfg: &crate::config::Config) -> anyhow::Result<Self> {
+        Self::from_config(cfg, false)
+    }
+
+    /// The codec for reading backups back: it also holds the identities, when configured.
+    pub fn reader(cfg: &crate::config::Config) -> anyhow::Result<Self> {
+        Self::from_config(cfg, true)
+    }
+
+    fn from_config(cfg: &crate::config::Config, identities: bool) -> anyhow::Result<Self> {
+        let e = &cfg.encryption;
+        let keys = if e.enabled() || (identities && e.identity_file.is_some()) {
+            Some(Arc::new(e.keys(identities)?))
+        } else {
+            None
+        };
+        Ok(Self {
+            compression: cfg.compression.clone(),
+            keys,
+        })
+    }
+
+    /// Compression only (tests, tools).
+    pub fn plain(compression: Compression) -> Self {
+        Self {
+            compression,
+            keys: None,
         }
-        Algorithm::Gzip => {
-            Encoder::Gzip(async_compression::tokio::write::GzipEncoder::with_quality(
-                w,
-                Level::Precise(c.level.unwrap_or(6)),
-            ))
+    }
+
+    fn encrypts(&self) -> bool {
+        self.keys.as_ref().is_some_and(|k| k.encrypts())
+    }
+
+    /// The suffix new objects get: `.zst`, or `.zst.age` when encrypted.
+    pub fn suffix(&self) -> String {
+        let mut s = suffix(self.compression.algorithm).to_string();
+        if self.encrypts() {
+            s.push_str(crate::crypt::SUFFIX);
+        }
+        s
+    }
+
+    /// Wraps a writer: compress, then (when on) encrypt. Finish with [`Encoder::finish`].
+    pub fn encoder<W: AsyncWrite + Unpin + Send + 'static>(
+        &self,
+        w: W,
+    ) -> std::io::Result<Encoder<W>> {
+        let sink = match &self.keys {
+            Some(k) if k.encrypts() => Sink::Age(AgeWriter::new(k, w)?),
+            _ => Sink::Plain(w),
+        };
+        let c = &self.compression;
+        Ok(match c.algorithm {
+            Algorithm::Zstd => {
+                Encoder::Zstd(async_compression::tokio::write::ZstdEncoder::with_quality(
+                    sink,
+                    Level::Precise(c.level.unwrap_or(3)),
+                ))
+            }
+            Algorithm::Gzip => {
+                Encoder::Gzip(async_compression::tokio::write::GzipEncoder::with_quality(
+                    sink,
+                    Level::Precise(c.level.unwrap_or(6)),
+                ))
+            }
+        })
+    }
+
+    /// Reads stored object `key` back: decrypt (`.age`), then decompress by suffix.
+    pub fn decoder<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        key: &str,
+        stored: R,
+    ) -> anyhow::Result<Decoded> {
+        let algo =
+            of_key(key).ok_or_else(|| anyhow::anyhow!("object {key}: unknown compression"))?;
+        Ok(if key.ends_with(crate::crypt::SUFFIX) {
+            let plain = crate::crypt::decrypting(self.keys.clone(), key, stored);
+            decoder(algo, tokio::io::BufReader::new(plain))
+        } else {
+            decoder(algo, tokio::io::BufReader::new(stored))
+        })
+    }
+}
+
+/// Where the compressor writes: storage, or an age stream into storage.
+pub enum Sink<W> {
+    Plain(W),
+    Age(AgeWriter<W>),
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Sink<W> {
+    async fn finish(self) -> std::io::Result<W> {
+        match self {
+            Self::Plain(w) => Ok(w),
+            Self::Age(a) => a.finish().await,
         }
     }
 }
 
-/// A compressing writer.
-pub enum Encoder<W> {
-    Zstd(async_compression::tokio::write::ZstdEncoder<W>),
-    Gzip(async_compression::tokio::write::GzipEncoder<W>),
+impl<W: AsyncWrite + Unpin> AsyncWrite for Sink<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            Self::Age(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_flush(cx),
+            Self::Age(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            Self::Age(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
 }
 
-impl<W> Encoder<W> {
-    pub fn into_inner(self) -> W {
+/// A compressing (and maybe encrypting) writer.
+pub enum Encoder<W> {
+    Zstd(async_compression::tokio::write::ZstdEncoder<Sink<W>>),
+    Gzip(async_compression::tokio::write::GzipEncoder<Sink<W>>),
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Encoder<W> {
+    /// Ends the compressed (and encrypted) stream and returns the storage writer, still to be
+    /// finished (completed) by the caller.
+    pub async fn finish(mut self) -> std::io::Result<W> {
+        use tokio::io::AsyncWriteExt;
+        self.shutdown().await?;
         match self {
-            Self::Zstd(e) => e.into_inner(),
-            Self::Gzip(e) => e.into_inner(),
+            Self::Zstd(e) => e.into_inner().finish().await,
+            Self::Gzip(e) => e.into_inner().finish().await,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub redis_snapshot: RedisSnapshot,
     /// Logical dumps (pg_dump).
     pub logical: crate::logical::Logical,
+    /// Client-side encryption of stored objects (age). Off by default.
+    pub encryption: crate::crypt::Encryption,
     /// Where backups go.
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
@@ -157,6 +159,7 @@ impl Default for Config {
             redis: RedisSettings::default(),
             redis_snapshot: RedisSnapshot::default(),
             logical: crate::logical::Logical::default(),
+            encryption: crate::crypt::Encryption::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
             compression: Compression::default(),
@@ -231,6 +234,7 @@ impl DaemonConfig for Config {
         self.redis_snapshot
             .sentinel_auth
             .validate("redis_snapshot.sentinel_auth")?;
+        self.encryption.validate().map_err(ConfigError::Invalid)?;
         if let Some(pg) = &self.logical.postgres {
             pg.validate("logical.postgres")?;
         }

@@ -89,7 +89,7 @@ pub async fn postgres_full(
         let r = basebackup::run(
             &cfg.postgres,
             &storage,
-            &cfg.compression,
+            &crate::compress::Codec::writer(cfg)?,
             estimate,
             &mut |done, total| progress.update(done, total),
         )
@@ -345,16 +345,20 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     let seg = status.segment_size.unwrap_or(16 << 20);
-    let ext = crate::compress::suffix(cfg.compression.algorithm);
     let mut objects = vec![];
     let mut missing = vec![];
     // Every segment from the previous backup's end to the switch point (the switch LSN is the end of
     // the last segment, so it is excluded).
     for segno in (from / seg)..=((to - 1) / seg) {
         let name = crate::pg::wal::segment_name(status.timeline, segno, seg);
-        let key = format!("wal/{name}{ext}");
-        match storage.get(&key).await {
-            Ok(bytes) => {
+        let stored = crate::pg::wal::stored_key(&storage, &name).await;
+        match stored.as_ref().map(|k| (k, storage.get(k))) {
+            Some((key, get)) => {
+                let Ok(bytes) = get.await else {
+                    missing.push(name);
+                    continue;
+                };
+                let key = key.clone();
                 use sha2::Digest;
                 objects.push(ObjectEntry {
                     key,
@@ -362,7 +366,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
                     sha256: hex::encode(sha2::Sha256::digest(&bytes)),
                 });
             }
-            Err(_) => missing.push(name),
+            None => missing.push(name),
         }
     }
     if !missing.is_empty() {

@@ -8,6 +8,7 @@
 
 pub mod compress;
 pub mod config;
+pub mod crypt;
 pub mod jobs;
 pub mod logical;
 pub mod metrics;

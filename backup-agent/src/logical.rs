@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use common::PgSettings;
 use common::catalog::{BackupKind, Manifest, ObjectEntry};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
-use crate::compress;
+use crate::compress::{self, Codec};
 use crate::config::Config;
 use crate::pg::basebackup::new_id;
 use crate::storage::{HashingReader, Storage, Stored};
@@ -114,7 +114,8 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
     };
     drop(client);
     let env = pg.libpq_env("backup-agent")?;
-    let ext = compress::suffix(cfg.compression.algorithm);
+    let codec = Codec::writer(cfg)?;
+    let ext = codec.suffix();
     let mut objects = vec![];
     for db in &databases {
         if db.contains('/') || db.is_empty() {
@@ -126,7 +127,7 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         cmd.args(["--format=custom", "--compress=0", "--dbname"])
             .arg(db)
             .envs(env.iter().map(|(k, v)| (k, v)));
-        let stored = dump_to(storage, &key, cfg, cmd, &format!("pg_dump of {db}")).await?;
+        let stored = dump_to(storage, &key, &codec, cmd, &format!("pg_dump of {db}")).await?;
         objects.push(stored);
     }
     // Roles and tablespaces. Reading role passwords needs a superuser; without one, the roles
@@ -137,14 +138,14 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         let mut cmd = tokio::process::Command::new(l.tool("pg_dumpall"));
         cmd.arg("--globals-only")
             .envs(env.iter().map(|(k, v)| (k, v)));
-        match dump_to(storage, &key, cfg, cmd, "pg_dumpall --globals-only").await {
+        match dump_to(storage, &key, &codec, cmd, "pg_dumpall --globals-only").await {
             Ok(s) => s,
             Err(e) if format!("{e:#}").contains("pg_authid") => {
                 role_passwords = false;
                 let mut cmd = tokio::process::Command::new(l.tool("pg_dumpall"));
                 cmd.args(["--globals-only", "--no-role-passwords"])
                     .envs(env.iter().map(|(k, v)| (k, v)));
-                dump_to(storage, &key, cfg, cmd, "pg_dumpall --globals-only").await?
+                dump_to(storage, &key, &codec, cmd, "pg_dumpall --globals-only").await?
             }
             Err(e) => return Err(e),
         }
@@ -188,7 +189,7 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
 async fn dump_to(
     storage: &Storage,
     key: &str,
-    cfg: &Config,
+    codec: &Codec,
     mut cmd: tokio::process::Command,
     what: &str,
 ) -> anyhow::Result<Stored> {
@@ -211,7 +212,7 @@ async fn dump_to(
         }
         text
     });
-    let mut enc = compress::encoder(&cfg.compression, storage.create(key).await?);
+    let mut enc = codec.encoder(storage.create(key).await?)?;
     let copied = tokio::io::copy(&mut stdout, &mut enc).await;
     let status = child.wait().await?;
     let errors = errors.await.unwrap_or_default();
@@ -219,8 +220,7 @@ async fn dump_to(
         anyhow::bail!("{what} failed ({status}): {}", errors.trim());
     }
     copied.map_err(|e| anyhow::anyhow!("{what}: storing the dump: {e}"))?;
-    enc.shutdown().await?;
-    Ok(enc.into_inner().finish().await?)
+    Ok(enc.finish().await?.finish().await?)
 }
 
 /// Restores database `database` of dump `id` (default the newest that has it) into the database
@@ -245,7 +245,7 @@ pub async fn restore(
             .find(|o| {
                 let file = o.key.rsplit('/').next().unwrap_or_default();
                 file.strip_prefix(name.as_str())
-                    .is_some_and(|rest| compress::of_key(rest).is_some() && rest.len() <= 4)
+                    .is_some_and(|rest| compress::of_key(rest).is_some() && rest.len() <= 8)
             })
             .cloned()
     };
@@ -261,8 +261,6 @@ pub async fn restore(
             }
             None => anyhow::anyhow!("no logical dump in the catalog has database {database:?}"),
         })?;
-    let algo = compress::of_key(&obj.key)
-        .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", obj.key))?;
     // Verify first: pg_restore applies as it reads, so damage found at the end would be too late.
     let mut r = HashingReader::new(storage.open(&obj.key).await?);
     tokio::io::copy(&mut r, &mut tokio::io::sink()).await?;
@@ -301,7 +299,7 @@ pub async fn restore(
         text
     });
     let stored = storage.open(&obj.key).await?;
-    let mut dec = compress::decoder(algo, tokio::io::BufReader::new(stored));
+    let mut dec = Codec::reader(cfg)?.decoder(&obj.key, stored)?;
     let fed = tokio::io::copy(&mut dec, &mut stdin).await;
     drop(stdin);
     let status = child.wait().await?;

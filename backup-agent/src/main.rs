@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use backup_agent::Config;
+use backup_agent::compress::Codec;
 use backup_agent::restore::Target;
 use clap::Parser;
 use common::app::CommonArgs;
@@ -55,6 +56,10 @@ enum Cmd {
         /// Only this backup (default: every backup in the catalog).
         id: Option<String>,
     },
+    /// Print a new age identity for `encryption`: the secret key (keep it off the backup
+    /// machine; restore needs it in `encryption.identity_file`) and its public recipient (put it
+    /// in `encryption.recipients`).
+    Keygen,
     /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
     WalFetch { name: String, path: PathBuf },
 }
@@ -220,9 +225,13 @@ fn main() -> ExitCode {
             what: RestoreWhat::Redis { target_dir, backup },
         } => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let (m, info) =
-                backup_agent::redis_snapshot::restore(&storage, backup.as_deref(), &target_dir)
-                    .await?;
+            let (m, info) = backup_agent::redis_snapshot::restore(
+                &storage,
+                &Codec::reader(&cfg)?,
+                backup.as_deref(),
+                &target_dir,
+            )
+            .await?;
             println!(
                 "restored Redis snapshot {} into {} ({} bytes, RDB version {}, checksum verified); \
                  start Redis with dir {} and dbfilename dump.rdb (appendonly no) to load it",
@@ -236,7 +245,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Verify { id } => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let verdicts = backup_agent::verify::verify(&storage, id.as_deref()).await?;
+            let verdicts =
+                backup_agent::verify::verify(&storage, &Codec::reader(&cfg)?, id.as_deref())
+                    .await?;
             let rows: Vec<Vec<String>> = verdicts
                 .iter()
                 .map(|v| {
@@ -258,6 +269,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             })
         }),
+        Cmd::Keygen => {
+            let (secret, public) = backup_agent::crypt::generate();
+            println!("# public key (encryption.recipients): {public}\n{secret}");
+            ExitCode::SUCCESS
+        }
         Cmd::List => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             let mut cat = storage.catalog().await?;
@@ -308,7 +324,14 @@ fn main() -> ExitCode {
             };
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             let cmd = restore_command(&cfg, config_path.as_deref())?;
-            let m = backup_agent::restore::restore(&storage, &target, &target_dir, &cmd).await?;
+            let m = backup_agent::restore::restore(
+                &storage,
+                &Codec::reader(&cfg)?,
+                &target,
+                &target_dir,
+                &cmd,
+            )
+            .await?;
             println!(
                 "restored {} into {}; start PostgreSQL on it to recover",
                 m.id,
@@ -334,7 +357,9 @@ fn main() -> ExitCode {
         Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             Ok(
-                if backup_agent::pg::wal::fetch(&storage, &name, &path).await? {
+                if backup_agent::pg::wal::fetch(&storage, &Codec::reader(&cfg)?, &name, &path)
+                    .await?
+                {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use common::catalog::{BackupKind, Catalog, Manifest};
-use tokio::io::BufReader;
 
-use crate::compress;
+use crate::compress::{self, Codec};
 use crate::pg::conn::parse_lsn;
 use crate::storage::{HashingReader, Storage};
 
@@ -63,6 +62,7 @@ pub fn pick<'a>(catalog: &'a Catalog, target: &Target) -> anyhow::Result<&'a Man
 /// Restores into `dir` (which must be empty or missing). `restore_command` is written as given.
 pub async fn restore(
     storage: &Storage,
+    codec: &Codec,
     target: &Target,
     dir: &Path,
     restore_command: &str,
@@ -80,7 +80,7 @@ pub async fn restore(
     } else {
         std::fs::create_dir_all(dir)?;
     }
-    let result = unpack_all(storage, &m, dir).await;
+    let result = unpack_all(storage, codec, &m, dir).await;
     if let Err(e) = result {
         clear(dir);
         return Err(e);
@@ -102,24 +102,29 @@ fn clear(dir: &Path) {
     }
 }
 
-async fn unpack_all(storage: &Storage, m: &Manifest, dir: &Path) -> anyhow::Result<()> {
+async fn unpack_all(
+    storage: &Storage,
+    codec: &Codec,
+    m: &Manifest,
+    dir: &Path,
+) -> anyhow::Result<()> {
     for o in &m.objects {
-        let algo = compress::of_key(&o.key)
-            .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", o.key))?;
         let name = o.key.rsplit('/').next().unwrap_or_default();
         let (size, sha) = if name.starts_with("backup_manifest") {
             // Small: read it whole, check it, then write it out.
             let bytes = storage.get(&o.key).await?;
             let got = (bytes.len() as u64, hex_sha(&bytes));
             if got == (o.size, o.sha256.clone()) {
-                let mut dec = compress::decoder(algo, BufReader::new(std::io::Cursor::new(bytes)));
+                let mut dec = codec.decoder(&o.key, std::io::Cursor::new(bytes))?;
                 let mut out = tokio::fs::File::create(dir.join("backup_manifest")).await?;
-                tokio::io::copy(&mut dec, &mut out).await?;
+                tokio::io::copy(&mut dec, &mut out)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
             }
             got
         } else {
             let file = storage.open(&o.key).await?;
-            unpack_tar(algo, HashingReader::new(file), dir.to_path_buf())
+            unpack_tar(codec, &o.key, HashingReader::new(file), dir.to_path_buf())
                 .await
                 .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
         };
@@ -144,12 +149,13 @@ fn hex_sha(b: &[u8]) -> String {
 /// read to the end (a tee: one task reads and hashes the object and feeds the decoder through a
 /// pipe; bytes after the end of the compressed frame are still hashed).
 pub fn decode_hashed(
-    algo: crate::config::Algorithm,
+    codec: &Codec,
+    key: &str,
     mut stored: HashingReader<crate::storage::Reader>,
-) -> (
+) -> anyhow::Result<(
     compress::Decoded,
     tokio::task::JoinHandle<std::io::Result<(u64, String)>>,
-) {
+)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut tx, rx) = tokio::io::duplex(256 * 1024);
     let tee = tokio::spawn(async move {
@@ -167,16 +173,17 @@ pub fn decode_hashed(
         drop(tx);
         Ok::<_, std::io::Error>(stored.finish())
     });
-    (compress::decoder(algo, BufReader::new(rx)), tee)
+    Ok((codec.decoder(key, rx)?, tee))
 }
 
 /// Decompresses and untars a stored archive into `dir`, hashing every stored byte on the way.
 async fn unpack_tar(
-    algo: crate::config::Algorithm,
+    codec: &Codec,
+    key: &str,
     stored: HashingReader<crate::storage::Reader>,
     dir: PathBuf,
 ) -> anyhow::Result<(u64, String)> {
-    let (dec, tee) = decode_hashed(algo, stored);
+    let (dec, tee) = decode_hashed(codec, key, stored)?;
     let bridge = tokio_util::io::SyncIoBridge::new(dec);
     let unpacked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut ar = tar::Archive::new(bridge);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::compress;
+use crate::compress::Codec;
 use crate::storage::{HashingReader, Storage};
 
 /// The outcome for one backup.
@@ -25,7 +25,11 @@ pub struct Verdict {
 }
 
 /// Verifies backup `id`, or every backup in the catalog.
-pub async fn verify(storage: &Storage, id: Option<&str>) -> anyhow::Result<Vec<Verdict>> {
+pub async fn verify(
+    storage: &Storage,
+    codec: &Codec,
+    id: Option<&str>,
+) -> anyhow::Result<Vec<Verdict>> {
     let mut cat = storage.catalog().await?;
     cat.manifests.sort_by_key(|m| m.finished_at);
     let chosen: Vec<&Manifest> = match id {
@@ -41,7 +45,7 @@ pub async fn verify(storage: &Storage, id: Option<&str>) -> anyhow::Result<Vec<V
     for m in chosen {
         let r = match m.kind {
             BackupKind::Redis => {
-                crate::redis_snapshot::read_verified(storage, m, &mut tokio::io::sink())
+                crate::redis_snapshot::read_verified(storage, codec, m, &mut tokio::io::sink())
                     .await
                     .map(|i| {
                         format!(
@@ -51,7 +55,7 @@ pub async fn verify(storage: &Storage, id: Option<&str>) -> anyhow::Result<Vec<V
                         )
                     })
             }
-            BackupKind::PostgresFull => postgres_full(storage, m).await,
+            BackupKind::PostgresFull => postgres_full(storage, codec, m).await,
             _ => objects(storage, &m.objects).await,
         };
         out.push(Verdict {
@@ -107,16 +111,14 @@ struct PgFile {
 }
 
 /// Every object, then every file of the archives against the server's backup manifest.
-async fn postgres_full(storage: &Storage, m: &Manifest) -> anyhow::Result<String> {
+async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow::Result<String> {
     let mut manifest: Option<PgManifest> = None;
     // path in the data directory -> (size, SHA-256) as found in the archives
     let mut found: HashMap<String, (u64, String)> = HashMap::new();
     for o in &m.objects {
-        let algo = compress::of_key(&o.key)
-            .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", o.key))?;
         let name = o.key.rsplit('/').next().unwrap_or_default();
         let stored = HashingReader::new(storage.open(&o.key).await?);
-        let (mut dec, tee) = crate::restore::decode_hashed(algo, stored);
+        let (mut dec, tee) = crate::restore::decode_hashed(codec, &o.key, stored)?;
         if name.starts_with("backup_manifest") {
             let mut text = Vec::new();
             let read = dec.read_to_end(&mut text).await;

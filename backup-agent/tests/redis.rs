@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use backup_agent::compress::Codec;
 use backup_agent::config::{Config, SnapshotSource};
 use backup_agent::metrics::Metrics;
 use backup_agent::storage::Storage;
@@ -265,7 +266,7 @@ async fn master_when_no_replica_is_healthy_and_damage_is_caught() {
     bytes[mid] ^= 0x40;
     std::fs::write(&obj, bytes).expect("write");
     let storage = Storage::local(store.path());
-    let v = backup_agent::verify::verify(&storage, None)
+    let v = backup_agent::verify::verify(&storage, &Codec::reader(&cfg).expect("codec"), None)
         .await
         .expect("verify");
     assert_eq!(v.len(), 1);
@@ -275,9 +276,14 @@ async fn master_when_no_replica_is_healthy_and_damage_is_caught() {
         "{problem}"
     );
     let dir = TempDir::new("redis-restore").expect("dir");
-    let e = backup_agent::redis_snapshot::restore(&storage, None, dir.path())
-        .await
-        .expect_err("damaged restore");
+    let e = backup_agent::redis_snapshot::restore(
+        &storage,
+        &Codec::reader(&cfg).expect("codec"),
+        None,
+        dir.path(),
+    )
+    .await
+    .expect_err("damaged restore");
     assert!(format!("{e:#}").contains(&m.objects[0].key), "{e:#}");
     assert!(
         std::fs::read_dir(dir.path()).expect("dir").next().is_none(),

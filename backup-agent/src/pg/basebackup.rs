@@ -11,8 +11,8 @@ use postgres_protocol::message::backend::Message;
 use tokio::io::AsyncWriteExt;
 
 use super::conn::{ReplConn, ReplError, parse_lsn};
+use crate::compress::Codec;
 use crate::compress::{self, Encoder};
-use crate::config::Compression;
 use crate::storage::{ObjectWriter, Storage};
 
 /// Progress callback: bytes of the database streamed so far, and the server's estimate of the
@@ -46,7 +46,7 @@ pub enum BackupError {
 pub async fn run(
     pg: &PgSettings,
     storage: &Storage,
-    compression: &Compression,
+    codec: &Codec,
     estimate: bool,
     progress: Progress<'_>,
 ) -> Result<Manifest, BackupError> {
@@ -109,7 +109,7 @@ pub async fn run(
         m => return Err(conn.unexpected(&m, "instead of CopyOutResponse").into()),
     }
 
-    let ext = compress::suffix(compression.algorithm);
+    let ext = codec.suffix();
     let mut objects: Vec<ObjectEntry> = vec![];
     let mut current: Option<Encoder<ObjectWriter>> = None;
     let mut done: u64 = 0;
@@ -131,12 +131,12 @@ pub async fn run(
                             )));
                         }
                         let key = format!("{}{name}{ext}", prefix(&id));
-                        current = Some(compress::encoder(compression, storage.create(&key).await?));
+                        current = Some(codec.encoder(storage.create(&key).await?)?);
                     }
                     b'm' => {
                         finish(&mut current, &mut objects).await?;
                         let key = format!("{}backup_manifest{ext}", prefix(&id));
-                        current = Some(compress::encoder(compression, storage.create(&key).await?));
+                        current = Some(codec.encoder(storage.create(&key).await?)?);
                     }
                     b'd' => {
                         let w = current.as_mut().ok_or_else(|| {
@@ -191,7 +191,7 @@ pub async fn run(
         timeline,
         start_lsn,
         end_lsn,
-        compression: compress::name(compression.algorithm).into(),
+        compression: compress::name(codec.compression.algorithm).into(),
         info: Default::default(),
         objects,
     };
@@ -208,9 +208,8 @@ async fn finish(
     current: &mut Option<Encoder<ObjectWriter>>,
     objects: &mut Vec<ObjectEntry>,
 ) -> Result<(), BackupError> {
-    if let Some(mut enc) = current.take() {
-        enc.shutdown().await?;
-        let stored = enc.into_inner().finish().await?;
+    if let Some(enc) = current.take() {
+        let stored = enc.finish().await?.finish().await?;
         objects.push(ObjectEntry {
             key: stored.key,
             size: stored.size,

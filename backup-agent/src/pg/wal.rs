@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{ReplConn, ReplError, format_lsn, parse_lsn};
-use crate::compress;
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::storage::Storage;
 
@@ -107,12 +107,25 @@ struct Segment {
     end: u64,
 }
 
-async fn store(storage: &Storage, cfg: &Config, key: &str, data: &[u8]) -> std::io::Result<()> {
-    let mut enc = compress::encoder(&cfg.compression, storage.create(key).await?);
+async fn store(storage: &Storage, codec: &Codec, key: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut enc = codec.encoder(storage.create(key).await?)?;
     enc.write_all(data).await?;
-    enc.shutdown().await?;
-    enc.into_inner().finish().await?;
+    enc.finish().await?.finish().await?;
     Ok(())
+}
+
+/// Every suffix a stored WAL file may have: compression, then maybe encryption.
+const SUFFIXES: [&str; 4] = [".zst", ".gz", ".zst.age", ".gz.age"];
+
+/// The stored key of WAL file `name` (a complete segment or history file), whatever its codec.
+pub async fn stored_key(storage: &Storage, name: &str) -> Option<String> {
+    for s in SUFFIXES {
+        let key = format!("wal/{name}{s}");
+        if storage.exists(&key).await {
+            return Some(key);
+        }
+    }
+    None
 }
 
 async fn session(
@@ -166,7 +179,13 @@ async fn session(
             .field("from", format_lsn(pos))
             .field("segment_size", seg_size),
     );
-    let ext = compress::suffix(cfg.compression.algorithm);
+    let codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
+        server: conn.server.clone(),
+        message: format!("{e:#}"),
+    })?;
+    let codec = &codec;
+    let ext = codec.suffix();
+    let ext = ext.as_str();
     loop {
         conn.send_query(&format!(
             "START_REPLICATION SLOT {slot} PHYSICAL {} TIMELINE {tli}",
@@ -195,12 +214,12 @@ async fn session(
         let ended = loop {
             let msg = tokio::select! {
                 _ = cancel.cancelled() => {
-                    flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+                    flush_partial(cfg, codec, storage, &seg, &mut flushed, seg_size, ext).await?;
                     report(&mut conn, seg.end, flushed).await?;
                     return Ok(());
                 }
                 _ = tick.tick() => {
-                    flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+                    flush_partial(cfg, codec, storage, &seg, &mut flushed, seg_size, ext).await?;
                     report(&mut conn, seg.end, flushed).await?;
                     update(shared, &seg, flushed, server_end);
                     continue;
@@ -241,7 +260,7 @@ async fn session(
                         data = data.slice(n..);
                         if seg.end == seg.start + seg_size {
                             let name = segment_name(seg.tli, seg.start / seg_size, seg_size);
-                            store(storage, cfg, &format!("wal/{name}{ext}"), &seg.buf)
+                            store(storage, codec, &format!("wal/{name}{ext}"), &seg.buf)
                                 .await
                                 .map_err(|e| io(&conn, e))?;
                             let _ = storage.delete(&format!("wal/{name}.partial{ext}")).await;
@@ -277,7 +296,7 @@ async fn session(
             return Ok(());
         }
         // End of this timeline: store what we have, then follow the next one.
-        flush_partial(cfg, storage, &seg, &mut flushed, seg_size, ext).await?;
+        flush_partial(cfg, codec, storage, &seg, &mut flushed, seg_size, ext).await?;
         conn.copy_done().await?;
         let next = conn.read_result().await?.unwrap_or_default();
         while conn.read_result().await?.is_some() {}
@@ -302,7 +321,7 @@ async fn session(
         {
             store(
                 storage,
-                cfg,
+                codec,
                 &format!("wal/{fname}{ext}"),
                 content.as_bytes(),
             )
@@ -341,6 +360,7 @@ fn update(shared: &Shared, seg: &Segment, flushed: u64, server_end: u64) {
 /// Stores the open segment as `.partial` when it has data not yet stored.
 async fn flush_partial(
     cfg: &Config,
+    codec: &Codec,
     storage: &Storage,
     seg: &Segment,
     flushed: &mut u64,
@@ -355,9 +375,14 @@ async fn flush_partial(
         server: cfg.postgres.host.clone(),
         message: format!("storage: {e}"),
     };
-    store(storage, cfg, &format!("wal/{name}.partial{ext}"), &seg.buf)
-        .await
-        .map_err(err)?;
+    store(
+        storage,
+        codec,
+        &format!("wal/{name}.partial{ext}"),
+        &seg.buf,
+    )
+    .await
+    .map_err(err)?;
     *flushed = seg.end;
     write_status(storage, seg.tli, *flushed, seg_size)
         .await
@@ -394,7 +419,12 @@ async fn report(conn: &mut ReplConn, received: u64, flushed: u64) -> Result<(), 
 
 /// `wal-fetch`: writes segment (or history file) `name` to `dest` for PostgreSQL's
 /// restore_command. Returns false when the archive does not have it (the normal end of recovery).
-pub async fn fetch(storage: &Storage, name: &str, dest: &std::path::Path) -> anyhow::Result<bool> {
+pub async fn fetch(
+    storage: &Storage,
+    codec: &Codec,
+    name: &str,
+    dest: &std::path::Path,
+) -> anyhow::Result<bool> {
     if name.contains('/') || name.is_empty() {
         anyhow::bail!("bad WAL file name {name:?}");
     }
@@ -403,20 +433,17 @@ pub async fn fetch(storage: &Storage, name: &str, dest: &std::path::Path) -> any
         .await
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    for (suffix, partial) in [
-        (".zst", false),
-        (".gz", false),
-        (".partial.zst", true),
-        (".partial.gz", true),
-    ] {
+    let candidates = SUFFIXES
+        .iter()
+        .map(|s| (s.to_string(), false))
+        .chain(SUFFIXES.iter().map(|s| (format!(".partial{s}"), true)));
+    for (suffix, partial) in candidates {
         let key = format!("wal/{name}{suffix}");
         if !storage.exists(&key).await {
             continue;
         }
-        let algo = compress::of_key(&key)
-            .ok_or_else(|| anyhow::anyhow!("unknown compression of {key}"))?;
         let file = storage.open(&key).await?;
-        let mut dec = compress::decoder(algo, tokio::io::BufReader::new(file));
+        let mut dec = codec.decoder(&key, file)?;
         let tmp = dest.with_extension("outrigger-tmp");
         let mut out = tokio::fs::File::create(&tmp).await?;
         let n = tokio::io::copy(&mut dec, &mut out).await?;

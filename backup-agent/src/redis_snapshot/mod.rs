@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use common::catalog::{BackupKind, Catalog, Manifest, ObjectEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::compress;
+use crate::compress::{self, Codec};
 use crate::config::Config;
 use crate::pg::basebackup::new_id;
 use crate::storage::{HashingReader, Storage};
@@ -35,12 +35,9 @@ pub async fn snapshot(
     let id = new_id(started_at);
     let picked = source::pick(&cfg.redis_snapshot, &cfg.redis).await?;
     tracing::info!(node = %picked.node, role = picked.role, why = %picked.why, "redis snapshot source");
-    let key = format!(
-        "{}dump.rdb{}",
-        prefix(&id),
-        compress::suffix(cfg.compression.algorithm)
-    );
-    let mut enc = compress::encoder(&cfg.compression, storage.create(&key).await?);
+    let codec = Codec::writer(cfg)?;
+    let key = format!("{}dump.rdb{}", prefix(&id), codec.suffix());
+    let mut enc = codec.encoder(storage.create(&key).await?)?;
     let mut check = RdbCheck::new();
     // On any error below, the unfinished object is dropped: never listed, removed by cleanup.
     let pulled = sync::pull(
@@ -61,8 +58,7 @@ pub async fn snapshot(
     if !info.checksummed {
         tracing::warn!(node = %picked.node, "the server writes RDB files without a checksum (rdbchecksum no): only the structure was checked");
     }
-    enc.shutdown().await?;
-    let stored = enc.into_inner().finish().await?;
+    let stored = enc.finish().await?.finish().await?;
     let mut m = Manifest {
         id: id.clone(),
         kind: BackupKind::Redis,
@@ -132,6 +128,7 @@ pub fn pick<'a>(cat: &'a Catalog, id: Option<&str>) -> anyhow::Result<&'a Manife
 /// fails: callers write to a temporary file.
 pub async fn read_verified<W: tokio::io::AsyncWrite + Unpin>(
     storage: &Storage,
+    codec: &Codec,
     m: &Manifest,
     out: &mut W,
 ) -> anyhow::Result<RdbInfo> {
@@ -139,10 +136,8 @@ pub async fn read_verified<W: tokio::io::AsyncWrite + Unpin>(
         .objects
         .first()
         .ok_or_else(|| anyhow::anyhow!("snapshot {} lists no object", m.id))?;
-    let algo = compress::of_key(&o.key)
-        .ok_or_else(|| anyhow::anyhow!("object {}: unknown compression", o.key))?;
     let stored = HashingReader::new(storage.open(&o.key).await?);
-    let (mut dec, tee) = crate::restore::decode_hashed(algo, stored);
+    let (mut dec, tee) = crate::restore::decode_hashed(codec, &o.key, stored)?;
     let mut check = RdbCheck::new();
     let mut buf = vec![0u8; 256 * 1024];
     let decoded: anyhow::Result<()> = async {
@@ -176,6 +171,7 @@ pub async fn read_verified<W: tokio::io::AsyncWrite + Unpin>(
 /// renamed into place only once verified.
 pub async fn restore(
     storage: &Storage,
+    codec: &Codec,
     id: Option<&str>,
     dir: &Path,
 ) -> anyhow::Result<(Manifest, RdbInfo)> {
@@ -192,7 +188,7 @@ pub async fn restore(
     let temp = dir.join(format!(".dump.rdb.partial-{}", std::process::id()));
     let result = async {
         let mut f = tokio::fs::File::create(&temp).await?;
-        let info = read_verified(storage, &m, &mut f).await?;
+        let info = read_verified(storage, codec, &m, &mut f).await?;
         f.flush().await?;
         f.sync_all().await?;
         tokio::fs::rename(&temp, &target).await?;
