@@ -145,6 +145,9 @@ fn hex_sha(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
+/// The size and SHA-256 of an object's stored bytes, once it has been read to the end.
+pub type StoredHash = tokio::task::JoinHandle<std::io::Result<(u64, String)>>;
+
 /// A stored object decompressed, and the size and SHA-256 of its stored bytes once it has been
 /// read to the end (a tee: one task reads and hashes the object and feeds the decoder through a
 /// pipe; bytes after the end of the compressed frame are still hashed).
@@ -152,10 +155,7 @@ pub fn decode_hashed(
     codec: &Codec,
     key: &str,
     mut stored: HashingReader<crate::storage::Reader>,
-) -> anyhow::Result<(
-    compress::Decoded,
-    tokio::task::JoinHandle<std::io::Result<(u64, String)>>,
-)> {
+) -> anyhow::Result<(compress::Decoded, StoredHash)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut tx, rx) = tokio::io::duplex(256 * 1024);
     let tee = tokio::spawn(async move {
