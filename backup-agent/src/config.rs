@@ -23,6 +23,8 @@ pub struct Config {
     pub logical: crate::logical::Logical,
     /// Client-side encryption of stored objects (age). Off by default.
     pub encryption: crate::crypt::Encryption,
+    /// Restore drills (`verify --restore-drill`, `schedule.drill`).
+    pub drill: crate::drill::Drill,
     /// Where backups go.
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
@@ -160,6 +162,7 @@ impl Default for Config {
             redis_snapshot: RedisSnapshot::default(),
             logical: crate::logical::Logical::default(),
             encryption: crate::crypt::Encryption::default(),
+            drill: crate::drill::Drill::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
             compression: Compression::default(),
@@ -204,6 +207,7 @@ impl DaemonConfig for Config {
             ("schedule.cleanup", &self.schedule.cleanup),
             ("schedule.redis", &self.schedule.redis),
             ("schedule.logical", &self.schedule.logical),
+            ("schedule.drill", &self.schedule.drill),
         ] {
             if !expr.trim().is_empty() {
                 crate::schedule::parse(expr)

@@ -138,6 +138,58 @@ pub async fn postgres_logical(
     .await
 }
 
+/// One restore drill, logged (start and end lines) and measured. A failed drill is recorded in
+/// the catalog and returned as an error.
+pub async fn drill(
+    cfg: &Config,
+    log: &LogFile,
+    metrics: &Metrics,
+    restore_command: &str,
+) -> anyhow::Result<common::catalog::DrillRecord> {
+    let started = Instant::now();
+    log.emit(Line::new("job_start").field("job", "restore-drill"));
+    let r = async {
+        let storage = Storage::from_config(&cfg.storage).await?;
+        let codec = crate::compress::Codec::reader(cfg)?;
+        crate::drill::run(cfg, &storage, &codec, restore_command).await
+    }
+    .await;
+    let took = started.elapsed().as_millis();
+    match r {
+        Ok(d) if d.ok => {
+            log.emit(
+                Line::new("job_end")
+                    .field("job", "restore-drill")
+                    .field("outcome", "ok")
+                    .field("id", &d.id)
+                    .field("backup", &d.backup_id)
+                    .field("duration_ms", took)
+                    .field("result", &d.detail),
+            );
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics.last_drill_success.set(now.as_secs_f64());
+            Ok(d)
+        }
+        other => {
+            let error = match &other {
+                Ok(d) => d.detail.clone(),
+                Err(e) => format!("{e:#}"),
+            };
+            log.emit(
+                Line::new("job_end")
+                    .field("job", "restore-drill")
+                    .field("outcome", "failed")
+                    .field("duration_ms", took)
+                    .field("error", &error),
+            );
+            metrics.drill_failures.inc();
+            Err(anyhow::anyhow!("restore drill failed: {error}"))
+        }
+    }
+}
+
 /// Progress of a streaming job: a bar (or a byte count when the total is unknown) redrawn on a
 /// terminal, a log line every 10 s otherwise.
 pub struct Progress {

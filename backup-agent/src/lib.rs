@@ -9,6 +9,7 @@
 pub mod compress;
 pub mod config;
 pub mod crypt;
+pub mod drill;
 pub mod jobs;
 pub mod logical;
 pub mod metrics;
@@ -34,6 +35,7 @@ pub use config::Config;
 /// metrics, until cancelled.
 pub fn daemon(
     cfg: Config,
+    config_path: Option<std::path::PathBuf>,
     ctx: &mut DaemonContext,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
     let metrics = metrics::Metrics::register(&mut ctx.routes.registry);
@@ -62,8 +64,9 @@ pub fn daemon(
                 cancel.clone(),
             ))
         });
+        let restore_command = restore::restore_command(&cfg, config_path.as_deref())?;
         let scheduler = tokio::spawn(schedule::run(
-            scheduled(&cfg, &log, &metrics),
+            scheduled(&cfg, &log, &metrics, restore_command),
             log.clone(),
             cancel.clone(),
         ));
@@ -105,6 +108,7 @@ fn scheduled(
     cfg: &Arc<Config>,
     log: &Arc<LogFile>,
     metrics: &metrics::Metrics,
+    restore_command: String,
 ) -> Vec<schedule::Job> {
     let mut jobs = vec![];
     let mut add = |name: &'static str, expr: &str, f: schedule::JobFn| {
@@ -150,6 +154,15 @@ fn scheduled(
         Arc::new(move || {
             let (c, l, m) = (c.clone(), l.clone(), m.clone());
             Box::pin(async move { jobs::postgres_logical(&c, &l, &m).await.map(|_| ()) })
+        }),
+    );
+    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
+    add(
+        "restore-drill",
+        &cfg.schedule.drill,
+        Arc::new(move || {
+            let (c, l, m, rc) = (c.clone(), l.clone(), m.clone(), restore_command.clone());
+            Box::pin(async move { jobs::drill(&c, &l, &m, &rc).await.map(|_| ()) })
         }),
     );
     let (c, l) = (cfg.clone(), log.clone());
@@ -238,6 +251,19 @@ async fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics)
         let _ = metrics.failures.get_or_create(&l);
         let total: u64 = of_kind.iter().map(|m| m.size()).sum();
         metrics.storage_bytes.get_or_create(&l).set(total as i64);
+    }
+    if let Some(d) = cat
+        .drills
+        .iter()
+        .filter(|d| d.ok)
+        .max_by_key(|d| d.finished_at)
+    {
+        let ts = d
+            .finished_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        metrics.last_drill_success.set(ts);
     }
     let wal: u64 = storage
         .list("wal")

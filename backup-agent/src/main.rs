@@ -54,7 +54,13 @@ enum Cmd {
     /// RDB checksum. Exit 0 when all are good, 1 otherwise.
     Verify {
         /// Only this backup (default: every backup in the catalog).
+        #[arg(conflicts_with = "restore_drill")]
         id: Option<String>,
+        /// Instead: restore the newest full backup and the WAL into a temporary cluster (needs
+        /// the PostgreSQL server binaries here), start it, run `drill.query`, record the
+        /// result in the catalog and the metrics, remove the cluster. Exit 0 when it passed.
+        #[arg(long)]
+        restore_drill: bool,
     },
     /// Print a new age identity for `encryption`: the secret key (keep it off the backup
     /// machine; restore needs it in `encryption.identity_file`) and its public recipient (put it
@@ -136,7 +142,7 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             cfg.listen,
             common::app::Threads::PerCore,
-            |ctx| backup_agent::daemon(cfg, ctx),
+            |ctx| backup_agent::daemon(cfg, config_path, ctx),
         ),
         Cmd::Backup {
             what: BackupWhat::PostgresFull,
@@ -243,7 +249,21 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Verify { id } => common::app::run_command(|_| async move {
+        Cmd::Verify {
+            restore_drill: true,
+            ..
+        } => common::app::run_command(|_| async move {
+            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
+            let metrics = backup_agent::metrics::Metrics::default();
+            let cmd = backup_agent::restore::restore_command(&cfg, config_path.as_deref())?;
+            let d = backup_agent::jobs::drill(&cfg, &log, &metrics, &cmd).await?;
+            println!(
+                "restore drill {} of backup {} passed: {}",
+                d.id, d.backup_id, d.detail
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Verify { id, .. } => common::app::run_command(|_| async move {
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
             let verdicts =
                 backup_agent::verify::verify(&storage, &Codec::reader(&cfg)?, id.as_deref())
@@ -323,7 +343,7 @@ fn main() -> ExitCode {
                 _ => Target::Latest,
             };
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let cmd = restore_command(&cfg, config_path.as_deref())?;
+            let cmd = backup_agent::restore::restore_command(&cfg, config_path.as_deref())?;
             let m = backup_agent::restore::restore(
                 &storage,
                 &Codec::reader(&cfg)?,
@@ -367,22 +387,4 @@ fn main() -> ExitCode {
             )
         }),
     }
-}
-
-/// `restore_command` for the restored cluster: this binary's wal-fetch with the same storage.
-fn restore_command(cfg: &Config, config: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let exe = std::env::current_exe()?;
-    let storage =
-        std::fs::canonicalize(&cfg.storage.path).unwrap_or_else(|_| cfg.storage.path.clone());
-    let mut cmd = format!(
-        "BACKUP_AGENT_STORAGE__PATH='{}' '{}'",
-        storage.display(),
-        exe.display()
-    );
-    if let Some(c) = config {
-        let c = std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf());
-        cmd.push_str(&format!(" --config '{}'", c.display()));
-    }
-    cmd.push_str(" wal-fetch \"%f\" \"%p\"");
-    Ok(cmd)
 }

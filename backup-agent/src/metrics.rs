@@ -27,6 +27,10 @@ pub struct Metrics {
     pub wal_lag_seconds: Gauge<f64, AtomicU64>,
     /// backup_agent_wal_slot_retained_bytes: WAL the server keeps for the slot.
     pub slot_retained: Gauge,
+    /// backup_agent_last_restore_drill_success_timestamp_seconds
+    pub last_drill_success: Gauge<f64, AtomicU64>,
+    /// backup_agent_restore_drill_failures_total
+    pub drill_failures: Counter,
 }
 
 impl Metrics {
@@ -72,6 +76,16 @@ impl Metrics {
             "wal_slot_retained_bytes",
             "WAL the server retains for the archiver's slot",
             m.slot_retained.clone(),
+        );
+        r.register(
+            "last_restore_drill_success_timestamp_seconds",
+            "Unix time of the last restore drill that passed",
+            m.last_drill_success.clone(),
+        );
+        r.register(
+            "restore_drill_failures",
+            "Restore drills that failed",
+            m.drill_failures.clone(),
         );
         m
     }

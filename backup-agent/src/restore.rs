@@ -246,3 +246,25 @@ fn write_recovery(dir: &Path, target: &Target, restore_command: &str) -> anyhow:
     }
     Ok(())
 }
+
+/// `restore_command` for a restored cluster: this binary's wal-fetch with the same storage and
+/// config file.
+pub fn restore_command(
+    cfg: &crate::config::Config,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let storage =
+        std::fs::canonicalize(&cfg.storage.path).unwrap_or_else(|_| cfg.storage.path.clone());
+    let mut cmd = format!(
+        "BACKUP_AGENT_STORAGE__PATH='{}' '{}'",
+        storage.display(),
+        exe.display()
+    );
+    if let Some(c) = config {
+        let c = std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf());
+        cmd.push_str(&format!(" --config '{}'", c.display()));
+    }
+    cmd.push_str(" wal-fetch \"%f\" \"%p\"");
+    Ok(cmd)
+}

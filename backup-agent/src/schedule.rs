@@ -27,6 +27,8 @@ pub struct Schedules {
     pub redis: String,
     /// Logical dump (pg_dump of every database). Default empty (off).
     pub logical: String,
+    /// Restore drill (needs PostgreSQL server binaries on this machine). Default empty (off).
+    pub drill: String,
 }
 
 impl Default for Schedules {
@@ -37,6 +39,7 @@ impl Default for Schedules {
             cleanup: "0 3 * * *".into(),
             redis: "0 */4 * * *".into(),
             logical: String::new(),
+            drill: String::new(),
         }
     }
 }

@@ -101,11 +101,31 @@ pub struct WalStatus {
     pub segment_size: Option<u64>,
 }
 
-/// What a catalog read found: complete backups, the WAL status, and files that could not be read.
+/// Where restore drills are recorded (`catalog/drills/<id>.json`).
+pub const DRILLS_PREFIX: &str = "catalog/drills/";
+
+/// One restore drill: a backup restored into a temporary cluster, started and queried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub id: String,
+    /// The full backup restored.
+    pub backup_id: String,
+    #[serde(with = "rfc3339")]
+    pub started_at: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub finished_at: SystemTime,
+    pub ok: bool,
+    /// The query and its result when it passed; the error when not.
+    pub detail: String,
+}
+
+/// What a catalog read found: complete backups, the WAL status, restore drills, and files that
+/// could not be read.
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub manifests: Vec<Manifest>,
     pub wal: Option<WalStatus>,
+    pub drills: Vec<DrillRecord>,
     pub unreadable: Vec<String>,
 }
 
@@ -125,6 +145,11 @@ impl Catalog {
             if key == WAL_STATUS_KEY {
                 match serde_json::from_slice(bytes) {
                     Ok(w) => c.wal = Some(w),
+                    Err(e) => c.unreadable.push(format!("{key}: {e}")),
+                }
+            } else if key.starts_with(DRILLS_PREFIX) {
+                match serde_json::from_slice(bytes) {
+                    Ok(d) => c.drills.push(d),
                     Err(e) => c.unreadable.push(format!("{key}: {e}")),
                 }
             } else if key.ends_with(".json") {
