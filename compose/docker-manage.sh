@@ -15,7 +15,7 @@ Usage: ./docker-manage.sh COMMAND
   logs SERVICE                follow a service's logs (e.g. backup-agent, pgbouncer)
   pgbouncer pools|stats       PgBouncer's pools or per-database statistics
   redis sentinel|replicas     Sentinel's view of the master, or the replicas with their lag
-  backup postgres-full|postgres-incr|redis
+  backup postgres-full|postgres-incr|postgres-logical|redis
                               run a backup now
   restore postgres|redis [ID] list backups (no ID) or restore one (ID) into /backups/restore/ID
   verify [ID]                 re-read backups from storage and check every checksum
@@ -99,9 +99,9 @@ case $cmd in
   backup)
     need_docker
     case ${1:-} in
-      postgres-full|postgres-incr|redis)
+      postgres-full|postgres-incr|postgres-logical|redis)
         exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml backup "$1" ;;
-      *) die "usage: backup postgres-full|postgres-incr|redis" ;;
+      *) die "usage: backup postgres-full|postgres-incr|postgres-logical|redis" ;;
     esac ;;
   restore)
     need_docker

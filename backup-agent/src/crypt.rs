@@ -285,3 +285,66 @@ impl AsyncRead for DecryptReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn roundtrip(enc: &Encryption, dec: &Encryption) -> std::io::Result<Vec<u8>> {
+        let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let keys = enc.keys(false).expect("keys");
+        let mut w = AgeWriter::new(&keys, Vec::new())?;
+        w.write_all(&plain).await?;
+        w.shutdown().await?;
+        let sealed = w.finish().await?;
+        assert!(sealed.starts_with(b"age-encryption.org/v1"));
+        let keys = Arc::new(dec.keys(true).expect("keys"));
+        let mut r = decrypting(Some(keys), "x.zst.age", std::io::Cursor::new(sealed));
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await?;
+        assert_eq!(back, plain);
+        Ok(back)
+    }
+
+    #[tokio::test]
+    async fn passphrase_roundtrip_and_wrong_passphrase() {
+        let dir = std::env::temp_dir().join(format!("ba-crypt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (good, bad) = (dir.join("good"), dir.join("bad"));
+        std::fs::write(&good, "correct horse battery staple\n").expect("write");
+        std::fs::write(&bad, "wrong\n").expect("write");
+        let with = |p: &PathBuf| Encryption {
+            passphrase_file: Some(p.clone()),
+            ..Default::default()
+        };
+        roundtrip(&with(&good), &with(&good))
+            .await
+            .expect("roundtrip");
+        let e = roundtrip(&with(&good), &with(&bad))
+            .await
+            .expect_err("wrong passphrase");
+        assert!(e.to_string().contains("cannot decrypt"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Encryption {
+            recipients: vec!["age1nope".into()],
+            ..Default::default()
+        }
+        .validate()
+        .expect_err("bad recipient");
+        assert!(e.contains("encryption.recipients"), "{e}");
+        let (_, public) = generate();
+        let e = Encryption {
+            recipients: vec![public],
+            passphrase_file: Some("/x".into()),
+            ..Default::default()
+        }
+        .validate()
+        .expect_err("mixed");
+        assert!(e.contains("choose one"), "{e}");
+    }
+}

@@ -939,6 +939,10 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
         err.contains("restore drill failed") && err.contains("base.tar.zst"),
         "{err}"
     );
+    // verify finds the same damage, file by file.
+    let out = cli(&store, &["verify", &m.id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("DAMAGED"), "{text}");
     let cat = storage.catalog().await.expect("catalog");
     assert_eq!(cat.drills.len(), 2);
     assert_eq!(cat.drills.iter().filter(|d| !d.ok).count(), 1);

@@ -258,6 +258,38 @@ async fn master_when_no_replica_is_healthy_and_damage_is_caught() {
     bad.redis.password = Some(Secret::new("wrong"));
     let e = snapshot(&bad).await.expect_err("wrong password");
     assert!(format!("{e:#}").contains("AUTH refused"), "{e:#}");
+    // An ACL user with just SYNC and REPLCONF can take snapshots; one without is told what it
+    // lacks.
+    {
+        let mut c = stack.master.conn().expect("conn");
+        for rules in [
+            vec!["backup", "on", ">backup-pw", "+sync", "+replconf"],
+            vec!["nosync", "on", ">nosync-pw", "+ping"],
+        ] {
+            let () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(rules)
+                .query(&mut c)
+                .expect("acl");
+        }
+    }
+    let mut acl = cfg.clone();
+    acl.redis_snapshot.source = SnapshotSource::Address;
+    acl.redis.username = Some("backup".into());
+    acl.redis.password = Some(Secret::new("backup-pw"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let m2 = snapshot(&acl).await.expect("ACL user snapshot");
+    assert_eq!(m2.info["source_role"], "address");
+    acl.redis.username = Some("nosync".into());
+    acl.redis.password = Some(Secret::new("nosync-pw"));
+    let e = snapshot(&acl).await.expect_err("no SYNC permission");
+    assert!(
+        format!("{e:#}").contains("needs the SYNC and REPLCONF"),
+        "{e:#}"
+    );
+    // Only the first snapshot is checked below.
+    std::fs::remove_file(store.path().join(BackupKind::Redis.manifest_key(&m2.id)))
+        .expect("forget the second snapshot");
 
     // Damage one stored byte: verify and restore both refuse, naming the object.
     let obj = store.path().join(&m.objects[0].key);
