@@ -17,6 +17,7 @@ fn main() {
         .unwrap_or(70);
     let pg = Postgres::start_with(PgOptions {
         extra_conf: vec!["max_wal_size = 4GB".into(), "shared_buffers = 256MB".into()],
+        ..Default::default()
     })
     .expect("postgres");
     let port = pg.port.to_string();

@@ -959,3 +959,63 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
     cancel.cancel();
     let _ = archiver.await;
 }
+
+/// TLS: a server that accepts TCP connections only over TLS. A full backup with
+/// `sslmode = verify-full` against the test CA works; without TLS the server refuses; a
+/// certificate that does not chain to a trusted root is refused by us; the SQL connections
+/// (tokio-postgres) use TLS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_replication_connection_verifies_the_server() {
+    let pg = tokio::task::spawn_blocking(|| {
+        Postgres::start_with(postgres::PgOptions {
+            tls: true,
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("postgres with TLS");
+    let ca = pg.ca_file().expect("test CA");
+    let dir = TempDir::new("backup-tls").expect("dir");
+    let store = dir.path().join("storage");
+    let mut cfg = config(&pg, &store);
+    cfg.postgres.sslmode = common::TlsMode::VerifyFull;
+    cfg.postgres.sslrootcert = Some(ca.clone());
+    let log = LogFile::open(&cfg.log_file).expect("log");
+    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup over verified TLS");
+    assert!(m.objects.iter().any(|o| o.key.ends_with("base.tar.zst")));
+    // The SQL side: tokio-postgres over the same TLS settings.
+    let client = cfg.postgres.connect("test").await.expect("SQL over TLS");
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(ssl);
+
+    // Without TLS the server's pg_hba refuses; with the system roots our side refuses.
+    let mut plain = cfg.postgres.clone();
+    plain.sslmode = common::TlsMode::Disable;
+    let e = ReplConn::connect(&plain).await.err().expect("refused");
+    assert!(e.to_string().contains("no encryption"), "{e}");
+    let mut untrusted = cfg.postgres.clone();
+    untrusted.sslrootcert = None;
+    let e = ReplConn::connect(&untrusted).await.err().expect("refused");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // require encrypts without checking the certificate.
+    let mut require = cfg.postgres.clone();
+    require.sslmode = common::TlsMode::Require;
+    require.sslrootcert = None;
+    ReplConn::connect(&require).await.expect("require connects");
+    // verify-ca checks the chain only.
+    let mut ca_only = cfg.postgres.clone();
+    ca_only.sslmode = common::TlsMode::VerifyCa;
+    ReplConn::connect(&ca_only)
+        .await
+        .expect("verify-ca connects");
+}

@@ -9,17 +9,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, MASK, Secret, resolve_secret};
 
-/// TLS use on a connection.
+/// TLS use on a connection (libpq's `sslmode` values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     /// Never use TLS.
     Disable,
-    /// Use TLS when the server offers it. This build connects without TLS.
+    /// Use TLS when the server offers it (certificate not checked). Redis connections in this
+    /// build never use TLS.
     #[default]
     Prefer,
-    /// Refuse to connect without TLS.
+    /// Refuse to connect without TLS (certificate not checked).
     Require,
+    /// TLS, and the server's certificate must chain to a trusted root (`sslrootcert`).
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host.
+    VerifyFull,
 }
 
 /// How to reach a PostgreSQL server or a PgBouncer.
@@ -38,8 +43,12 @@ pub struct PgSettings {
     pub password_file: Option<PathBuf>,
     /// Database name. Default `postgres`.
     pub dbname: String,
-    /// TLS: `disable`, `prefer` or `require`. Default `prefer`.
+    /// TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (libpq's meanings).
+    /// Default `prefer`.
     pub sslmode: TlsMode,
+    /// CA certificates (PEM) that server certificates must chain to, for `verify-ca` and
+    /// `verify-full`. Default: the system's roots.
+    pub sslrootcert: Option<PathBuf>,
     /// Connect timeout. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -58,6 +67,7 @@ impl Default for PgSettings {
             password_file: None,
             dbname: "postgres".into(),
             sslmode: TlsMode::Prefer,
+            sslrootcert: None,
             connect_timeout: Duration::from_secs(10),
             options: None,
         }
@@ -104,11 +114,11 @@ impl PgSettings {
             .connect_timeout(self.connect_timeout)
             .application_name(application_name)
             .ssl_mode(match self.sslmode {
-                TlsMode::Disable | TlsMode::Prefer => tokio_postgres::config::SslMode::Disable,
-                TlsMode::Require => anyhow::bail!(
-                    "{self}: sslmode = \"require\" but this build connects without TLS; \
-                     use \"prefer\" or \"disable\""
-                ),
+                TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+                TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                    tokio_postgres::config::SslMode::Require
+                }
             });
         if let Some(pw) = self.password("connection")? {
             c.password(pw.expose());
@@ -138,10 +148,15 @@ impl PgSettings {
                     TlsMode::Disable => "disable",
                     TlsMode::Prefer => "prefer",
                     TlsMode::Require => "require",
+                    TlsMode::VerifyCa => "verify-ca",
+                    TlsMode::VerifyFull => "verify-full",
                 }
                 .into(),
             ),
         ];
+        if let Some(ca) = &self.sslrootcert {
+            env.push(("PGSSLROOTCERT".into(), ca.display().to_string()));
+        }
         if let Some(pw) = self.password("connection")? {
             env.push(("PGPASSWORD".into(), pw.expose().to_string()));
         }
@@ -151,11 +166,18 @@ impl PgSettings {
         Ok(env)
     }
 
+    /// The TLS connector for tokio-postgres that `sslmode` and `sslrootcert` ask for.
+    pub fn tls(&self) -> anyhow::Result<crate::tls::MakeRustls> {
+        let config = crate::tls::pg_config(self.sslmode, self.sslrootcert.as_deref())
+            .map_err(|e| anyhow::anyhow!("{self}: TLS settings: {e:#}"))?;
+        Ok(crate::tls::MakeRustls::new(config))
+    }
+
     /// Connects with tokio-postgres and drives the connection on a task. Errors name the server.
     pub async fn connect(&self, application_name: &str) -> anyhow::Result<tokio_postgres::Client> {
         let cfg = self.tokio_config(application_name)?;
         let (client, conn) = cfg
-            .connect(tokio_postgres::NoTls)
+            .connect(self.tls()?)
             .await
             .map_err(|e| anyhow::anyhow!("{self}: {}", crate::conn::pg_error_text(&e)))?;
         tokio::spawn(async move {
@@ -253,9 +275,10 @@ impl RedisSettings {
 
     /// A redis client for these settings.
     pub fn client(&self) -> anyhow::Result<redis::Client> {
-        if self.tls == TlsMode::Require {
+        if !matches!(self.tls, TlsMode::Disable | TlsMode::Prefer) {
             anyhow::bail!(
-                "{self}: tls = \"require\" but this build connects without TLS; use \"prefer\" or \"disable\""
+                "{self}: tls = {:?} but this build connects to Redis without TLS; use \"prefer\" or \"disable\"",
+                self.tls
             );
         }
         let password = resolve_secret(
@@ -324,12 +347,23 @@ mod tests {
     }
 
     #[test]
-    fn require_tls_is_refused_clearly() {
-        let pg = PgSettings {
-            sslmode: TlsMode::Require,
+    fn sslmodes_parse_as_libpq_spells_them() {
+        for (text, mode) in [
+            ("disable", TlsMode::Disable),
+            ("prefer", TlsMode::Prefer),
+            ("require", TlsMode::Require),
+            ("verify-ca", TlsMode::VerifyCa),
+            ("verify-full", TlsMode::VerifyFull),
+        ] {
+            let pg: PgSettings = toml::from_str(&format!("sslmode = \"{text}\"")).expect("parses");
+            assert_eq!(pg.sslmode, mode);
+        }
+        let bad = PgSettings {
+            sslmode: TlsMode::VerifyFull,
+            sslrootcert: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        let e = pg.tokio_config("t").expect_err("refused").to_string();
-        assert!(e.contains("require"), "{e}");
+        let e = format!("{:#}", bad.tls().err().expect("missing CA file"));
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }

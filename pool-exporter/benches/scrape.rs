@@ -87,6 +87,7 @@ fn main() {
             "max_connections = 700".into(),
             "shared_buffers = 64MB".into(),
         ],
+        ..Default::default()
     })
     .expect("postgres");
     let mut databases: Vec<String> = (0..POOLS)

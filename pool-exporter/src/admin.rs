@@ -220,7 +220,10 @@ impl Admin {
             .map_err(|e| AdminError::Connection {
                 message: e.to_string(),
             })?;
-        let connect = cfg.connect(tokio_postgres::NoTls);
+        let tls = settings.tls().map_err(|e| AdminError::Connection {
+            message: format!("{e:#}"),
+        })?;
+        let connect = cfg.connect(tls);
         let (client, conn) = match tokio::time::timeout(settings.connect_timeout, connect).await {
             Err(_) => {
                 return Err(AdminError::Timeout {

@@ -25,6 +25,9 @@ pub const REPL_PASSWORD: &str = "replicator-pw";
 pub struct PgOptions {
     /// Extra `postgresql.conf` lines.
     pub extra_conf: Vec<String>,
+    /// `ssl = on` with a certificate for 127.0.0.1 and localhost signed by a test CA
+    /// ([`Postgres::ca_file`]), and TCP connections accepted only over TLS (`hostssl`).
+    pub tls: bool,
 }
 
 /// A running PostgreSQL server, stopped (immediate shutdown) and removed on drop.
@@ -95,12 +98,23 @@ impl Postgres {
             "log_min_messages = warning".into(),
         ];
         conf.extend(opts.extra_conf);
+        let host = if opts.tls {
+            let (cert, key) = make_certs(dir.path())?;
+            conf.push("ssl = on".into());
+            conf.push(format!("ssl_cert_file = '{}'", cert.display()));
+            conf.push(format!("ssl_key_file = '{}'", key.display()));
+            "hostssl"
+        } else {
+            "host"
+        };
         append(&data.join("postgresql.conf"), &conf.join("\n"))?;
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n\
-             host replication all 127.0.0.1/32 scram-sha-256\n",
+            format!(
+                "local all all trust\n\
+                 {host} all all 127.0.0.1/32 scram-sha-256\n\
+                 {host} replication all 127.0.0.1/32 scram-sha-256\n"
+            ),
         )?;
         let args = vec!["-D".into(), data.display().to_string()];
         let mut pg = Self::spawn(bin, data, dir, port, args)?;
@@ -228,6 +242,12 @@ impl Postgres {
         )
     }
 
+    /// The test CA's certificate (PEM) when started with `tls`.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let p = self.dir.path().join("ca.pem");
+        p.exists().then_some(p)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
@@ -250,6 +270,76 @@ impl Postgres {
         self.proc.start()?;
         self.wait_ready()
     }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost signed by it (openssl), the key
+/// owned by the server user with mode 0600 as PostgreSQL demands. Returns (cert, key).
+fn make_certs(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let ssl = |args: &[&str]| -> Result<()> {
+        run(
+            Command::new("openssl").args(args).current_dir(dir),
+            &format!("openssl {}", args.first().copied().unwrap_or("")),
+        )
+        .map(|_| ())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=outrigger test CA",
+    ]);
+    ssl(&ca)?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    ssl(&csr)?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
+    )?;
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    give_to_server_user(&key)?;
+    give_to_server_user(&cert)?;
+    Ok((cert, key))
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {

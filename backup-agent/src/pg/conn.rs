@@ -1,6 +1,7 @@
-//! A PostgreSQL replication connection: postgres-protocol framing over a tokio TCP stream, startup
-//! with `replication=true`, SCRAM-SHA-256 / md5 / cleartext authentication, simple queries, and the
-//! CopyOut / CopyBoth sub-protocols that BASE_BACKUP and START_REPLICATION use.
+//! A PostgreSQL replication connection: postgres-protocol framing over a tokio TCP stream (TLS
+//! after an SSLRequest, per `sslmode`), startup with `replication=true`, SCRAM-SHA-256 / md5 /
+//! cleartext authentication, simple queries, and the CopyOut / CopyBoth sub-protocols that
+//! BASE_BACKUP and START_REPLICATION use.
 //! (tokio-postgres has no replication mode.)
 
 use std::collections::HashMap;
@@ -82,9 +83,59 @@ impl ResultSet {
     }
 }
 
+/// The connection's byte stream: plain TCP or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<common::tls::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An open replication connection.
 pub struct ReplConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     out: BytesMut,
     pub server: String,
@@ -106,21 +157,52 @@ impl ReplConn {
     }
 
     async fn connect_inner(s: &PgSettings, server: String) -> Result<Self, ReplError> {
-        if s.sslmode == common::TlsMode::Require {
-            return Err(ReplError::Config(format!(
-                "{server}: sslmode = \"require\" but this build connects without TLS"
-            )));
-        }
         let password = s
             .password("postgres")
             .map_err(|e| ReplError::Config(e.to_string()))?;
-        let stream = TcpStream::connect((s.host.as_str(), s.port))
+        let tls = common::tls::pg_config(s.sslmode, s.sslrootcert.as_deref())
+            .map_err(|e| ReplError::Config(format!("{server}: TLS settings: {e:#}")))?;
+        let mut tcp = TcpStream::connect((s.host.as_str(), s.port))
             .await
             .map_err(|source| ReplError::Connect {
                 server: server.clone(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let io = |source| ReplError::Io {
+                    server: server.clone(),
+                    source,
+                };
+                let mut req = BytesMut::new();
+                frontend::ssl_request(&mut req);
+                tcp.write_all(&req).await.map_err(io)?;
+                let mut answer = [0u8; 1];
+                tcp.read_exact(&mut answer).await.map_err(io)?;
+                match answer[0] {
+                    b'S' => Stream::Tls(Box::new(
+                        common::tls::connect(&s.host, tcp, Some(config))
+                            .await
+                            .map_err(|e| ReplError::Config(format!("{server}: {e:#}")))?,
+                    )),
+                    b'N' if s.sslmode == common::TlsMode::Prefer => Stream::Plain(tcp),
+                    b'N' => {
+                        return Err(ReplError::Config(format!(
+                            "{server}: sslmode = {:?} but the server does not accept TLS (ssl = off)",
+                            s.sslmode
+                        )));
+                    }
+                    other => {
+                        return Err(ReplError::Protocol {
+                            server,
+                            message: format!("unexpected answer {other:#x} to SSLRequest"),
+                        });
+                    }
+                }
+            }
+        };
         let mut c = Self {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),
