@@ -1019,3 +1019,102 @@ async fn tls_replication_connection_verifies_the_server() {
         .await
         .expect("verify-ca connects");
 }
+
+/// The agent SIGKILLed while a multipart upload is in flight: nothing is listed, the incomplete
+/// upload stays on the server until `cleanup` aborts it, and the next backup succeeds.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
+    let _serial = harness::serial();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("s3");
+    // Poorly compressible rows, so the base archive needs several 5 MiB parts.
+    app(
+        &pg,
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS v \
+         FROM generate_series(1, 600000) g",
+    );
+    let dir = TempDir::new("backup-s3-kill").expect("dir");
+    let cfg = s3_toml(&pg, &s3, dir.path());
+    let uploads = || -> Vec<String> {
+        std::fs::read_dir(s3.root())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.contains(".upload-") && n.ends_with(".metadata.json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let mut child = Command::new(exe())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["backup", "postgres-full"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while uploads().is_empty() {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the backup finished before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        !uploads().is_empty(),
+        "the interrupted upload is on the server"
+    );
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "a killed backup is listed: {listed}"
+    );
+
+    let out = run(&["cleanup", "--dry-run", "--leftovers-older-than", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("would remove") && text.contains("incomplete upload"),
+        "{text}"
+    );
+    assert!(!uploads().is_empty(), "a dry run removed something");
+    let out = run(&["cleanup", "--leftovers-older-than", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("incomplete upload"),
+        "{text}"
+    );
+    assert_eq!(
+        uploads(),
+        Vec::<String>::new(),
+        "cleanup left uploads behind"
+    );
+
+    let out = run(&["backup", "postgres-full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}

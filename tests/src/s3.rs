@@ -146,7 +146,10 @@ fn serve(
         let setup = async {
             let fs =
                 s3s_fs::FileSystem::new(&root).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
-            let mut b = s3s::service::S3ServiceBuilder::new(fs);
+            let mut b = s3s::service::S3ServiceBuilder::new(WithUploadListing {
+                fs,
+                root: root.clone(),
+            });
             b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             let service = b.build();
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -186,6 +189,112 @@ fn serve(
         conns.abort_all();
     });
     rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// s3s-fs plus ListMultipartUploads, which it lacks: every other operation is s3s-fs's own; the
+/// listing reads the metadata files s3s-fs keeps for each upload in progress
+/// (`.bucket-<b64>.object-<b64>.upload-<id>.metadata.json`, removed when the upload is completed
+/// or aborted), so that cleanup of interrupted uploads can be tested against real uploads.
+struct WithUploadListing {
+    fs: s3s_fs::FileSystem,
+    root: std::path::PathBuf,
+}
+
+/// Forwards operations to s3s-fs (the signature `#[async_trait]` gives the trait's methods).
+macro_rules! delegate {
+    ($($name:ident: $input:ident -> $output:ident),* $(,)?) => {
+        $(
+            fn $name<'life0, 'async_trait>(
+                &'life0 self,
+                req: s3s::S3Request<s3s::dto::$input>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<
+                Output = s3s::S3Result<s3s::S3Response<s3s::dto::$output>>,
+            > + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                self.fs.$name(req)
+            }
+        )*
+    };
+}
+
+#[async_trait::async_trait]
+impl s3s::S3 for WithUploadListing {
+    delegate! {
+        abort_multipart_upload: AbortMultipartUploadInput -> AbortMultipartUploadOutput,
+        complete_multipart_upload: CompleteMultipartUploadInput -> CompleteMultipartUploadOutput,
+        create_bucket: CreateBucketInput -> CreateBucketOutput,
+        create_multipart_upload: CreateMultipartUploadInput -> CreateMultipartUploadOutput,
+        delete_object: DeleteObjectInput -> DeleteObjectOutput,
+        delete_objects: DeleteObjectsInput -> DeleteObjectsOutput,
+        get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput,
+        get_object: GetObjectInput -> GetObjectOutput,
+        head_bucket: HeadBucketInput -> HeadBucketOutput,
+        head_object: HeadObjectInput -> HeadObjectOutput,
+        list_buckets: ListBucketsInput -> ListBucketsOutput,
+        list_objects: ListObjectsInput -> ListObjectsOutput,
+        list_objects_v2: ListObjectsV2Input -> ListObjectsV2Output,
+        list_parts: ListPartsInput -> ListPartsOutput,
+        put_object: PutObjectInput -> PutObjectOutput,
+        upload_part: UploadPartInput -> UploadPartOutput,
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: s3s::S3Request<s3s::dto::ListMultipartUploadsInput>,
+    ) -> s3s::S3Result<s3s::S3Response<s3s::dto::ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let b64 = base64_simd::URL_SAFE_NO_PAD;
+        let mut uploads = vec![];
+        let entries =
+            std::fs::read_dir(&self.root).map_err(|e| s3s::s3_error!(InternalError, "{e}"))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name
+                .strip_prefix(".bucket-")
+                .and_then(|r| r.strip_suffix(".metadata.json"))
+            else {
+                continue;
+            };
+            let Some((bucket, rest)) = rest.split_once(".object-") else {
+                continue;
+            };
+            let Some((key, upload_id)) = rest.split_once(".upload-") else {
+                continue;
+            };
+            let decode = |s: &str| {
+                b64.decode_to_vec(s)
+                    .ok()
+                    .and_then(|v| String::from_utf8(v).ok())
+            };
+            let (Some(bucket), Some(key)) = (decode(bucket), decode(key)) else {
+                continue;
+            };
+            if bucket != input.bucket || !key.starts_with(&prefix) {
+                continue;
+            }
+            let initiated = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now());
+            uploads.push(s3s::dto::MultipartUpload {
+                key: Some(key),
+                upload_id: Some(upload_id.to_string()),
+                initiated: Some(initiated.into()),
+                ..Default::default()
+            });
+        }
+        Ok(s3s::S3Response::new(s3s::dto::ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            uploads: Some(uploads),
+            is_truncated: Some(false),
+            ..Default::default()
+        }))
+    }
 }
 
 /// The headers of a SigV4-signed GET with an empty body.
