@@ -4,6 +4,7 @@
 //! (magic, end opcode, CRC64).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use common::catalog::{BackupKind, Manifest, ObjectEntry};
 use serde::Deserialize;
@@ -110,28 +111,45 @@ struct PgFile {
     checksum: Option<String>,
 }
 
-/// Every object, then every file of the archives against the server's backup manifest.
+/// The server's backup manifest first, then every archive: each file's size and checksum (in the
+/// algorithm the manifest names: CRC32C, pg_basebackup's default and ours, or SHA-256) against it.
 async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow::Result<String> {
-    let mut manifest: Option<PgManifest> = None;
-    // path in the data directory -> (size, SHA-256) as found in the archives
-    let mut found: HashMap<String, (u64, String)> = HashMap::new();
-    for o in &m.objects {
+    let is_manifest = |o: &&ObjectEntry| {
+        o.key
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with("backup_manifest"))
+    };
+    let mo = m
+        .objects
+        .iter()
+        .find(is_manifest)
+        .ok_or_else(|| anyhow::anyhow!("the backup has no server backup manifest"))?;
+    let stored = HashingReader::new(storage.open(&mo.key).await?);
+    let (mut dec, tee) = crate::restore::decode_hashed(codec, &mo.key, stored)?;
+    let mut text = Vec::new();
+    let read = dec.read_to_end(&mut text).await;
+    drop(dec);
+    same(mo, tee.await??)?;
+    read.map_err(|e| anyhow::anyhow!("object {}: {e}", mo.key))?;
+    check_manifest_checksum(&text)?;
+    let manifest: PgManifest =
+        serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("backup_manifest: {e}"))?;
+    let expected: Arc<HashMap<String, (u64, Option<String>, Option<String>)>> = Arc::new(
+        manifest
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    (f.size, f.algorithm.clone(), f.checksum.clone()),
+                )
+            })
+            .collect(),
+    );
+    let mut seen = 0usize;
+    for o in m.objects.iter().filter(|o| !is_manifest(o)) {
         let name = o.key.rsplit('/').next().unwrap_or_default();
-        let stored = HashingReader::new(storage.open(&o.key).await?);
-        let (mut dec, tee) = crate::restore::decode_hashed(codec, &o.key, stored)?;
-        if name.starts_with("backup_manifest") {
-            let mut text = Vec::new();
-            let read = dec.read_to_end(&mut text).await;
-            drop(dec);
-            same(o, tee.await??)?;
-            read.map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
-            check_manifest_checksum(&text)?;
-            manifest = Some(
-                serde_json::from_slice(&text)
-                    .map_err(|e| anyhow::anyhow!("backup_manifest: {e}"))?,
-            );
-            continue;
-        }
         // Files of pg_wal.tar live under pg_wal/ in the data directory.
         let base = if name.starts_with("pg_wal.tar") {
             "pg_wal/"
@@ -140,10 +158,13 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
         } else {
             anyhow::bail!("object {}: this build backs up no tablespaces", o.key)
         };
+        let stored = HashingReader::new(storage.open(&o.key).await?);
+        let (dec, tee) = crate::restore::decode_hashed(codec, &o.key, stored)?;
         let bridge = tokio_util::io::SyncIoBridge::new(dec);
         let base = base.to_string();
-        let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut files = vec![];
+        let expected = expected.clone();
+        let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut n = 0;
             let mut ar = tar::Archive::new(bridge);
             for entry in ar.entries()? {
                 let mut entry = entry?;
@@ -151,47 +172,85 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
                     continue;
                 }
                 let path = format!("{base}{}", entry.path()?.to_string_lossy());
-                let mut h = Sha256::new();
-                let size = std::io::copy(&mut entry, &mut HashWriter(&mut h))?;
-                files.push((path, (size, hex::encode(h.finalize()))));
+                let Some((size, algo, sum)) = expected.get(&path) else {
+                    // WAL segments are not in the manifest (its WAL-Ranges cover them).
+                    std::io::copy(&mut entry, &mut std::io::sink())?;
+                    continue;
+                };
+                let mut h = Sum::new(algo.as_deref());
+                let got = std::io::copy(&mut entry, &mut h)?;
+                if got != *size {
+                    anyhow::bail!("{path}: {got} bytes, the server's manifest says {size}");
+                }
+                if let (Some(want), Some(have)) = (sum, h.finish())
+                    && !want.eq_ignore_ascii_case(&have)
+                {
+                    anyhow::bail!(
+                        "{path}: {} differs from the server's backup manifest",
+                        algo.as_deref().unwrap_or("checksum")
+                    );
+                }
+                n += 1;
             }
             let mut rest = ar.into_inner();
             std::io::copy(&mut rest, &mut std::io::sink())?;
-            Ok(files)
+            Ok(n)
         })
         .await?;
-        let hashed = tee.await??;
-        same(o, hashed)?;
-        found.extend(listed.map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?);
+        same(o, tee.await??)?;
+        seen += checked.map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?;
     }
-    let manifest =
-        manifest.ok_or_else(|| anyhow::anyhow!("the backup has no server backup manifest"))?;
-    for f in &manifest.files {
-        let Some((size, sha)) = found.get(&f.path) else {
-            anyhow::bail!(
-                "{} is in the server's backup manifest but not in the archives",
-                f.path
-            );
-        };
-        if *size != f.size {
-            anyhow::bail!(
-                "{}: {size} bytes, the server's manifest says {}",
-                f.path,
-                f.size
-            );
-        }
-        if f.algorithm.as_deref() == Some("SHA256") && f.checksum.as_deref() != Some(sha.as_str()) {
-            anyhow::bail!(
-                "{}: SHA-256 differs from the server's backup manifest",
-                f.path
-            );
-        }
+    if seen != manifest.files.len() {
+        anyhow::bail!(
+            "the archives hold {seen} of the {} files the server's backup manifest lists",
+            manifest.files.len()
+        );
     }
     Ok(format!(
         "{} object(s), {} files against the server's backup manifest",
         m.objects.len(),
         manifest.files.len()
     ))
+}
+
+/// A file checksum in a manifest algorithm. CRC32C is written as PostgreSQL does: the 4 bytes
+/// of the final value in native (little-endian) order, in hex.
+enum Sum {
+    Sha256(Sha256),
+    Crc32c(u32),
+    None,
+}
+
+impl Sum {
+    fn new(algorithm: Option<&str>) -> Self {
+        match algorithm {
+            Some("SHA256") => Self::Sha256(Sha256::new()),
+            Some("CRC32C") => Self::Crc32c(0),
+            _ => Self::None,
+        }
+    }
+
+    fn finish(self) -> Option<String> {
+        match self {
+            Self::Sha256(h) => Some(hex::encode(h.finalize())),
+            Self::Crc32c(c) => Some(hex::encode(c.to_le_bytes())),
+            Self::None => None,
+        }
+    }
+}
+
+impl std::io::Write for Sum {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Sha256(h) => h.update(buf),
+            Self::Crc32c(c) => *c = crc32c::crc32c_append(*c, buf),
+            Self::None => {}
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The manifest's last line holds the SHA-256 of everything before it.
@@ -208,16 +267,4 @@ fn check_manifest_checksum(text: &[u8]) -> anyhow::Result<()> {
         anyhow::bail!("backup_manifest is damaged: its checksum does not match its content");
     }
     Ok(())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -1,7 +1,8 @@
 //! A full backup: `BASE_BACKUP` (PostgreSQL 15 syntax, fast checkpoint, WAL included, the server's
-//! backup manifest with SHA-256 checksums) streamed archive by archive through the compressor into
-//! storage — never staged on disk, memory bounded by the protocol buffer whatever the size. The
-//! catalog manifest is written last: a backup that failed half way is never listed.
+//! backup manifest with CRC32C file checksums, as pg_basebackup asks for) streamed archive by
+//! archive through the compressor into storage — never staged on disk, memory bounded by the
+//! protocol buffer whatever the size. The catalog manifest is written last: a backup that failed
+//! half way is never listed.
 
 use std::time::SystemTime;
 
@@ -72,7 +73,7 @@ pub async fn run(
     }
     conn.send_query(&format!(
         "BASE_BACKUP ( LABEL 'outrigger {id}', CHECKPOINT 'fast', WAL true, WAIT true, \
-         MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', PROGRESS {estimate} )"
+         MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', PROGRESS {estimate} )"
     ))
     .await?;
     let start = conn
