@@ -99,7 +99,7 @@ struct PgManifest {
     files: Vec<PgFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct PgFile {
     #[serde(rename = "Path")]
     path: String,
@@ -135,16 +135,11 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
     check_manifest_checksum(&text)?;
     let manifest: PgManifest =
         serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("backup_manifest: {e}"))?;
-    let expected: Arc<HashMap<String, (u64, Option<String>, Option<String>)>> = Arc::new(
+    let expected: Arc<HashMap<String, PgFile>> = Arc::new(
         manifest
             .files
             .iter()
-            .map(|f| {
-                (
-                    f.path.clone(),
-                    (f.size, f.algorithm.clone(), f.checksum.clone()),
-                )
-            })
+            .map(|f| (f.path.clone(), f.clone()))
             .collect(),
     );
     let mut seen = 0usize;
@@ -172,7 +167,13 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
                     continue;
                 }
                 let path = format!("{base}{}", entry.path()?.to_string_lossy());
-                let Some((size, algo, sum)) = expected.get(&path) else {
+                let Some(PgFile {
+                    size,
+                    algorithm: algo,
+                    checksum: sum,
+                    ..
+                }) = expected.get(&path)
+                else {
                     // WAL segments are not in the manifest (its WAL-Ranges cover them).
                     std::io::copy(&mut entry, &mut std::io::sink())?;
                     continue;
