@@ -451,3 +451,33 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         .await?;
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn progress_bar_shows_share_size_and_rate() {
+        let b = super::bar(
+            "postgres-full",
+            512 << 20,
+            Some(1 << 30),
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            b,
+            "postgres-full [##########----------]  50% 512.0/1024.0 MiB 256.0 MiB/s "
+        );
+        // The server's estimate can be below what was sent: never past 100%.
+        let b = super::bar(
+            "postgres-full",
+            2 << 20,
+            Some(1 << 20),
+            Duration::from_secs(1),
+        );
+        assert!(b.contains("[####################] 100%"), "{b}");
+        // No total (a diskless Redis transfer): bytes and rate only.
+        let b = super::bar("redis", 3 << 20, None, Duration::from_secs(1));
+        assert_eq!(b, "redis 3.0 MiB 3.0 MiB/s ");
+    }
+}
