@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use crate::compress::{self, Codec};
 use crate::config::Config;
 use crate::pg::basebackup::new_id;
-use crate::storage::{HashingReader, Storage, Stored};
+use crate::storage::{Storage, Stored};
 
 /// Logical dump settings (`[logical]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -193,25 +193,12 @@ async fn dump_to(
     mut cmd: tokio::process::Command,
     what: &str,
 ) -> anyhow::Result<Stored> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        anyhow::anyhow!("{what}: cannot run it: {e} (install the PostgreSQL client tools, or set logical.bin_dir)")
-    })?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let (mut child, errors) = spawn_tool(cmd, what)?;
     let mut stdout = child
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("{what}: no stdout"))?;
-    let stderr = child.stderr.take();
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut text).await;
-        }
-        text
-    });
     let mut enc = codec.encoder(storage.create(key).await?)?;
     let copied = tokio::io::copy(&mut stdout, &mut enc).await;
     let status = child.wait().await?;
@@ -221,6 +208,29 @@ async fn dump_to(
     }
     copied.map_err(|e| anyhow::anyhow!("{what}: storing the dump: {e}"))?;
     Ok(enc.finish().await?.finish().await?)
+}
+
+/// Starts a client tool with its stderr collected (for the error message when it fails); killed
+/// if dropped.
+fn spawn_tool(
+    mut cmd: tokio::process::Command,
+    what: &str,
+) -> anyhow::Result<(tokio::process::Child, tokio::task::JoinHandle<String>)> {
+    cmd.stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        anyhow::anyhow!(
+            "{what}: cannot run it: {e} (install the PostgreSQL client tools, or set logical.bin_dir)"
+        )
+    })?;
+    let stderr = child.stderr.take();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text).await;
+        }
+        text
+    });
+    Ok((child, errors))
 }
 
 /// Restores database `database` of dump `id` (default the newest that has it) into the database
@@ -262,42 +272,21 @@ pub async fn restore(
             None => anyhow::anyhow!("no logical dump in the catalog has database {database:?}"),
         })?;
     // Verify first: pg_restore applies as it reads, so damage found at the end would be too late.
-    let mut r = HashingReader::new(storage.open(&obj.key).await?);
-    tokio::io::copy(&mut r, &mut tokio::io::sink()).await?;
-    let (size, sha) = r.finish();
-    if size != obj.size || sha != obj.sha256 {
-        anyhow::bail!(
-            "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}; nothing was restored",
-            obj.key,
-            obj.size,
-            obj.sha256
-        );
-    }
+    crate::storage::verify_object(storage, &obj)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was restored"))?;
     let tool = cfg.logical.tool("pg_restore");
     let mut cmd = tokio::process::Command::new(&tool);
     cmd.arg("--exit-on-error").arg("--dbname").arg(dsn);
     if clean {
         cmd.args(["--clean", "--if-exists"]);
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("{}: cannot run it: {e}", tool.display()))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+    let (mut child, errors) = spawn_tool(cmd, "pg_restore")?;
     let mut stdin = child
         .stdin
         .take()
         .ok_or_else(|| anyhow::anyhow!("pg_restore: no stdin"))?;
-    let stderr = child.stderr.take();
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut text).await;
-        }
-        text
-    });
     let stored = storage.open(&obj.key).await?;
     let mut dec = Codec::reader(cfg)?.decoder(&obj.key, stored)?;
     let fed = tokio::io::copy(&mut dec, &mut stdin).await;

@@ -128,14 +128,7 @@ async fn unpack_all(
                 .await
                 .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
         };
-        if size != o.size || sha != o.sha256 {
-            anyhow::bail!(
-                "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
-                o.key,
-                o.size,
-                o.sha256
-            );
-        }
+        crate::storage::check_stored(o, (size, sha))?;
     }
     Ok(())
 }

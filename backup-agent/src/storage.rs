@@ -395,6 +395,34 @@ impl AsyncWrite for LocalWriter {
     }
 }
 
+/// Checks the size and SHA-256 read back from storage against the catalog's entry.
+pub fn check_stored(
+    o: &common::catalog::ObjectEntry,
+    (size, sha): (u64, String),
+) -> anyhow::Result<()> {
+    if size != o.size || sha != o.sha256 {
+        anyhow::bail!(
+            "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
+            o.key,
+            o.size,
+            o.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Reads a stored object to its end and checks it against the catalog's entry.
+pub async fn verify_object(
+    storage: &Storage,
+    o: &common::catalog::ObjectEntry,
+) -> anyhow::Result<()> {
+    let mut r = HashingReader::new(storage.open(&o.key).await?);
+    tokio::io::copy(&mut r, &mut tokio::io::sink())
+        .await
+        .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
+    check_stored(o, r.finish())
+}
+
 /// A reader that hashes what passes through it.
 pub struct HashingReader<R> {
     inner: R,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::compress::Codec;
-use crate::storage::{HashingReader, Storage};
+use crate::storage::{HashingReader, Storage, check_stored, verify_object};
 
 /// The outcome for one backup.
 #[derive(Clone, Debug)]
@@ -72,25 +72,9 @@ pub async fn verify(
 /// Size and SHA-256 of each object as stored.
 async fn objects(storage: &Storage, objs: &[ObjectEntry]) -> anyhow::Result<String> {
     for o in objs {
-        let mut r = HashingReader::new(storage.open(&o.key).await?);
-        tokio::io::copy(&mut r, &mut tokio::io::sink())
-            .await
-            .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
-        same(o, r.finish())?;
+        verify_object(storage, o).await?;
     }
     Ok(format!("{} object(s)", objs.len()))
-}
-
-fn same(o: &ObjectEntry, (size, sha): (u64, String)) -> anyhow::Result<()> {
-    if size != o.size || sha != o.sha256 {
-        anyhow::bail!(
-            "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
-            o.key,
-            o.size,
-            o.sha256
-        );
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -130,7 +114,7 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
     let mut text = Vec::new();
     let read = dec.read_to_end(&mut text).await;
     drop(dec);
-    same(mo, tee.await??)?;
+    check_stored(mo, tee.await??)?;
     read.map_err(|e| anyhow::anyhow!("object {}: {e}", mo.key))?;
     check_manifest_checksum(&text)?;
     let manifest: PgManifest =
@@ -198,7 +182,7 @@ async fn postgres_full(storage: &Storage, codec: &Codec, m: &Manifest) -> anyhow
             Ok(n)
         })
         .await?;
-        same(o, tee.await??)?;
+        check_stored(o, tee.await??)?;
         seen += checked.map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?;
     }
     if seen != manifest.files.len() {

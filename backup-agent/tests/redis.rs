@@ -107,7 +107,16 @@ fn replicas_caught_up(stack: &RedisStack) {
 }
 
 fn set_all(stack: &RedisStack, key: &str, value: &str) {
-    for node in std::iter::once(&stack.master).chain(&stack.replicas) {
+    set_on(
+        std::iter::once(&stack.master).chain(&stack.replicas),
+        key,
+        value,
+    );
+}
+
+/// `CONFIG SET key value` on each node.
+fn set_on<'a>(nodes: impl Iterator<Item = &'a harness::redis::Node>, key: &str, value: &str) {
+    for node in nodes {
         let mut c = node.conn().expect("conn");
         let () = redis::cmd("CONFIG")
             .arg("SET")
@@ -387,25 +396,18 @@ async fn replica_killed_mid_transfer_fails_cleanly() {
     );
     let log = std::fs::read_to_string(&cfg.log_file).expect("log");
     assert!(log.contains("job=redis outcome=failed"), "{log}");
-    set_all_alive(&stack, "rdb-key-save-delay", "0");
+    // The killed replica is gone: set it back on the others.
+    set_on(
+        std::iter::once(&stack.master).chain(&stack.replicas[1..]),
+        "rdb-key-save-delay",
+        "0",
+    );
     cfg.redis.port = stack.replicas[1].port;
     let m = snapshot(&cfg).await.expect("next snapshot");
     assert_eq!(
         m.info["source"],
         format!("127.0.0.1:{}", stack.replicas[1].port)
     );
-}
-
-fn set_all_alive(stack: &RedisStack, key: &str, value: &str) {
-    for node in std::iter::once(&stack.master).chain(&stack.replicas[1..]) {
-        let mut c = node.conn().expect("conn");
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(key)
-            .arg(value)
-            .query(&mut c)
-            .expect("config set");
-    }
 }
 
 /// Every file below `dir` with its size.

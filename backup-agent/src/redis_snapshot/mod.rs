@@ -152,15 +152,7 @@ pub async fn read_verified<W: tokio::io::AsyncWrite + Unpin>(
     }
     .await;
     drop(dec);
-    let (size, sha) = tee.await??;
-    if size != o.size || sha != o.sha256 {
-        anyhow::bail!(
-            "object {} is damaged: {size} bytes with SHA-256 {sha}, the catalog says {} bytes with {}",
-            o.key,
-            o.size,
-            o.sha256
-        );
-    }
+    crate::storage::check_stored(o, tee.await??)?;
     decoded.map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?;
     check
         .finish()
