@@ -8,8 +8,8 @@ use clap::Parser;
 use common::app::CommonArgs;
 
 /// PostgreSQL full backups over the replication protocol, continuous WAL archiving and
-/// point-in-time restore; Redis snapshots over the network; verification; to a local directory
-/// or S3.
+/// point-in-time restore; logical dumps; Redis snapshots over the network; verification and
+/// restore drills; optional age encryption; to a local directory or S3.
 ///
 /// Configuration: built-in defaults < TOML file (--config or BACKUP_AGENT_CONFIG) < environment
 /// (BACKUP_AGENT_<KEY>, nested keys joined by `__`). See docs/backup-agent.md.
@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(clap::Subcommand, Debug)]
 enum Cmd {
-    /// Run the daemon (the default): continuous WAL archiving and metrics.
+    /// Run the daemon (the default): continuous WAL archiving, the scheduled jobs (`schedule.*`)
+    /// and metrics.
     Run,
     /// Run one backup now.
     Backup {
