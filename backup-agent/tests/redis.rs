@@ -408,6 +408,23 @@ async fn replica_killed_mid_transfer_fails_cleanly() {
         m.info["source"],
         format!("127.0.0.1:{}", stack.replicas[1].port)
     );
+
+    // A disk-based save that takes seconds: the server sends keepalive newlines until the
+    // payload starts; they are skipped and the snapshot is whole.
+    let alive = || std::iter::once(&stack.master).chain(&stack.replicas[1..]);
+    set_on(alive(), "repl-diskless-sync", "no");
+    set_on(alive(), "rdb-key-save-delay", "40");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let m = snapshot(&cfg).await.expect("snapshot after a slow save");
+    set_on(alive(), "rdb-key-save-delay", "0");
+    assert_eq!(m.info["diskless"], "false");
+    let waited: u64 = m.info["server_wait_ms"].parse().expect("ms");
+    assert!(
+        waited >= 1500,
+        "the save was meant to take ~2 s: {:?}",
+        m.info
+    );
+    assert_eq!(m.info["rdb_checksum"], "crc64");
 }
 
 /// Every file below `dir` with its size.
