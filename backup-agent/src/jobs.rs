@@ -332,8 +332,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
     use crate::pg::conn::{format_lsn, parse_lsn};
     use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
     let storage = Storage::from_config(&cfg.storage).await?;
-    let started_at = SystemTime::now();
-    let id = basebackup::new_id(started_at);
+    let (id, started_at) = basebackup::fresh_id(&storage, BackupKind::PostgresIncr).await;
     let catalog = storage.catalog().await?;
     let previous = catalog
         .manifests

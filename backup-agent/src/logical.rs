@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::compress::{self, Codec};
 use crate::config::Config;
-use crate::pg::basebackup::new_id;
+use crate::pg::basebackup::fresh_id;
 use crate::storage::{Storage, Stored};
 
 /// Logical dump settings (`[logical]`).
@@ -84,8 +84,7 @@ pub fn check_versions(tool: &str, tool_major: u32, server_num: u32) -> anyhow::R
 pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
     let l = &cfg.logical;
     let pg = l.postgres.as_ref().unwrap_or(&cfg.postgres);
-    let started_at = SystemTime::now();
-    let id = new_id(started_at);
+    let (id, started_at) = fresh_id(storage, BackupKind::PostgresLogical).await;
     let client = pg.connect("backup-agent").await?;
     let server_num: u32 = client
         .query_one("SELECT current_setting('server_version_num')::int4", &[])

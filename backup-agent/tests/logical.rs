@@ -190,9 +190,8 @@ fn dump_every_database_and_restore_one() {
         .expect("query");
     assert_eq!(tables.trim(), "0");
 
-    // Without a superuser: the app database only, roles without passwords, said so. (Backup
-    // ids are per second.)
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Without a superuser: the app database only, roles without passwords, said so. Started
+    // within the same second as the first dump or not, it gets its own id.
     let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
         .args(["backup", "postgres-logical"])
         .env("BACKUP_AGENT_STORAGE__PATH", store.path())
@@ -217,6 +216,46 @@ fn dump_every_database_and_restore_one() {
         .expect("listed");
     assert_eq!(m.info["databases"], "app");
     assert_eq!(m.info["role_passwords"], "false");
+    let dumps = cat
+        .manifests
+        .iter()
+        .filter(|m| m.kind == common::catalog::BackupKind::PostgresLogical)
+        .count();
+    assert_eq!(dumps, 2);
+}
+
+/// Dumps run back to back (well within a second): each waits for a second no dump of its kind has
+/// used, instead of writing over another's objects.
+#[test]
+fn backups_in_the_same_second_get_their_own_ids() {
+    let pg = Postgres::start().expect("postgres");
+    let store = TempDir::new("logical-ids").expect("dir");
+    let run = || {
+        agent(
+            &pg,
+            store.path(),
+            postgres::SUPERUSER,
+            postgres::SUPERUSER_PASSWORD,
+            &["backup", "postgres-logical"],
+        )
+    };
+    for _ in 0..3 {
+        ok(&run());
+    }
+    let ids: std::collections::BTreeSet<String> = catalog(store.path())
+        .manifests
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let out = agent(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &["verify"],
+    );
+    ok(&out);
 }
 
 fn zstd_text(p: &Path) -> String {

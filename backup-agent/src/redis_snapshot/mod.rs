@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::compress::{self, Codec};
 use crate::config::Config;
-use crate::pg::basebackup::new_id;
+use crate::pg::basebackup::fresh_id;
 use crate::storage::{HashingReader, Storage};
 use rdb::{RdbCheck, RdbInfo};
 
@@ -31,8 +31,7 @@ pub async fn snapshot(
     storage: &Storage,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> anyhow::Result<Manifest> {
-    let started_at = SystemTime::now();
-    let id = new_id(started_at);
+    let (id, started_at) = fresh_id(storage, BackupKind::Redis).await;
     let picked = source::pick(&cfg.redis_snapshot, &cfg.redis).await?;
     tracing::info!(node = %picked.node, role = picked.role, why = %picked.why, "redis snapshot source");
     let codec = Codec::writer(cfg)?;
