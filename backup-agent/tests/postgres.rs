@@ -1118,3 +1118,77 @@ async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(listed.lines().count(), 2, "{listed}");
 }
+
+/// Encrypted WAL archive: the archiver stores `.age` segments; `wal-fetch` (the restored server's
+/// restore_command) decrypts them with the identity and, without it, fails clearly and writes
+/// nothing where PostgreSQL would read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_wal_is_fetched_only_with_the_key() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("wal-age").expect("dir");
+    let store = dir.path().join("storage");
+    let (secret, public) = backup_agent::crypt::generate();
+    let key = dir.path().join("backup.key");
+    std::fs::write(&key, format!("{secret}\n")).expect("key");
+    let mut cfg = config(&pg, &store);
+    cfg.encryption.recipients = vec![public.clone()];
+    let cfg = Arc::new(cfg);
+    let storage = Storage::local(&store);
+    let (_log, cancel, archiver) = archiver(&cfg, &storage);
+    app(
+        &pg,
+        "CREATE TABLE w AS SELECT g FROM generate_series(1, 50000) g",
+    );
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    app(&pg, "INSERT INTO w VALUES (0)");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = archiver.await;
+    let segments: Vec<String> = files(&store.join("wal"))
+        .into_iter()
+        .filter(|f| f.ends_with(".zst.age") && !f.contains(".partial"))
+        .collect();
+    let first = segments.first().expect("an encrypted complete segment");
+    let name = Path::new(first)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".zst.age"))
+        .expect("segment name")
+        .to_string();
+    let fetch = |with_key: bool, dest: &Path| {
+        let mut c = Command::new(exe());
+        c.args(["wal-fetch", &name])
+            .arg(dest)
+            .env("BACKUP_AGENT_STORAGE__PATH", &store)
+            .env(
+                "BACKUP_AGENT_ENCRYPTION__RECIPIENTS",
+                format!("[\"{public}\"]"),
+            );
+        if with_key {
+            c.env("BACKUP_AGENT_ENCRYPTION__IDENTITY_FILE", &key);
+        }
+        c.output().expect("runs")
+    };
+    let dest = dir.path().join("fetched");
+    let out = fetch(false, &dest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "fetched without the key");
+    assert!(err.contains("no decryption key is configured"), "{err}");
+    assert!(
+        !dest.exists(),
+        "a failed fetch left a file where PostgreSQL reads"
+    );
+    let out = fetch(true, &dest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&dest).expect("segment");
+    assert_eq!(bytes.len(), 16 << 20);
+    // The first page header's magic: PostgreSQL 15's XLOG_PAGE_MAGIC, little-endian.
+    assert_eq!(&bytes[..2], &0xD110u16.to_le_bytes());
+}

@@ -444,22 +444,33 @@ pub async fn fetch(
         }
         let file = storage.open(&key).await?;
         let mut dec = codec.decoder(&key, file)?;
+        // Written aside and renamed: PostgreSQL never sees a half-written or undecryptable file.
         let tmp = dest.with_extension("outrigger-tmp");
-        let mut out = tokio::fs::File::create(&tmp).await?;
-        let n = tokio::io::copy(&mut dec, &mut out).await?;
-        if partial {
-            // PostgreSQL reads whole segments: pad the open one with zeros.
-            let size = status
-                .as_ref()
-                .and_then(|s| s.segment_size)
-                .unwrap_or(16 << 20);
-            if n < size {
-                out.set_len(size).await?;
+        let written = async {
+            let mut out = tokio::fs::File::create(&tmp).await?;
+            let n = tokio::io::copy(&mut dec, &mut out)
+                .await
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            if partial {
+                // PostgreSQL reads whole segments: pad the open one with zeros.
+                let size = status
+                    .as_ref()
+                    .and_then(|s| s.segment_size)
+                    .unwrap_or(16 << 20);
+                if n < size {
+                    out.set_len(size).await?;
+                }
             }
+            out.sync_all().await?;
+            drop(out);
+            tokio::fs::rename(&tmp, dest).await?;
+            Ok::<_, anyhow::Error>(())
         }
-        out.sync_all().await?;
-        drop(out);
-        tokio::fs::rename(&tmp, dest).await?;
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        written?;
         return Ok(true);
     }
     Ok(false)
