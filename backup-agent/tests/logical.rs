@@ -274,3 +274,46 @@ fn zstd_text(p: &Path) -> String {
         text
     })
 }
+
+/// Client tools older than the server are refused before anything runs, naming the package. The
+/// "tools" here are scripts reporting version 14 in a `logical.bin_dir` (the server is real).
+#[test]
+fn older_client_tools_are_refused_clearly() {
+    let pg = Postgres::start().expect("postgres");
+    let store = TempDir::new("logical-old").expect("dir");
+    let bin = TempDir::new("old-tools").expect("dir");
+    for tool in ["pg_dump", "pg_dumpall"] {
+        let p = bin.path().join(tool);
+        std::fs::write(&p, format!("#!/bin/sh\necho '{tool} (PostgreSQL) 14.11'\n"))
+            .expect("script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .args(["backup", "postgres-logical"])
+        .env("BACKUP_AGENT_STORAGE__PATH", store.path())
+        .env(
+            "BACKUP_AGENT_LOG_FILE",
+            store.path().join("logs/backup.log"),
+        )
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", postgres::SUPERUSER)
+        .env(
+            "BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD",
+            postgres::SUPERUSER_PASSWORD,
+        )
+        .env("BACKUP_AGENT_LOGICAL__BIN_DIR", bin.path())
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("pg_dump is version 14 but the server is PostgreSQL 15")
+            && err.contains("postgresql-client-15"),
+        "{err}"
+    );
+    assert!(
+        !store.path().join("postgres").exists(),
+        "something was stored"
+    );
+}
