@@ -184,6 +184,7 @@ fn main() {
 
     // The floor: the same commands through psql (libpq, C), one after another, median of 20 each.
     let mut floor = 0.0;
+    let mut each = vec![];
     for cmd in pool_exporter::collect::COMMANDS {
         let out = Command::new(pg.bindir().join("psql"))
             .args(["-X", "-q", "-h", "127.0.0.1", "-p", &b.port.to_string()])
@@ -207,9 +208,11 @@ fn main() {
         v.sort_by(|a, b| a.total_cmp(b));
         if !v.is_empty() {
             floor += percentile(&v, 0.5);
+            each.push(format!("{cmd} {:.2}", percentile(&v, 0.5)));
         }
     }
     println!("psql (libpq) running the same 10 SHOW commands one after another: {floor:.2} ms");
+    println!("  median per command, ms: {}", each.join(", "));
 
     let header = format!(
         "{:<44} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
