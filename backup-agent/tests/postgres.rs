@@ -123,6 +123,16 @@ async fn wait_archived(pg: &Postgres, storage: &Storage) {
     }
 }
 
+/// Asserts that a command succeeded (showing its stderr when not); returns its stdout.
+fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// Every file under a directory (paths as text).
 fn files(dir: &Path) -> Vec<String> {
     let mut out = vec![];
@@ -234,11 +244,7 @@ async fn full_backup_then_point_in_time_restore() {
             &target,
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let restored = start_restored(pitr).await;
     assert_eq!(ids(&restored), vec![1, 2, 3, 4, 5], "restored to {target}");
     drop(restored);
@@ -254,11 +260,7 @@ async fn full_backup_then_point_in_time_restore() {
             latest.to_str().expect("utf8"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let restored = start_restored(latest).await;
     let q = "SELECT id, payload FROM t ORDER BY id";
     assert_eq!(app(&restored, q), app(&pg, q));
@@ -342,11 +344,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
     let out = full_backup_cmd(&pg, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let listed = cli(&store, &["list"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
     let log = std::fs::read_to_string(store.join("logs/backup.log")).expect("backup.log");
@@ -590,6 +588,19 @@ async fn incremental_checks_the_wal_has_no_gap() {
     let _ = archiver.await;
 }
 
+/// A PostgreSQL server and an S3-compatible server for one test.
+async fn pg_and_s3() -> (Postgres, harness::s3::S3Server) {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("s3");
+    (pg, s3)
+}
+
 fn s3_toml(pg: &Postgres, s3: &harness::s3::S3Server, dir: &Path) -> std::path::PathBuf {
     let p = dir.join("backup-agent.toml");
     std::fs::write(
@@ -617,14 +628,7 @@ fn s3_toml(pg: &Postgres, s3: &harness::s3::S3Server, dir: &Path) -> std::path::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
-    let mut s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
-        .await
-        .expect("join")
-        .expect("s3");
+    let (pg, mut s3) = pg_and_s3().await;
     // Enough data for a multipart upload (parts of 5 MiB).
     app(
         &pg,
@@ -642,11 +646,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
             .expect("runs")
     };
     let out = run(&["backup", "postgres-full"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(listed.lines().count(), 2, "{listed}");
     // The objects are really in the bucket, under the prefix.
@@ -669,11 +669,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
         "--target-dir",
         target.to_str().expect("utf8"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let restored = start_restored(target).await;
     let q = "SELECT count(*), md5(string_agg(v, '' ORDER BY id)) FROM t";
     assert_eq!(app(&restored, q), app(&pg, q));
@@ -714,19 +710,11 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = run(&["backup", "postgres-full"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(listed.lines().count(), 3, "{listed}");
     let out = run(&["cleanup", "--leftovers-older-than", "0s", "--dry-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 /// Encrypted (age) full backup to S3: every stored object is ciphertext; restore without the key
@@ -736,14 +724,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_backup_to_s3_restores_only_with_the_key() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
-    let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
-        .await
-        .expect("join")
-        .expect("s3");
+    let (pg, s3) = pg_and_s3().await;
     app(
         &pg,
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
@@ -785,11 +766,7 @@ async fn encrypted_backup_to_s3_restores_only_with_the_key() {
     };
     // Backing up needs only the public key.
     let out = run(&backup_only, &["backup", "postgres-full"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let stored = files(&s3.root().join(harness::s3::BUCKET).join("cluster-a"));
     let objects: Vec<&String> = stored
         .iter()
@@ -842,11 +819,7 @@ async fn encrypted_backup_to_s3_restores_only_with_the_key() {
             target.to_str().expect("utf8"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let restored = start_restored(target).await;
     let q = "SELECT count(*), md5(string_agg(v, '' ORDER BY id)) FROM t";
     assert_eq!(app(&restored, q), app(&pg, q));
@@ -1026,14 +999,7 @@ async fn tls_replication_connection_verifies_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
-    let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
-        .await
-        .expect("join")
-        .expect("s3");
+    let (pg, s3) = pg_and_s3().await;
     // Poorly compressible rows, so the base archive needs several 5 MiB parts.
     app(
         &pg,
@@ -1110,11 +1076,7 @@ async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
     );
 
     let out = run(&["backup", "postgres-full"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(listed.lines().count(), 2, "{listed}");
 }
@@ -1182,11 +1144,7 @@ async fn encrypted_wal_is_fetched_only_with_the_key() {
         "a failed fetch left a file where PostgreSQL reads"
     );
     let out = fetch(true, &dest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let bytes = std::fs::read(&dest).expect("segment");
     assert_eq!(bytes.len(), 16 << 20);
     // The first page header's magic: PostgreSQL 15's XLOG_PAGE_MAGIC, little-endian.
