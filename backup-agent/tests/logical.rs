@@ -9,17 +9,44 @@ use std::process::{Command, Output};
 use harness::postgres::{self, Postgres};
 use harness::process::TempDir;
 
-fn agent(pg: &Postgres, store: &Path, user: &str, password: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backup-agent"))
-        .args(args)
-        .env("BACKUP_AGENT_STORAGE__PATH", store)
+/// backup-agent storing into `store`, dumping as `user`.
+fn agent_cmd(pg: &Postgres, store: &Path, user: &str, password: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_backup-agent"));
+    c.env("BACKUP_AGENT_STORAGE__PATH", store)
         .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
         .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
         .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", user)
         .env("BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD", password)
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", "postgres")
+        .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", "postgres");
+    c
+}
+
+fn agent(pg: &Postgres, store: &Path, user: &str, password: &str, args: &[&str]) -> Output {
+    agent_cmd(pg, store, user, password)
+        .args(args)
         .output()
         .expect("run backup-agent")
+}
+
+/// Creates database `db` and restores the dump's `app` database into it, as the superuser.
+fn restore_app_into(pg: &Postgres, store: &Path, db: &str) -> Output {
+    pg.psql_super(&format!("CREATE DATABASE {db} OWNER app"))
+        .expect("create");
+    let dsn = pg.conninfo(postgres::SUPERUSER, postgres::SUPERUSER_PASSWORD, db);
+    agent(
+        pg,
+        store,
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &[
+            "restore",
+            "postgres-logical",
+            "--database",
+            "app",
+            "--dsn",
+            &dsn,
+        ],
+    )
 }
 
 fn ok(out: &Output) -> String {
@@ -87,27 +114,7 @@ fn dump_every_database_and_restore_one() {
     assert!(sql.contains("SCRAM-SHA-256"), "role passwords dumped");
 
     // Restore app into a new database: the same rows, view and sequence.
-    pg.psql_super("CREATE DATABASE app_restored OWNER app")
-        .expect("create");
-    let dsn = pg.conninfo(
-        postgres::SUPERUSER,
-        postgres::SUPERUSER_PASSWORD,
-        "app_restored",
-    );
-    let out = agent(
-        &pg,
-        store.path(),
-        postgres::SUPERUSER,
-        postgres::SUPERUSER_PASSWORD,
-        &[
-            "restore",
-            "postgres-logical",
-            "--database",
-            "app",
-            "--dsn",
-            &dsn,
-        ],
-    );
+    let out = restore_app_into(&pg, store.path(), "app_restored");
     ok(&out);
     let got = pg
         .psql(
@@ -120,6 +127,11 @@ fn dump_every_database_and_restore_one() {
     assert_eq!(got, want);
 
     // A database the dump does not have: a clear error.
+    let dsn = pg.conninfo(
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        "app_restored",
+    );
     let out = agent(
         &pg,
         store.path(),
@@ -149,31 +161,8 @@ fn dump_every_database_and_restore_one() {
         .find(|o| o.key.ends_with("/app.dump.zst"))
         .expect("app dump");
     let path = store.path().join(&app.key);
-    let mut bytes = std::fs::read(&path).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&path, bytes).expect("write");
-    pg.psql_super("CREATE DATABASE app_damaged OWNER app")
-        .expect("create");
-    let dsn = pg.conninfo(
-        postgres::SUPERUSER,
-        postgres::SUPERUSER_PASSWORD,
-        "app_damaged",
-    );
-    let out = agent(
-        &pg,
-        store.path(),
-        postgres::SUPERUSER,
-        postgres::SUPERUSER_PASSWORD,
-        &[
-            "restore",
-            "postgres-logical",
-            "--database",
-            "app",
-            "--dsn",
-            &dsn,
-        ],
-    );
+    harness::process::damage(&path, 0x01);
+    let out = restore_app_into(&pg, store.path(), "app_damaged");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -192,23 +181,17 @@ fn dump_every_database_and_restore_one() {
 
     // Without a superuser: the app database only, roles without passwords, said so. Started
     // within the same second as the first dump or not, it gets its own id.
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
-        .args(["backup", "postgres-logical"])
-        .env("BACKUP_AGENT_STORAGE__PATH", store.path())
-        .env(
-            "BACKUP_AGENT_LOG_FILE",
-            store.path().join("logs/backup.log"),
-        )
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", postgres::APP_USER)
-        .env(
-            "BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD",
-            postgres::APP_PASSWORD,
-        )
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", postgres::APP_DB)
-        .env("BACKUP_AGENT_LOGICAL__DATABASES", "[app]")
-        .output()
-        .expect("run");
+    let out = agent_cmd(
+        &pg,
+        store.path(),
+        postgres::APP_USER,
+        postgres::APP_PASSWORD,
+    )
+    .args(["backup", "postgres-logical"])
+    .env("BACKUP_AGENT_LOGICAL__POSTGRES__DBNAME", postgres::APP_DB)
+    .env("BACKUP_AGENT_LOGICAL__DATABASES", "[app]")
+    .output()
+    .expect("run");
     ok(&out);
     let cat = catalog(store.path());
     let m = cat
@@ -289,22 +272,16 @@ fn older_client_tools_are_refused_clearly() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-agent"))
-        .args(["backup", "postgres-logical"])
-        .env("BACKUP_AGENT_STORAGE__PATH", store.path())
-        .env(
-            "BACKUP_AGENT_LOG_FILE",
-            store.path().join("logs/backup.log"),
-        )
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__PORT", pg.port.to_string())
-        .env("BACKUP_AGENT_LOGICAL__POSTGRES__USER", postgres::SUPERUSER)
-        .env(
-            "BACKUP_AGENT_LOGICAL__POSTGRES__PASSWORD",
-            postgres::SUPERUSER_PASSWORD,
-        )
-        .env("BACKUP_AGENT_LOGICAL__BIN_DIR", bin.path())
-        .output()
-        .expect("runs");
+    let out = agent_cmd(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+    )
+    .args(["backup", "postgres-logical"])
+    .env("BACKUP_AGENT_LOGICAL__BIN_DIR", bin.path())
+    .output()
+    .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

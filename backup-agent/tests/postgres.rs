@@ -489,10 +489,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
         .key
         .clone();
     let path = store.join(&base);
-    let mut bytes = std::fs::read(&path).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xFF;
-    std::fs::write(&path, bytes).expect("write");
+    harness::process::damage(&path, 0xFF);
     let target = dir.path().join("restore");
     let out = cli(
         &store,
@@ -900,10 +897,7 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
         .find(|o| o.key.ends_with("base.tar.zst"))
         .expect("base");
     let path = store.join(&base.key);
-    let mut bytes = std::fs::read(&path).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x10;
-    std::fs::write(&path, bytes).expect("write");
+    harness::process::damage(&path, 0x10);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = tokio::task::spawn_blocking(drill).await.expect("join");
     assert!(!out.status.success(), "a drill of a damaged backup passed");

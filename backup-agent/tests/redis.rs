@@ -302,10 +302,7 @@ async fn master_when_no_replica_is_healthy_and_damage_is_caught() {
 
     // Damage one stored byte: verify and restore both refuse, naming the object.
     let obj = store.path().join(&m.objects[0].key);
-    let mut bytes = std::fs::read(&obj).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&obj, bytes).expect("write");
+    harness::process::damage(&obj, 0x40);
     let storage = Storage::local(store.path());
     let v = backup_agent::verify::verify(&storage, &Codec::reader(&cfg).expect("codec"), None)
         .await

@@ -345,3 +345,12 @@ pub fn run_as_server_user(cmd: &mut Command, what: &str) -> Result<String> {
     }
     run(cmd, what)
 }
+
+/// Damages a stored file the way bit rot does: XORs `mask` into its middle byte.
+pub fn damage(path: &Path, mask: u8) {
+    let mut bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= mask;
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
