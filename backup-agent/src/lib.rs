@@ -2,9 +2,10 @@
 //! incremental, for point-in-time recovery), Redis snapshots over the network, restore and
 //! verification, to a local directory or S3.
 //!
-//! Data flow: config -> [`pg`] (replication connection: BASE_BACKUP, START_REPLICATION) ->
-//! [`compress`] -> [`storage`] (streamed, temp-then-rename) -> catalog manifest (written last);
-//! [`restore`] reads the catalog back.
+//! Data flow: config -> a source ([`pg`]: BASE_BACKUP, START_REPLICATION; [`redis_snapshot`]:
+//! SYNC; [`logical`]: pg_dump) -> [`compress`] (zstd/gzip, then [`crypt`] when encryption is on)
+//! -> [`storage`] (streamed, temp-then-rename or multipart) -> catalog manifest (written last);
+//! [`restore`], [`verify`] and [`drill`] read the catalog back.
 
 pub mod compress;
 pub mod config;
@@ -31,8 +32,8 @@ use common::logfmt::{Line, LogFile};
 
 pub use config::Config;
 
-/// Registers metrics and returns the daemon's work: the WAL archiver (when enabled), its lag
-/// metrics, until cancelled.
+/// Registers metrics and returns the daemon's work until cancelled: the WAL archiver (when
+/// enabled) and its lag metrics, the scheduled jobs, catalog metrics.
 pub fn daemon(
     cfg: Config,
     config_path: Option<std::path::PathBuf>,
@@ -110,75 +111,76 @@ fn scheduled(
     metrics: &metrics::Metrics,
     restore_command: String,
 ) -> Vec<schedule::Job> {
+    let ctx = JobCtx {
+        cfg: cfg.clone(),
+        log: log.clone(),
+        metrics: metrics.clone(),
+        restore_command: restore_command.into(),
+    };
     let mut jobs = vec![];
-    let mut add = |name: &'static str, expr: &str, f: schedule::JobFn| {
+    let mut add = |name: &'static str, expr: &str, run: fn(JobCtx) -> schedule::JobRun| {
         if expr.trim().is_empty() {
             return;
         }
+        let ctx = ctx.clone();
         match schedule::parse(expr) {
-            Ok(s) => jobs.push(schedule::Job::new(name, s, f)),
+            Ok(s) => jobs.push(schedule::Job::new(
+                name,
+                s,
+                Arc::new(move || run(ctx.clone())),
+            )),
             Err(e) => tracing::error!("schedule of {name}: {e}"),
         }
     };
-    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
-    add(
-        "postgres-full",
-        &cfg.schedule.full,
-        Arc::new(move || {
-            let (c, l, m) = (c.clone(), l.clone(), m.clone());
-            Box::pin(async move { jobs::postgres_full(&c, &l, &m).await.map(|_| ()) })
-        }),
-    );
-    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
-    add(
-        "postgres-incr",
-        &cfg.schedule.incremental,
-        Arc::new(move || {
-            let (c, l, m) = (c.clone(), l.clone(), m.clone());
-            Box::pin(async move { jobs::postgres_incr(&c, &l, &m).await.map(|_| ()) })
-        }),
-    );
-    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
-    add(
-        "redis",
-        &cfg.schedule.redis,
-        Arc::new(move || {
-            let (c, l, m) = (c.clone(), l.clone(), m.clone());
-            Box::pin(async move { jobs::redis(&c, &l, &m).await.map(|_| ()) })
-        }),
-    );
-    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
-    add(
-        "postgres-logical",
-        &cfg.schedule.logical,
-        Arc::new(move || {
-            let (c, l, m) = (c.clone(), l.clone(), m.clone());
-            Box::pin(async move { jobs::postgres_logical(&c, &l, &m).await.map(|_| ()) })
-        }),
-    );
-    let (c, l, m) = (cfg.clone(), log.clone(), metrics.clone());
-    add(
-        "restore-drill",
-        &cfg.schedule.drill,
-        Arc::new(move || {
-            let (c, l, m, rc) = (c.clone(), l.clone(), m.clone(), restore_command.clone());
-            Box::pin(async move { jobs::drill(&c, &l, &m, &rc).await.map(|_| ()) })
-        }),
-    );
-    let (c, l) = (cfg.clone(), log.clone());
-    add(
-        "cleanup",
-        &cfg.schedule.cleanup,
-        Arc::new(move || {
-            let (c, l) = (c.clone(), l.clone());
-            Box::pin(async move {
-                jobs::cleanup(&c, &l, false, Duration::from_secs(12 * 3600))
-                    .await
-                    .map(|_| ())
-            })
-        }),
-    );
+    let s = &cfg.schedule;
+    add("postgres-full", &s.full, |x| {
+        Box::pin(async move {
+            jobs::postgres_full(&x.cfg, &x.log, &x.metrics)
+                .await
+                .map(|_| ())
+        })
+    });
+    add("postgres-incr", &s.incremental, |x| {
+        Box::pin(async move {
+            jobs::postgres_incr(&x.cfg, &x.log, &x.metrics)
+                .await
+                .map(|_| ())
+        })
+    });
+    add("redis", &s.redis, |x| {
+        Box::pin(async move { jobs::redis(&x.cfg, &x.log, &x.metrics).await.map(|_| ()) })
+    });
+    add("postgres-logical", &s.logical, |x| {
+        Box::pin(async move {
+            jobs::postgres_logical(&x.cfg, &x.log, &x.metrics)
+                .await
+                .map(|_| ())
+        })
+    });
+    add("restore-drill", &s.drill, |x| {
+        Box::pin(async move {
+            jobs::drill(&x.cfg, &x.log, &x.metrics, &x.restore_command)
+                .await
+                .map(|_| ())
+        })
+    });
+    add("cleanup", &s.cleanup, |x| {
+        Box::pin(async move {
+            jobs::cleanup(&x.cfg, &x.log, false, Duration::from_secs(12 * 3600))
+                .await
+                .map(|_| ())
+        })
+    });
     jobs
+}
+
+/// What every scheduled job runs with.
+#[derive(Clone)]
+struct JobCtx {
+    cfg: Arc<Config>,
+    log: Arc<LogFile>,
+    metrics: metrics::Metrics,
+    restore_command: Arc<str>,
 }
 
 /// Exports the WAL the archiver's slot retains on the server; warns (once per crossing) past

@@ -55,8 +55,10 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
     cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| format!("{expr:?}: {e}"))
 }
 
-pub type JobFn =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+/// One run of a job.
+pub type JobRun = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+pub type JobFn = Arc<dyn Fn() -> JobRun + Send + Sync>;
 
 /// One scheduled job.
 pub struct Job {
