@@ -100,12 +100,15 @@ impl Codec {
         };
         let c = &self.compression;
         Ok(match c.algorithm {
-            Algorithm::Zstd => {
-                Encoder::Zstd(async_compression::tokio::write::ZstdEncoder::with_quality(
+            // The frame's content checksum (XXH64) is checked by every decoder at the end of
+            // the frame: a damaged object fails to decode instead of decoding to other bytes.
+            Algorithm::Zstd => Encoder::Zstd(
+                async_compression::tokio::write::ZstdEncoder::with_quality_and_params(
                     sink,
                     Level::Precise(c.level.unwrap_or(3)),
-                ))
-            }
+                    &[async_compression::zstd::CParameter::checksum_flag(true)],
+                ),
+            ),
             Algorithm::Gzip => {
                 Encoder::Gzip(async_compression::tokio::write::GzipEncoder::with_quality(
                     sink,

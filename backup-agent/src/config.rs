@@ -37,6 +37,27 @@ pub struct Config {
     pub retention: crate::retention::Policy,
     /// When the daemon runs each job (cron, 5 fields, UTC).
     pub schedule: crate::schedule::Schedules,
+    /// Restore and `wal-fetch` (PostgreSQL's restore_command).
+    pub restore: Restore,
+}
+
+/// Restore settings (`[restore]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Restore {
+    /// How long `wal-fetch` retries a storage error (an outage, a timeout, a refused credential)
+    /// before it exits with the status that stops recovery (126). An object storage positively
+    /// reports absent ends recovery normally (exit 1) at once. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub wal_fetch_retry: std::time::Duration,
+}
+
+impl Default for Restore {
+    fn default() -> Self {
+        Self {
+            wal_fetch_retry: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Where a Redis snapshot comes from.
@@ -169,6 +190,7 @@ impl Default for Config {
             wal: Wal::default(),
             retention: crate::retention::Policy::default(),
             schedule: crate::schedule::Schedules::default(),
+            restore: Restore::default(),
         }
     }
 }

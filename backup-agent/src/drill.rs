@@ -4,14 +4,13 @@
 //! (`catalog/drills/<id>.json`) and the metrics, and the directory removed whatever happened.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use common::catalog::{BackupKind, DRILLS_PREFIX, DrillRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::Codec;
-use crate::restore::Target;
+use crate::restore::{Fetcher, Options, Target, recover};
 use crate::storage::Storage;
 
 /// Restore drill settings (`[drill]`).
@@ -50,14 +49,14 @@ impl Default for Drill {
     }
 }
 
-/// Runs one drill and records it (passed or failed). `restore_command` is what the temporary
-/// cluster fetches WAL with (this binary's `wal-fetch`). Returns the record; a failed drill is
+/// Runs one drill and records it (passed or failed). `fetcher` is the binary the temporary
+/// cluster fetches WAL with (`wal-fetch`). Returns the record; a failed drill is
 /// `Ok` with `ok = false` (the error is in `detail`), an error only when nothing could be recorded.
 pub async fn run(
     cfg: &crate::config::Config,
     storage: &Storage,
     codec: &Codec,
-    restore_command: &str,
+    fetcher: &Fetcher,
 ) -> anyhow::Result<DrillRecord> {
     let d = &cfg.drill;
     let started_at = SystemTime::now();
@@ -74,7 +73,7 @@ pub async fn run(
         .join(format!("outrigger-drill-{id}-{}", std::process::id()));
     let outcome = tokio::time::timeout(
         d.timeout,
-        attempt(d, storage, codec, restore_command, &backup, &work),
+        attempt(cfg, storage, codec, fetcher, &backup, &work),
     )
     .await
     .unwrap_or_else(|_| Err(anyhow::anyhow!("did not finish within {:?}", d.timeout)));
@@ -99,179 +98,48 @@ pub async fn run(
     Ok(record)
 }
 
-/// Restore, start, wait for recovery, query, stop. The result of the query as text.
+/// Restore, recover with a temporary postmaster, query, stop. The result of the query as text.
 async fn attempt(
-    d: &Drill,
+    cfg: &crate::config::Config,
     storage: &Storage,
     codec: &Codec,
-    restore_command: &str,
+    fetcher: &Fetcher,
     backup: &common::catalog::Manifest,
     work: &Path,
 ) -> anyhow::Result<String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = &cfg.drill;
+    std::fs::DirBuilder::new().mode(0o700).create(work)?;
+    let owner = if crate::osuser::is_root() {
+        let o = crate::osuser::lookup(&d.os_user).map_err(|e| {
+            anyhow::anyhow!("running as root, PostgreSQL needs another user (drill.os_user): {e:#}")
+        })?;
+        crate::osuser::chown_tree(work, o.0, o.1)?;
+        Some(o)
+    } else {
+        None
+    };
     let data = work.join("data");
-    let sock = work.join("sock");
-    tokio::fs::create_dir_all(&sock).await?;
-    crate::restore::restore(storage, codec, &Target::Latest, &data, restore_command)
+    // The newest backup plus every archived WAL file after it.
+    let opts = Options {
+        target: Target::Latest,
+        dir: data.clone(),
+        owner: owner.map(|(u, g)| format!("{u}:{g}")),
+        tablespaces: Default::default(),
+        recover: false,
+    };
+    crate::restore::restore(cfg, storage, codec, &opts, fetcher)
         .await
         .map_err(|e| anyhow::anyhow!("restore of {}: {e:#}", backup.id))?;
-    // A data directory from a Debian cluster has its postgresql.conf in /etc: give it one.
-    let conf = data.join("postgresql.conf");
-    if !conf.exists() {
-        tokio::fs::write(&conf, b"").await?;
-    }
-    let hba = work.join("drill_hba.conf");
-    tokio::fs::write(&hba, b"local all all trust\n").await?;
-    let owner = os_user(&d.os_user)?;
-    if let Some((uid, gid)) = owner {
-        chown_tree(work, uid, gid)?;
-    }
-    set_mode(&data, 0o700)?;
-    let postgres = postgres_binary(d, backup.pg_version);
-    let port = free_port()?;
-    let log = std::fs::File::create(work.join("postgres.log"))?;
-    let mut cmd = tokio::process::Command::new(&postgres);
-    cmd.arg("-D")
-        .arg(&data)
-        .arg("-p")
-        .arg(port.to_string())
-        .args(["-c", "listen_addresses="])
-        .arg("-c")
-        .arg(format!("unix_socket_directories={}", sock.display()))
-        .arg("-c")
-        .arg(format!("hba_file={}", hba.display()))
-        .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
-    if let Some((uid, gid)) = owner {
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("{}: {e} (set drill.bin_dir)", postgres.display()))?;
-    let result = query_when_recovered(d, &sock, port, &mut child).await;
-    stop(&mut child).await;
-    result.map_err(|e| {
-        let tail = log_tail(&work.join("postgres.log"));
-        anyhow::anyhow!("{e:#}; server log: {tail}")
+    let bin = recover::bin_dir(d.bin_dir.as_deref(), backup.pg_version);
+    let r = recover::run(&recover::Run {
+        dir: &data,
+        bin: &bin,
+        owner,
+        user: &d.user,
+        database: &d.database,
+        query: Some(&d.query),
     })
-}
-
-async fn query_when_recovered(
-    d: &Drill,
-    sock: &Path,
-    port: u16,
-    child: &mut tokio::process::Child,
-) -> anyhow::Result<String> {
-    let mut c = tokio_postgres::Config::new();
-    c.host_path(sock)
-        .port(port)
-        .user(&d.user)
-        .dbname(&d.database)
-        .application_name("backup-agent drill")
-        .connect_timeout(Duration::from_secs(5));
-    loop {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("the restored server exited ({status}) before recovery finished");
-        }
-        match c.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                let recovering: bool = client
-                    .query_one("SELECT pg_is_in_recovery()", &[])
-                    .await?
-                    .get(0);
-                if !recovering {
-                    let msg = client.simple_query(&d.query).await.map_err(|e| {
-                        anyhow::anyhow!("{}: {}", d.query, common::conn::pg_error_text(&e))
-                    })?;
-                    let value = msg.iter().find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            Some(r.get(0).unwrap_or("NULL").to_string())
-                        }
-                        _ => None,
-                    });
-                    return value.ok_or_else(|| anyhow::anyhow!("{} returned no row", d.query));
-                }
-            }
-            // Not accepting connections yet (starting, or replaying WAL).
-            Err(e) => tracing::debug!("drill: {}", common::conn::pg_error_text(&e)),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Fast shutdown (SIGINT), then kill.
-async fn stop(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status();
-        if tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
-fn postgres_binary(d: &Drill, major: Option<u32>) -> PathBuf {
-    if let Some(dir) = &d.bin_dir {
-        return dir.join("postgres");
-    }
-    if let Some(m) = major {
-        let p = PathBuf::from(format!("/usr/lib/postgresql/{m}/bin/postgres"));
-        if p.exists() {
-            return p;
-        }
-    }
-    PathBuf::from("postgres")
-}
-
-/// (uid, gid) of `name` when we are root (PostgreSQL refuses to run as root); `None` otherwise.
-fn os_user(name: &str) -> anyhow::Result<Option<(u32, u32)>> {
-    use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self")?.uid() != 0 {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd")?;
-    for line in passwd.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() > 3 && f[0] == name {
-            return Ok(Some((f[2].parse()?, f[3].parse()?)));
-        }
-    }
-    anyhow::bail!(
-        "running as root and there is no OS user {name:?} to run PostgreSQL as (drill.os_user)"
-    )
-}
-
-fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p)? {
-            chown_tree(&e?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
-
-fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn log_tail(p: &Path) -> String {
-    let text = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
+    .await?;
+    Ok(r.answer.unwrap_or_default())
 }

@@ -144,14 +144,14 @@ pub async fn drill(
     cfg: &Config,
     log: &LogFile,
     metrics: &Metrics,
-    restore_command: &str,
+    fetcher: &crate::restore::Fetcher,
 ) -> anyhow::Result<common::catalog::DrillRecord> {
     let started = Instant::now();
     log.emit(Line::new("job_start").field("job", "restore-drill"));
     let r = async {
         let storage = Storage::from_config(&cfg.storage).await?;
         let codec = crate::compress::Codec::reader(cfg)?;
-        crate::drill::run(cfg, &storage, &codec, restore_command).await
+        crate::drill::run(cfg, &storage, &codec, fetcher).await
     }
     .await;
     let took = started.elapsed().as_millis();
@@ -332,7 +332,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
     use crate::pg::conn::{format_lsn, parse_lsn};
     use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
     let storage = Storage::from_config(&cfg.storage).await?;
-    let (id, started_at) = basebackup::fresh_id(&storage, BackupKind::PostgresIncr).await;
+    let (id, started_at) = basebackup::fresh_id(&storage, BackupKind::PostgresIncr).await?;
     let catalog = storage.catalog().await?;
     let previous = catalog
         .manifests
@@ -402,23 +402,25 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
     // the last segment, so it is excluded).
     for segno in (from / seg)..=((to - 1) / seg) {
         let name = crate::pg::wal::segment_name(status.timeline, segno, seg);
-        let stored = crate::pg::wal::stored_key(&storage, &name).await;
-        match stored.as_ref().map(|k| (k, storage.get(k))) {
-            Some((key, get)) => {
-                let Ok(bytes) = get.await else {
-                    missing.push(name);
-                    continue;
-                };
-                let key = key.clone();
+        let Some(key) = crate::pg::wal::stored_key(&storage, &name).await? else {
+            missing.push(name);
+            continue;
+        };
+        // The archiver recorded each object's SHA-256 beside it; only objects stored before
+        // that are read back to hash them.
+        let sum = crate::pg::wal::recorded_sum(&storage, &key).await?;
+        let (size, sha256) = match sum {
+            Some(sum) => (storage.size(&key).await?, sum),
+            None => {
                 use sha2::Digest;
-                objects.push(ObjectEntry {
-                    key,
-                    size: bytes.len() as u64,
-                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-                });
+                let bytes = storage.get(&key).await?;
+                (
+                    bytes.len() as u64,
+                    hex::encode(sha2::Sha256::digest(&bytes)),
+                )
             }
-            None => missing.push(name),
-        }
+        };
+        objects.push(ObjectEntry { key, size, sha256 });
     }
     if !missing.is_empty() {
         anyhow::bail!(

@@ -14,6 +14,7 @@ pub mod drill;
 pub mod jobs;
 pub mod logical;
 pub mod metrics;
+pub mod osuser;
 pub mod pg;
 pub mod redis_snapshot;
 pub mod restore;
@@ -65,9 +66,9 @@ pub fn daemon(
                 cancel.clone(),
             ))
         });
-        let restore_command = restore::restore_command(&cfg, config_path.as_deref())?;
+        let fetcher = restore::Fetcher::current(config_path.as_deref())?;
         let scheduler = tokio::spawn(schedule::run(
-            scheduled(&cfg, &log, &metrics, restore_command),
+            scheduled(&cfg, &log, &metrics, fetcher),
             log.clone(),
             cancel.clone(),
         ));
@@ -109,13 +110,13 @@ fn scheduled(
     cfg: &Arc<Config>,
     log: &Arc<LogFile>,
     metrics: &metrics::Metrics,
-    restore_command: String,
+    fetcher: restore::Fetcher,
 ) -> Vec<schedule::Job> {
     let ctx = JobCtx {
         cfg: cfg.clone(),
         log: log.clone(),
         metrics: metrics.clone(),
-        restore_command: restore_command.into(),
+        fetcher: Arc::new(fetcher),
     };
     let mut jobs = vec![];
     let mut add = |name: &'static str, expr: &str, run: fn(JobCtx) -> schedule::JobRun| {
@@ -159,7 +160,7 @@ fn scheduled(
     });
     add("restore-drill", &s.drill, |x| {
         Box::pin(async move {
-            jobs::drill(&x.cfg, &x.log, &x.metrics, &x.restore_command)
+            jobs::drill(&x.cfg, &x.log, &x.metrics, &x.fetcher)
                 .await
                 .map(|_| ())
         })
@@ -180,7 +181,7 @@ struct JobCtx {
     cfg: Arc<Config>,
     log: Arc<LogFile>,
     metrics: metrics::Metrics,
-    restore_command: Arc<str>,
+    fetcher: Arc<restore::Fetcher>,
 }
 
 /// Exports the WAL the archiver's slot retains on the server; warns (once per crossing) past

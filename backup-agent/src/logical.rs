@@ -84,7 +84,7 @@ pub fn check_versions(tool: &str, tool_major: u32, server_num: u32) -> anyhow::R
 pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
     let l = &cfg.logical;
     let pg = l.postgres.as_ref().unwrap_or(&cfg.postgres);
-    let (id, started_at) = fresh_id(storage, BackupKind::PostgresLogical).await;
+    let (id, started_at) = fresh_id(storage, BackupKind::PostgresLogical).await?;
     let client = pg.connect("backup-agent").await?;
     let server_num: u32 = client
         .query_one("SELECT current_setting('server_version_num')::int4", &[])

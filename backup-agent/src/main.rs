@@ -67,7 +67,12 @@ enum Cmd {
     /// machine; restore needs it in `encryption.identity_file`) and its public recipient (put it
     /// in `encryption.recipients`).
     Keygen,
-    /// restore_command helper: fetch WAL file NAME from storage into PATH (exit 1 when absent).
+    /// PostgreSQL's restore_command: fetch WAL file NAME from storage into PATH, checked
+    /// (SHA-256, compression checksum) before it is renamed into place. Exit 0 when written, 1
+    /// only when storage says the file does not exist (the end of the archive), 126 for any
+    /// other failure (storage unreachable for `restore.wal_fetch_retry`, a damaged object, a
+    /// missing key or secret, a bad config): PostgreSQL then stops recovery instead of
+    /// promoting.
     WalFetch { name: String, path: PathBuf },
 }
 
@@ -96,12 +101,25 @@ enum RestoreWhat {
         /// Restore this backup (to its consistency point).
         #[arg(long, conflicts_with_all = ["time", "lsn"])]
         backup: Option<String>,
-        /// Recover to this time (RFC 3339, e.g. 2026-11-30T20:15:00Z).
+        /// Recover to this time, with its zone: RFC 3339 (2026-11-30T20:15:00Z) or what
+        /// PostgreSQL prints ('2026-11-30 20:15:00.123456+00', '... +01:00').
         #[arg(long, conflicts_with = "lsn")]
         time: Option<String>,
         /// Recover to this LSN (e.g. 0/3000028).
         #[arg(long)]
         lsn: Option<String>,
+        /// Give the restored directory to this OS user (name or UID:GID). Default: the user
+        /// running the restore. PostgreSQL refuses to run as root.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Replay and promote now: a temporary postmaster (as --owner, socket only, no TCP)
+        /// recovers to the target, answers a query and stops cleanly. What remains starts on any
+        /// stock PostgreSQL of the same major version, without backup-agent.
+        #[arg(long)]
+        recover: bool,
+        /// Where tablespace OID goes (repeatable): OID=DIR. Default: <target-dir>_tblspc_OID.
+        #[arg(long, value_name = "OID=DIR")]
+        tablespace_map: Vec<String>,
     },
     /// Restore one database of a logical dump with pg_restore (the object is verified first).
     PostgresLogical {
@@ -131,9 +149,22 @@ enum RestoreWhat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // wal-fetch runs as PostgreSQL's restore_command: any failure that is not "the archive has no
+    // such file" (exit 1) must stop recovery (exit 126), a mangled command line or a bad config
+    // included.
+    let fatal = || ExitCode::from(backup_agent::pg::fetch::EXIT_FATAL);
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "wal-fetch") => {
+            let _ = e.print();
+            return fatal();
+        }
+        Err(e) => e.exit(),
+    };
+    let wal_fetch = matches!(cli.cmd, Some(Cmd::WalFetch { .. })) && !cli.common.check_config;
     let cfg: Config = match common::app::bootstrap(&cli.common) {
         Ok(c) => c,
+        Err(_) if wal_fetch => return fatal(),
         Err(code) => return code,
     };
     let config_path = cli.common.config.clone();
@@ -256,8 +287,8 @@ fn main() -> ExitCode {
         } => common::app::run_command(|_| async move {
             let log = common::logfmt::LogFile::open(&cfg.log_file)?;
             let metrics = backup_agent::metrics::Metrics::default();
-            let cmd = backup_agent::restore::restore_command(&cfg, config_path.as_deref())?;
-            let d = backup_agent::jobs::drill(&cfg, &log, &metrics, &cmd).await?;
+            let fetcher = backup_agent::restore::Fetcher::current(config_path.as_deref())?;
+            let d = backup_agent::jobs::drill(&cfg, &log, &metrics, &fetcher).await?;
             println!(
                 "restore drill {} of backup {} passed: {}",
                 d.id, d.backup_id, d.detail
@@ -329,35 +360,54 @@ fn main() -> ExitCode {
                     backup,
                     time,
                     lsn,
+                    owner,
+                    recover,
+                    tablespace_map,
                 },
         } => common::app::run_command(|_| async move {
             let target = match (backup, time, lsn) {
                 (Some(id), _, _) => Target::Backup(id),
-                (_, Some(t), _) => {
-                    Target::Time(humantime::parse_rfc3339_weak(&t).map_err(|e| {
-                        anyhow::anyhow!(
-                            "--time {t:?}: {e} (use RFC 3339, e.g. 2026-11-30T20:15:00Z)"
-                        )
-                    })?)
-                }
+                (_, Some(t), _) => Target::Time(backup_agent::restore::parse_time(&t)?),
                 (_, _, Some(l)) => Target::Lsn(l),
                 _ => Target::Latest,
             };
+            let mut tablespaces = std::collections::HashMap::new();
+            for m in &tablespace_map {
+                let (oid, dir) = m
+                    .split_once('=')
+                    .and_then(|(o, d)| Some((o.parse::<u32>().ok()?, PathBuf::from(d))))
+                    .ok_or_else(|| anyhow::anyhow!("--tablespace-map {m:?}: give OID=DIR"))?;
+                tablespaces.insert(oid, dir);
+            }
             let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let cmd = backup_agent::restore::restore_command(&cfg, config_path.as_deref())?;
-            let m = backup_agent::restore::restore(
+            let opts = backup_agent::restore::Options {
+                target,
+                dir: target_dir.clone(),
+                owner,
+                tablespaces,
+                recover,
+            };
+            let fetcher = backup_agent::restore::Fetcher::current(config_path.as_deref())?;
+            let r = backup_agent::restore::restore(
+                &cfg,
                 &storage,
                 &Codec::reader(&cfg)?,
-                &target,
-                &target_dir,
-                &cmd,
+                &opts,
+                &fetcher,
             )
             .await?;
-            println!(
-                "restored {} into {}; start PostgreSQL on it to recover",
-                m.id,
-                target_dir.display()
-            );
+            match &r.recovered {
+                Some(rec) => println!(
+                    "restored {} into {}; {rec}; stopped cleanly: start PostgreSQL on it",
+                    r.backup.id,
+                    target_dir.display()
+                ),
+                None => println!(
+                    "restored {} into {}; start PostgreSQL on it to recover (restore_command runs backup-agent wal-fetch)",
+                    r.backup.id,
+                    target_dir.display()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Cleanup {
@@ -376,16 +426,24 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            Ok(
-                if backup_agent::pg::wal::fetch(&storage, &Codec::reader(&cfg)?, &name, &path)
-                    .await?
-                {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                },
-            )
+            use backup_agent::pg::fetch::{EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch};
+            let r = async {
+                let fatal = |e: anyhow::Error| FetchError::Fatal(format!("{e:#}"));
+                let storage = backup_agent::storage::Storage::from_config(&cfg.storage)
+                    .await
+                    .map_err(fatal)?;
+                let codec = Codec::reader(&cfg).map_err(fatal)?;
+                fetch(&storage, &codec, &name, &path, cfg.restore.wal_fetch_retry).await
+            }
+            .await;
+            Ok(match r {
+                Ok(Fetched::Written(_)) => ExitCode::SUCCESS,
+                Ok(Fetched::Absent) => ExitCode::from(EXIT_ABSENT),
+                Err(e) => {
+                    eprintln!("wal-fetch {name}: {e}; exit {EXIT_FATAL}: recovery stops here");
+                    ExitCode::from(EXIT_FATAL)
+                }
+            })
         }),
     }
 }

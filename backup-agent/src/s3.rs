@@ -344,14 +344,39 @@ impl S3 {
         Ok(Box::pin(self.get_object(key).await?.body.into_async_read()))
     }
 
-    pub async fn exists(&self, key: &str) -> bool {
-        self.client
+    /// The stored size of an object.
+    pub async fn size(&self, key: &str) -> std::io::Result<u64> {
+        let out = self
+            .client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .send()
             .await
-            .is_ok()
+            .map_err(|e| not_found_or(key, e))?;
+        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    /// `Ok(false)` only on a 404; a timeout, a refused credential or an outage is an error.
+    pub async fn exists(&self, key: &str) -> std::io::Result<bool> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = not_found_or(key, e);
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     pub async fn delete(&self, key: &str) -> std::io::Result<()> {

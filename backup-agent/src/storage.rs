@@ -91,10 +91,53 @@ impl Storage {
         }
     }
 
-    pub async fn exists(&self, key: &str) -> bool {
+    /// Whether `key` exists: `Ok(false)` only when storage positively says it does not (a local
+    /// ENOENT, an S3 404); any other failure is an error, never "absent".
+    pub async fn exists(&self, key: &str) -> std::io::Result<bool> {
         match self {
-            Self::Local(l) => tokio::fs::metadata(l.path(key)).await.is_ok(),
+            Self::Local(l) => match tokio::fs::symlink_metadata(l.path(key)).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(std::io::Error::new(
+                    e.kind(),
+                    format!("object {key} ({}): {e}", l.path(key).display()),
+                )),
+            },
             Self::S3(s) => s.exists(key).await,
+        }
+    }
+
+    /// The stored size of an object.
+    pub async fn size(&self, key: &str) -> std::io::Result<u64> {
+        match self {
+            Self::Local(l) => tokio::fs::metadata(l.path(key))
+                .await
+                .map(|m| m.len())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("object {key}: {e}"))),
+            Self::S3(s) => s.size(key).await,
+        }
+    }
+
+    /// The first of `keys` that exists, by one listing where the backend lists cheaply (S3: one
+    /// request for every key under their common prefix) or one check each (local).
+    pub async fn first_existing(&self, keys: &[String]) -> std::io::Result<Option<String>> {
+        match self {
+            Self::Local(_) => {
+                for k in keys {
+                    if self.exists(k).await? {
+                        return Ok(Some(k.clone()));
+                    }
+                }
+                Ok(None)
+            }
+            Self::S3(s) => {
+                let common = common_prefix(keys);
+                let listed = s.list(&common).await?;
+                Ok(keys
+                    .iter()
+                    .find(|k| listed.iter().any(|(l, _)| l == *k))
+                    .cloned())
+            }
         }
     }
 
@@ -170,6 +213,27 @@ impl Storage {
             objects.iter().map(|(k, b)| (k.as_str(), b.as_slice())),
         ))
     }
+}
+
+/// The longest prefix all keys share.
+fn common_prefix(keys: &[String]) -> String {
+    let Some(first) = keys.first() else {
+        return String::new();
+    };
+    let mut n = first.len();
+    for k in &keys[1..] {
+        n = n.min(
+            first
+                .bytes()
+                .zip(k.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    while !first.is_char_boundary(n) {
+        n -= 1;
+    }
+    first[..n].to_string()
 }
 
 /// An interrupted upload's remains.

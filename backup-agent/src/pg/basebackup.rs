@@ -34,12 +34,15 @@ pub fn new_id(at: SystemTime) -> String {
 /// A new id for a backup of `kind` starting now, and that start time: when a backup of the same
 /// kind already has this second's id (the CLI and the daemon at once), waits for the next second,
 /// so that one backup never writes over another's objects.
-pub async fn fresh_id(storage: &Storage, kind: BackupKind) -> (String, SystemTime) {
+pub async fn fresh_id(
+    storage: &Storage,
+    kind: BackupKind,
+) -> std::io::Result<(String, SystemTime)> {
     loop {
         let at = SystemTime::now();
         let id = new_id(at);
-        if !storage.exists(&kind.manifest_key(&id)).await {
-            return (id, at);
+        if !storage.exists(&kind.manifest_key(&id)).await? {
+            return Ok((id, at));
         }
         let into_second = at
             .duration_since(std::time::UNIX_EPOCH)
@@ -72,7 +75,7 @@ pub async fn run(
     estimate: bool,
     progress: Progress<'_>,
 ) -> Result<Manifest, BackupError> {
-    let (id, started_at) = fresh_id(storage, BackupKind::PostgresFull).await;
+    let (id, started_at) = fresh_id(storage, BackupKind::PostgresFull).await?;
     let mut conn = ReplConn::connect(pg).await?;
     let sys = conn.query("IDENTIFY_SYSTEM").await?;
     let system_id = sys

@@ -2,4 +2,5 @@
 
 pub mod basebackup;
 pub mod conn;
+pub mod fetch;
 pub mod wal;

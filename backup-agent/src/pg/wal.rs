@@ -107,25 +107,49 @@ struct Segment {
     end: u64,
 }
 
-async fn store(storage: &Storage, codec: &Codec, key: &str, data: &[u8]) -> std::io::Result<()> {
-    let mut enc = codec.encoder(storage.create(key).await?)?;
+/// Stores one WAL file (segment, partial segment or history file): compressed (with the zstd
+/// content checksum) and encrypted in memory, its SHA-256 written first as `<key>.sha256`, then
+/// the object. An object is never stored without its checksum beside it; wal-fetch and verify
+/// check it.
+pub async fn store(
+    storage: &Storage,
+    codec: &Codec,
+    key: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
+    use sha2::Digest;
+    let mut enc = codec.encoder(Vec::with_capacity(data.len() / 4))?;
     enc.write_all(data).await?;
-    enc.finish().await?.finish().await?;
+    let bytes = enc.finish().await?;
+    let sum = hex::encode(sha2::Sha256::digest(&bytes));
+    storage
+        .put(&format!("{key}{SUM_SUFFIX}"), format!("{sum}\n").as_bytes())
+        .await?;
+    storage.put(key, &bytes).await?;
     Ok(())
 }
 
+/// The suffix of the checksum object stored beside every WAL object.
+pub const SUM_SUFFIX: &str = ".sha256";
+
 /// Every suffix a stored WAL file may have: compression, then maybe encryption.
-const SUFFIXES: [&str; 4] = [".zst", ".gz", ".zst.age", ".gz.age"];
+pub const SUFFIXES: [&str; 4] = [".zst", ".gz", ".zst.age", ".gz.age"];
 
 /// The stored key of WAL file `name` (a complete segment or history file), whatever its codec.
-pub async fn stored_key(storage: &Storage, name: &str) -> Option<String> {
-    for s in SUFFIXES {
-        let key = format!("wal/{name}{s}");
-        if storage.exists(&key).await {
-            return Some(key);
-        }
+/// An error reaching storage is an error, not "absent".
+pub async fn stored_key(storage: &Storage, name: &str) -> std::io::Result<Option<String>> {
+    let keys: Vec<String> = SUFFIXES.iter().map(|s| format!("wal/{name}{s}")).collect();
+    storage.first_existing(&keys).await
+}
+
+/// The SHA-256 recorded for a stored WAL object, `None` when none was (archives written before
+/// checksums were recorded).
+pub async fn recorded_sum(storage: &Storage, key: &str) -> std::io::Result<Option<String>> {
+    match storage.get(&format!("{key}{SUM_SUFFIX}")).await {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    None
 }
 
 async fn session(
@@ -263,7 +287,9 @@ async fn session(
                             store(storage, codec, &format!("wal/{name}{ext}"), &seg.buf)
                                 .await
                                 .map_err(|e| io(&conn, e))?;
-                            let _ = storage.delete(&format!("wal/{name}.partial{ext}")).await;
+                            let partial = format!("wal/{name}.partial{ext}");
+                            let _ = storage.delete(&partial).await;
+                            let _ = storage.delete(&format!("{partial}{SUM_SUFFIX}")).await;
                             flushed = seg.end;
                             write_status(storage, seg.tli, flushed, seg_size)
                                 .await
@@ -415,65 +441,6 @@ async fn report(conn: &mut ReplConn, received: u64, flushed: u64) -> Result<(), 
     b.put_i64(pg_now());
     b.put_u8(0);
     conn.copy_data(Bytes::from(b)).await
-}
-
-/// `wal-fetch`: writes segment (or history file) `name` to `dest` for PostgreSQL's
-/// restore_command. Returns false when the archive does not have it (the normal end of recovery).
-pub async fn fetch(
-    storage: &Storage,
-    codec: &Codec,
-    name: &str,
-    dest: &std::path::Path,
-) -> anyhow::Result<bool> {
-    if name.contains('/') || name.is_empty() {
-        anyhow::bail!("bad WAL file name {name:?}");
-    }
-    let status: Option<WalStatus> = storage
-        .get(WAL_STATUS_KEY)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let candidates = SUFFIXES
-        .iter()
-        .map(|s| (s.to_string(), false))
-        .chain(SUFFIXES.iter().map(|s| (format!(".partial{s}"), true)));
-    for (suffix, partial) in candidates {
-        let key = format!("wal/{name}{suffix}");
-        if !storage.exists(&key).await {
-            continue;
-        }
-        let file = storage.open(&key).await?;
-        let mut dec = codec.decoder(&key, file)?;
-        // Written aside and renamed: PostgreSQL never sees a half-written or undecryptable file.
-        let tmp = dest.with_extension("outrigger-tmp");
-        let written = async {
-            let mut out = tokio::fs::File::create(&tmp).await?;
-            let n = tokio::io::copy(&mut dec, &mut out)
-                .await
-                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
-            if partial {
-                // PostgreSQL reads whole segments: pad the open one with zeros.
-                let size = status
-                    .as_ref()
-                    .and_then(|s| s.segment_size)
-                    .unwrap_or(16 << 20);
-                if n < size {
-                    out.set_len(size).await?;
-                }
-            }
-            out.sync_all().await?;
-            drop(out);
-            tokio::fs::rename(&tmp, dest).await?;
-            Ok::<_, anyhow::Error>(())
-        }
-        .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        written?;
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 #[cfg(test)]

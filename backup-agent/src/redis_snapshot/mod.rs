@@ -31,7 +31,7 @@ pub async fn snapshot(
     storage: &Storage,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> anyhow::Result<Manifest> {
-    let (id, started_at) = fresh_id(storage, BackupKind::Redis).await;
+    let (id, started_at) = fresh_id(storage, BackupKind::Redis).await?;
     let picked = source::pick(&cfg.redis_snapshot, &cfg.redis).await?;
     tracing::info!(node = %picked.node, role = picked.role, why = %picked.why, "redis snapshot source");
     let codec = Codec::writer(cfg)?;

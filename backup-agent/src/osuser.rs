@@ -1,0 +1,42 @@
+//! OS users for the files and processes a restore hands over: PostgreSQL refuses to run as root,
+//! so a restore run as root gives the data directory to `--owner` and runs the server as that user.
+
+use std::path::Path;
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// (uid, gid) of OS user `name` (from /etc/passwd), or its numeric uid[:gid].
+pub fn lookup(name: &str) -> anyhow::Result<(u32, u32)> {
+    if let Some((u, g)) = name.split_once(':')
+        && let (Ok(u), Ok(g)) = (u.parse(), g.parse())
+    {
+        return Ok((u, g));
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == name {
+            return Ok((f[2].parse()?, f[3].parse()?));
+        }
+    }
+    if let Ok(u) = name.parse::<u32>() {
+        return Ok((u, u));
+    }
+    anyhow::bail!("there is no OS user {name:?} (give a user name, or UID:GID)")
+}
+
+/// Gives a tree to (uid, gid), never following symbolic links.
+pub fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+    let m = std::fs::symlink_metadata(p)?;
+    if m.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! `wal-fetch`, PostgreSQL's `restore_command`: one WAL file from storage into the path
+//! PostgreSQL names, checked before PostgreSQL sees a byte.
+//!
+//! The exit status is what PostgreSQL acts on, so it is exact:
+//! - 0: the file is in place (decoded, checksums matched, fsynced, renamed into place);
+//! - 1 ([`EXIT_ABSENT`]): storage positively says the file does not exist (an S3 404 or an empty
+//!   listing, a local ENOENT) — PostgreSQL takes this as the end of the archive and, in a
+//!   "latest" restore, promotes;
+//! - 126 ([`EXIT_FATAL`]): anything else — storage unreachable for `restore.wal_fetch_retry`, a
+//!   damaged object, a missing key or secret, a bad configuration. PostgreSQL treats a status
+//!   above 125 as fatal: recovery stops with an error instead of promoting at the wrong point.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::catalog::{WAL_STATUS_KEY, WalStatus};
+use tokio::io::AsyncWriteExt;
+
+use super::wal::{SUFFIXES, recorded_sum};
+use crate::compress::Codec;
+use crate::storage::{HashingReader, Storage};
+
+/// Exit status: the archive does not have the file.
+pub const EXIT_ABSENT: u8 = 1;
+/// Exit status that makes PostgreSQL stop recovery (any status above 125 does).
+pub const EXIT_FATAL: u8 = 126;
+
+/// What a fetch did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// Written to the destination from this stored key.
+    Written(String),
+    /// Storage says the archive has no such file.
+    Absent,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Storage could not be asked or read (retried until the deadline).
+    #[error("{0}")]
+    Storage(String),
+    /// Retrying cannot help: a damaged object, a bad name, a missing or wrong key.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Fetches WAL file `name` into `dest`, retrying storage errors with backoff for `retry`.
+pub async fn fetch(
+    storage: &Storage,
+    codec: &Codec,
+    name: &str,
+    dest: &Path,
+    retry: Duration,
+) -> Result<Fetched, FetchError> {
+    let deadline = Instant::now() + retry;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match attempt(storage, codec, name, dest).await {
+            Err(FetchError::Storage(e)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(FetchError::Fatal(format!(
+                        "{e} (still failing after restore.wal_fetch_retry = {})",
+                        humantime::format_duration(retry)
+                    )));
+                }
+                eprintln!("wal-fetch {name}: {e}; retrying");
+                tokio::time::sleep(delay.min(left)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn storage_err(e: std::io::Error) -> FetchError {
+    FetchError::Storage(format!("storage: {e}"))
+}
+
+async fn attempt(
+    storage: &Storage,
+    codec: &Codec,
+    name: &str,
+    dest: &Path,
+) -> Result<Fetched, FetchError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(FetchError::Fatal(format!("bad WAL file name {name:?}")));
+    }
+    let keys: Vec<String> = SUFFIXES
+        .iter()
+        .map(|s| format!("wal/{name}{s}"))
+        .chain(SUFFIXES.iter().map(|s| format!("wal/{name}.partial{s}")))
+        .collect();
+    let Some(key) = storage.first_existing(&keys).await.map_err(storage_err)? else {
+        return Ok(Fetched::Absent);
+    };
+    let partial = key.contains(".partial.");
+    let recorded = recorded_sum(storage, &key).await.map_err(storage_err)?;
+    let segment_size = if partial {
+        match storage.get(WAL_STATUS_KEY).await {
+            Ok(b) => serde_json::from_slice::<WalStatus>(&b)
+                .ok()
+                .and_then(|s| s.segment_size),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(storage_err(e)),
+        }
+        .unwrap_or(16 << 20)
+    } else {
+        0
+    };
+    let stored = HashingReader::new(storage.open(&key).await.map_err(storage_err)?);
+    let (mut dec, tee) = crate::restore::decode_hashed(codec, &key, stored)
+        .map_err(|e| FetchError::Fatal(format!("{e:#}")))?;
+    // Written aside and renamed: PostgreSQL never sees a half-written, damaged or undecryptable
+    // file.
+    let tmp = dest.with_extension("outrigger-tmp");
+    let written = async {
+        let mut out = tokio::fs::File::create(&tmp).await?;
+        let n = tokio::io::copy(&mut dec, &mut out).await;
+        Ok::<_, std::io::Error>((out, n))
+    }
+    .await;
+    drop(dec);
+    let hashed = tee.await.map_err(|e| FetchError::Storage(e.to_string()))?;
+    let finish = async {
+        let (mut out, decoded) = written
+            .map_err(|e| FetchError::Fatal(format!("cannot write {}: {e}", tmp.display())))?;
+        let (_, sha) = hashed.map_err(|e| {
+            storage_err(std::io::Error::new(e.kind(), format!("object {key}: {e}")))
+        })?;
+        if let Some(want) = &recorded
+            && !want.eq_ignore_ascii_case(&sha)
+        {
+            return Err(FetchError::Fatal(format!(
+                "object {key} is damaged: its SHA-256 is {sha}, {key}.sha256 records {want}"
+            )));
+        }
+        let n = decoded.map_err(|e| {
+            FetchError::Fatal(format!("object {key} is damaged or cannot be decoded: {e}"))
+        })?;
+        let io = |e: std::io::Error| FetchError::Fatal(format!("{}: {e}", tmp.display()));
+        if partial && n < segment_size {
+            // PostgreSQL reads whole segments: pad the open one with zeros.
+            out.set_len(segment_size).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        out.sync_all().await.map_err(io)?;
+        drop(out);
+        tokio::fs::rename(&tmp, dest).await.map_err(io)?;
+        if let Some(dir) = dest.parent()
+            && let Ok(d) = tokio::fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .await
+        {
+            let _ = d.sync_all().await;
+        }
+        Ok(Fetched::Written(key.clone()))
+    }
+    .await;
+    if finish.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    finish
+}

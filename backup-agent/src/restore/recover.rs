@@ -1,0 +1,244 @@
+//! `restore postgres --recover` and restore drills: a temporary postmaster on a restored data
+//! directory — run as its owner, reachable only through a socket in a private 0700 directory (no
+//! TCP), its own pg_hba — replays WAL to the target and promotes; it must then answer a query,
+//! and it is shut down cleanly (a fast shutdown writes a checkpoint, so the directory needs no
+//! recovery at its next start). Reports where recovery ended.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One recovery run.
+pub struct Run<'a> {
+    /// The restored data directory (with `recovery.signal`).
+    pub dir: &'a Path,
+    /// Directory of the PostgreSQL server binaries.
+    pub bin: &'a Path,
+    /// (uid, gid) the server runs as; `None`: this process's user.
+    pub owner: Option<(u32, u32)>,
+    /// Role and database to connect as (trust, on the private socket only).
+    pub user: &'a str,
+    pub database: &'a str,
+    /// A query whose first value is returned (restore drills).
+    pub query: Option<&'a str>,
+}
+
+/// Where recovery ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recovered {
+    /// The last WAL record replayed.
+    pub lsn: String,
+    /// The commit time of the last transaction replayed, as PostgreSQL prints it.
+    pub last_transaction: Option<String>,
+    /// The timeline the promoted server writes on.
+    pub timeline: u32,
+    /// The first value of [`Run::query`].
+    pub answer: Option<String>,
+}
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovered to LSN {} (last transaction at {}), promoted to timeline {}",
+            self.lsn,
+            self.last_transaction.as_deref().unwrap_or("-"),
+            self.timeline
+        )
+    }
+}
+
+/// The directory of the `postgres` binary: `configured`, else `/usr/lib/postgresql/<major>/bin`
+/// when it exists, else whatever PATH has (an empty path).
+pub fn bin_dir(configured: Option<&Path>, major: Option<u32>) -> PathBuf {
+    if let Some(d) = configured {
+        return d.to_path_buf();
+    }
+    if let Some(m) = major {
+        let p = PathBuf::from(format!("/usr/lib/postgresql/{m}/bin"));
+        if p.join("postgres").exists() {
+            return p;
+        }
+    }
+    PathBuf::new()
+}
+
+/// Starts the server, waits until it has promoted, queries it, stops it.
+pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
+    use std::os::unix::fs::DirBuilderExt;
+    let private = std::env::temp_dir().join(format!(
+        "outrigger-recover-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let conf = r.dir.join("postgresql.conf");
+    // A data directory from a Debian cluster keeps its postgresql.conf in /etc: lend it an empty
+    // one for this run.
+    let lent_conf = !conf.exists();
+    let result = async {
+        if lent_conf {
+            super::unpack::write_nofollow(&conf, b"", false, 0o600)?;
+        }
+        let hba = private.join("hba.conf");
+        std::fs::write(&hba, b"local all all trust\n")?;
+        if let Some((uid, gid)) = r.owner {
+            crate::osuser::chown_tree(&private, uid, gid)?;
+            if lent_conf {
+                std::os::unix::fs::lchown(&conf, Some(uid), Some(gid))?;
+            }
+        }
+        start_and_query(r, &private, &hba).await
+    }
+    .await;
+    if lent_conf {
+        let _ = std::fs::remove_file(&conf);
+    }
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
+async fn start_and_query(r: &Run<'_>, private: &Path, hba: &Path) -> anyhow::Result<Recovered> {
+    let postgres = r.bin.join("postgres");
+    let log_path = private.join("postgres.log");
+    let log = std::fs::File::create(&log_path)?;
+    if let Some((uid, gid)) = r.owner {
+        std::os::unix::fs::lchown(&log_path, Some(uid), Some(gid))?;
+    }
+    let mut cmd = tokio::process::Command::new(&postgres);
+    cmd.arg("-D")
+        .arg(r.dir)
+        .args(["-p", "5432", "-c", "listen_addresses="])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", private.display()))
+        .arg("-c")
+        .arg(format!("hba_file={}", hba.display()))
+        // Keep this run's WAL through its shutdown checkpoint, so that an archiver started on
+        // the promoted cluster can still store the new timeline from its first segment.
+        .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
+        .args(["-c", "wal_keep_size=1GB"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = r.owner {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (install the PostgreSQL server, or set drill.bin_dir)",
+            postgres.display()
+        )
+    })?;
+    let result = wait_promoted(r, private, &mut child).await;
+    let stopped = stop(&mut child).await;
+    let tail = || crate::restore::recover::log_tail(&log_path);
+    let recovered = result.map_err(|e| anyhow::anyhow!("{e:#}; server log: {}", tail()))?;
+    stopped.map_err(|e| anyhow::anyhow!("{e:#}; server log: {}", tail()))?;
+    Ok(recovered)
+}
+
+async fn wait_promoted(
+    r: &Run<'_>,
+    private: &Path,
+    child: &mut tokio::process::Child,
+) -> anyhow::Result<Recovered> {
+    let mut c = tokio_postgres::Config::new();
+    c.host_path(private)
+        .port(5432)
+        .user(r.user)
+        .dbname(r.database)
+        .application_name("backup-agent recover")
+        .connect_timeout(Duration::from_secs(5));
+    let mut last_error = String::new();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the server stopped ({status}) before recovery finished, without promoting{}",
+                if last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last: {last_error})")
+                }
+            );
+        }
+        match c.connect(tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                let recovering: bool = client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", common::conn::pg_error_text(&e)))?
+                    .get(0);
+                if !recovering {
+                    let row = client
+                        .query_one(
+                            "SELECT pg_last_wal_replay_lsn()::text, \
+                             pg_last_xact_replay_timestamp()::text, \
+                             ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", common::conn::pg_error_text(&e)))?;
+                    // The server must answer a query of the caller's (drills) or a plain one.
+                    let answer = first_value(&client, r.query.unwrap_or("SELECT 1")).await?;
+                    return Ok(Recovered {
+                        lsn: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                        last_transaction: row.get(1),
+                        timeline: row.get::<_, i32>(2) as u32,
+                        answer: r.query.map(|_| answer),
+                    });
+                }
+            }
+            // Not accepting connections yet (starting, or replaying WAL).
+            Err(e) => last_error = common::conn::pg_error_text(&e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn first_value(client: &tokio_postgres::Client, q: &str) -> anyhow::Result<String> {
+    let msg = client
+        .simple_query(q)
+        .await
+        .map_err(|e| anyhow::anyhow!("{q}: {}", common::conn::pg_error_text(&e)))?;
+    msg.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some(r.get(0).unwrap_or("NULL").to_string())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("{q} returned no row"))
+}
+
+/// Fast shutdown (SIGINT): a clean stop with a checkpoint. Killed after 5 minutes.
+async fn stop(child: &mut tokio::process::Child) -> anyhow::Result<()> {
+    if let Some(s) = child.try_wait()? {
+        anyhow::ensure!(s.success(), "the server exited ({s})");
+        return Ok(());
+    }
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        match tokio::time::timeout(Duration::from_secs(300), child.wait()).await {
+            Ok(Ok(s)) if s.success() => return Ok(()),
+            Ok(Ok(s)) => anyhow::bail!("the server did not stop cleanly ({s})"),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    let _ = child.kill().await;
+    anyhow::bail!("the server did not stop within 5 minutes and was killed")
+}
+
+/// The last lines of a server log, on one line.
+pub fn log_tail(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}
