@@ -348,6 +348,15 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         .and_then(parse_lsn)
         .ok_or_else(|| anyhow::anyhow!("backup {} has no end LSN", previous.id))?;
     let client = cfg.postgres.connect("backup-agent").await?;
+    let system_id: String = client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("pg_control_system(): {}", common::conn::pg_error_text(&e)))?
+        .get(0);
+    crate::cluster::claim(&storage, &system_id, previous.pg_version).await?;
     let switched: String = client
         .query_one("SELECT pg_switch_wal()::text", &[])
         .await

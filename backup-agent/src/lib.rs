@@ -7,6 +7,7 @@
 //! -> [`storage`] (streamed, temp-then-rename or multipart) -> catalog manifest (written last);
 //! [`restore`], [`verify`] and [`drill`] read the catalog back.
 
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod crypt;
@@ -254,6 +255,15 @@ async fn catalog_metrics(storage: &storage::Storage, metrics: &metrics::Metrics)
         let _ = metrics.failures.get_or_create(&l);
         let total: u64 = of_kind.iter().map(|m| m.size()).sum();
         metrics.storage_bytes.get_or_create(&l).set(total as i64);
+    }
+    if let Some((start, end)) = cat.recovery_window() {
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        metrics.window_start.set(secs(start));
+        metrics.window_end.set(secs(end));
     }
     if let Some(d) = cat
         .drills

@@ -305,7 +305,7 @@ fn main() -> ExitCode {
                 .map(|v| {
                     vec![
                         v.id.clone(),
-                        v.kind.as_str().to_string(),
+                        v.kind.clone(),
                         if v.problem.is_none() { "ok" } else { "DAMAGED" }.to_string(),
                         v.problem.clone().unwrap_or_else(|| v.checked.clone()),
                     ]
@@ -351,6 +351,37 @@ fn main() -> ExitCode {
                 "{}",
                 common::table::render(&["ID", "KIND", "FINISHED", "BYTES", "LSN"], &rows)
             );
+            match &cat.cluster {
+                Some(c) => println!(
+                    "cluster {} (PostgreSQL {}), first seen {}",
+                    c.system_id,
+                    c.pg_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    humantime::format_rfc3339_seconds(c.first_seen)
+                ),
+                None => println!("cluster: none recorded yet"),
+            }
+            match cat.recovery_window() {
+                Some((start, end)) => println!(
+                    "recoverable from {} to {}{}",
+                    humantime::format_rfc3339_seconds(start),
+                    humantime::format_rfc3339_seconds(end),
+                    cat.wal
+                        .as_ref()
+                        .map(|w| format!(
+                            " (archived WAL to {}, timeline {})",
+                            w.flushed_lsn, w.timeline
+                        ))
+                        .unwrap_or_else(
+                            || " (no WAL archived: backup consistency points only)".into()
+                        )
+                ),
+                None => println!("recoverable: nothing (no full backup)"),
+            }
+            for u in &cat.unreadable {
+                eprintln!("warning: unreadable catalog file {u}");
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Restore {

@@ -31,6 +31,11 @@ pub struct Metrics {
     pub last_drill_success: Gauge<f64, AtomicU64>,
     /// backup_agent_restore_drill_failures_total
     pub drill_failures: Counter,
+    /// backup_agent_recovery_window_start_timestamp_seconds: the oldest point a restore reaches
+    /// (start of the oldest full backup).
+    pub window_start: Gauge<f64, AtomicU64>,
+    /// backup_agent_recovery_window_end_timestamp_seconds: the newest (the archiver's last store).
+    pub window_end: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -86,6 +91,16 @@ impl Metrics {
             "restore_drill_failures",
             "Restore drills that failed",
             m.drill_failures.clone(),
+        );
+        r.register(
+            "recovery_window_start_timestamp_seconds",
+            "Unix time of the oldest point a restore can reach (start of the oldest full backup)",
+            m.window_start.clone(),
+        );
+        r.register(
+            "recovery_window_end_timestamp_seconds",
+            "Unix time of the newest point a restore can reach (newest archived WAL)",
+            m.window_end.clone(),
         );
         m
     }

@@ -18,7 +18,8 @@ use crate::storage::{HashingReader, Storage, check_stored, verify_object};
 #[derive(Clone, Debug)]
 pub struct Verdict {
     pub id: String,
-    pub kind: BackupKind,
+    /// The backup kind, or `catalog` for a catalog file that cannot be read.
+    pub kind: String,
     /// `None` when good; the first problem found otherwise.
     pub problem: Option<String>,
     /// What was checked, for people.
@@ -43,6 +44,18 @@ pub async fn verify(
         None => cat.manifests.iter().collect(),
     };
     let mut out = vec![];
+    // A catalog file that cannot be read may be a backup nobody can see: never "all good".
+    if id.is_none() {
+        for u in &cat.unreadable {
+            out.push(Verdict {
+                id: u.split(':').next().unwrap_or_default().to_string(),
+                kind: "catalog".into(),
+                problem: Some(format!("unreadable: {u}")),
+                checked: String::new(),
+            });
+        }
+    }
+    let chain = WalChain::read(storage, codec, &cat).await;
     for m in chosen {
         let r = match m.kind {
             BackupKind::Redis => {
@@ -56,17 +69,177 @@ pub async fn verify(
                         )
                     })
             }
-            BackupKind::PostgresFull => postgres_full(storage, codec, m).await,
+            BackupKind::PostgresFull => match postgres_full(storage, codec, m).await {
+                Ok(files) => match &chain {
+                    Ok(Some(c)) => c.check_from(m).map(|wal| format!("{files}; {wal}")),
+                    Ok(None) => Ok(format!("{files}; no WAL archived")),
+                    Err(e) => Err(anyhow::anyhow!(
+                        "{files}, but the WAL archive cannot be read: {e:#}"
+                    )),
+                },
+                Err(e) => Err(e),
+            },
             _ => objects(storage, &m.objects).await,
         };
         out.push(Verdict {
             id: m.id.clone(),
-            kind: m.kind,
+            kind: m.kind.as_str().to_string(),
             checked: r.as_ref().map(String::clone).unwrap_or_default(),
             problem: r.err().map(|e| format!("{e:#}")),
         });
     }
     Ok(out)
+}
+
+/// The archived WAL: which segments are stored on which timeline, and the path of timelines to
+/// the newest, from its history file.
+struct WalChain {
+    seg_size: u64,
+    /// (timeline, segment number) of complete segments.
+    complete: std::collections::HashSet<(u32, u64)>,
+    partial: std::collections::HashSet<(u32, u64)>,
+    /// (timeline, the LSN it begins at), oldest first; the first begins at 0.
+    path: Vec<(u32, u64)>,
+    /// The newest archived LSN.
+    end: u64,
+}
+
+impl WalChain {
+    async fn read(
+        storage: &Storage,
+        codec: &Codec,
+        cat: &common::catalog::Catalog,
+    ) -> anyhow::Result<Option<Self>> {
+        use crate::pg::conn::parse_lsn;
+        let Some(status) = &cat.wal else {
+            return Ok(None);
+        };
+        let seg_size = status.segment_size.unwrap_or(16 << 20);
+        let mut complete = std::collections::HashSet::new();
+        let mut partial = std::collections::HashSet::new();
+        for key in storage.keys("wal/").await? {
+            let Some(name) = key.strip_prefix("wal/") else {
+                continue;
+            };
+            if name.ends_with(crate::pg::wal::SUM_SUFFIX) || name.len() < 24 {
+                continue;
+            }
+            let hex = &name[..24];
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let tli = u32::from_str_radix(&hex[..8], 16)?;
+            let per_id = 0x1_0000_0000 / seg_size;
+            let segno = u64::from_str_radix(&hex[8..16], 16)? * per_id
+                + u64::from_str_radix(&hex[16..24], 16)?;
+            if name[24..].starts_with(".partial") {
+                partial.insert((tli, segno));
+            } else {
+                complete.insert((tli, segno));
+            }
+        }
+        let mut path = vec![(status.timeline, 0)];
+        if status.timeline > 1 {
+            let name = format!("{:08X}.history", status.timeline);
+            let key = crate::pg::wal::stored_key(storage, &name)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the history file of timeline {} ({name}) is not archived",
+                        status.timeline
+                    )
+                })?;
+            let stored = HashingReader::new(storage.open(&key).await?);
+            let (mut dec, tee) = crate::restore::decode_hashed(codec, &key, stored)?;
+            let mut text = String::new();
+            dec.read_to_string(&mut text)
+                .await
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            drop(dec);
+            tee.await??;
+            // `parent  switchpoint  reason`: the parent ran until the switch point.
+            let mut entries: Vec<(u32, u64)> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    Some((f.next()?.parse().ok()?, parse_lsn(f.next()?)?))
+                })
+                .collect();
+            entries.sort();
+            path.clear();
+            let mut begins = 0;
+            for (tli, switch) in entries {
+                path.push((tli, begins));
+                begins = switch;
+            }
+            path.push((status.timeline, begins));
+        }
+        Ok(Some(Self {
+            seg_size,
+            complete,
+            partial,
+            path,
+            end: parse_lsn(&status.flushed_lsn).unwrap_or(0),
+        }))
+    }
+
+    /// Every segment from backup `m`'s start to the newest archived LSN is stored: complete, or
+    /// partial for the last one. Names the missing ones.
+    fn check_from(&self, m: &Manifest) -> anyhow::Result<String> {
+        use crate::pg::conn::{format_lsn, parse_lsn};
+        let start = m
+            .start_lsn
+            .as_deref()
+            .and_then(parse_lsn)
+            .ok_or_else(|| anyhow::anyhow!("the backup has no start LSN"))?;
+        if self.end < start {
+            anyhow::bail!(
+                "the WAL archive ends at {}, before the backup starts ({})",
+                format_lsn(self.end),
+                format_lsn(start)
+            );
+        }
+        let (first, last) = (
+            start / self.seg_size,
+            self.end.saturating_sub(1).max(start) / self.seg_size,
+        );
+        let mut missing = vec![];
+        for segno in first..=last {
+            // The newest timeline that had begun by the start of the segment's successor: the
+            // segment holding a switch point belongs to the new timeline.
+            let tli = self
+                .path
+                .iter()
+                .rev()
+                .find(|(_, begins)| begins / self.seg_size <= segno)
+                .map(|(t, _)| *t)
+                .unwrap_or(1);
+            let ok = self.complete.contains(&(tli, segno))
+                || (segno == last && self.partial.contains(&(tli, segno)));
+            if !ok {
+                missing.push(crate::pg::wal::segment_name(tli, segno, self.seg_size));
+            }
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "the WAL from this backup to {} has {} missing segment(s): {}{}",
+                format_lsn(self.end),
+                missing.len(),
+                missing
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() > 10 { ", ..." } else { "" }
+            );
+        }
+        Ok(format!(
+            "WAL complete to {} ({} segment(s))",
+            format_lsn(self.end),
+            last - first + 1
+        ))
+    }
 }
 
 /// Size and SHA-256 of each object as stored.

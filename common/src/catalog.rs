@@ -101,6 +101,20 @@ pub struct WalStatus {
     pub segment_size: Option<u64>,
 }
 
+/// Key of the record of the cluster whose backups a storage prefix holds.
+pub const CLUSTER_KEY: &str = "catalog/cluster.json";
+
+/// The one PostgreSQL cluster a storage prefix belongs to: written by the first backup or WAL
+/// archived into it; every later writer must have the same system identifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub system_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_version: Option<u32>,
+    #[serde(with = "rfc3339")]
+    pub first_seen: SystemTime,
+}
+
 /// Where restore drills are recorded (`catalog/drills/<id>.json`).
 pub const DRILLS_PREFIX: &str = "catalog/drills/";
 
@@ -126,6 +140,8 @@ pub struct Catalog {
     pub manifests: Vec<Manifest>,
     pub wal: Option<WalStatus>,
     pub drills: Vec<DrillRecord>,
+    /// The cluster the prefix belongs to (`catalog/cluster.json`).
+    pub cluster: Option<ClusterInfo>,
     pub unreadable: Vec<String>,
 }
 
@@ -138,6 +154,30 @@ impl Catalog {
             .max_by_key(|m| m.finished_at)
     }
 
+    /// The recoverable window: from the start of the oldest full backup to the newest archived
+    /// WAL (as of the archiver's last store).
+    pub fn recovery_window(&self) -> Option<(SystemTime, SystemTime)> {
+        let start = self
+            .manifests
+            .iter()
+            .filter(|m| m.kind == BackupKind::PostgresFull)
+            .map(|m| m.started_at)
+            .min()?;
+        let end = self
+            .wal
+            .as_ref()
+            .map(|w| w.updated_at)
+            .into_iter()
+            .chain(
+                self.manifests
+                    .iter()
+                    .filter(|m| m.kind == BackupKind::PostgresFull)
+                    .map(|m| m.finished_at),
+            )
+            .max()?;
+        Some((start, end))
+    }
+
     /// Parses catalog objects given as (key, bytes).
     pub fn from_objects<'a>(objects: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let mut c = Catalog::default();
@@ -145,6 +185,11 @@ impl Catalog {
             if key == WAL_STATUS_KEY {
                 match serde_json::from_slice(bytes) {
                     Ok(w) => c.wal = Some(w),
+                    Err(e) => c.unreadable.push(format!("{key}: {e}")),
+                }
+            } else if key == CLUSTER_KEY {
+                match serde_json::from_slice(bytes) {
+                    Ok(w) => c.cluster = Some(w),
                     Err(e) => c.unreadable.push(format!("{key}: {e}")),
                 }
             } else if key.starts_with(DRILLS_PREFIX) {

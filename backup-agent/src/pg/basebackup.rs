@@ -94,6 +94,11 @@ pub async fn run(
             version.unwrap_or(0)
         )));
     }
+    if let Some(sid) = &system_id {
+        crate::cluster::claim(storage, sid, version)
+            .await
+            .map_err(|e| BackupError::Protocol(format!("{e:#}")))?;
+    }
     conn.send_query(&format!(
         "BASE_BACKUP ( LABEL 'outrigger {id}', CHECKPOINT 'fast', WAL true, WAIT true, \
          MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', PROGRESS {estimate} )"

@@ -129,6 +129,16 @@ pub async fn store(
     Ok(())
 }
 
+/// The LSN where a timeline history file's newest timeline begins (its last line's switch point).
+pub fn switch_point(history: &str) -> Option<u64> {
+    history
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .next_back()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(parse_lsn)
+}
+
 /// The suffix of the checksum object stored beside every WAL object.
 pub const SUM_SUFFIX: &str = ".sha256";
 
@@ -162,6 +172,16 @@ async fn session(
     let mut conn = ReplConn::connect(&cfg.postgres).await?;
     let ident = conn.query("IDENTIFY_SYSTEM").await?;
     let id = ident.first().cloned().unwrap_or_default();
+    if let Some(sid) = id.get(0, "systemid") {
+        let version = conn
+            .params
+            .get("server_version")
+            .and_then(|v| v.split(['.', ' ']).next())
+            .and_then(|m| m.parse().ok());
+        crate::cluster::claim(storage, sid, version)
+            .await
+            .map_err(|e| ReplError::Config(format!("{e:#}")))?;
+    }
     let mut tli: u32 = id
         .get(0, "timeline")
         .and_then(|t| t.parse().ok())
@@ -195,6 +215,44 @@ async fn session(
         .first()
         .and_then(|r| r.get(0, "restart_lsn").and_then(parse_lsn));
     let mut pos = from_slot.unwrap_or(xlogpos);
+    let codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
+        server: conn.server.clone(),
+        message: format!("{e:#}"),
+    })?;
+    let codec = &codec;
+    let ext = codec.suffix();
+    let ext = ext.as_str();
+    // A timeline whose history is not stored yet (after a promotion, or on a cluster restored
+    // from this archive): its history file first, and its WAL from the switch point on.
+    if tli > 1 {
+        let name = format!("{tli:08X}.history");
+        let stored = stored_key(storage, &name).await.map_err(|e| io(&conn, e))?;
+        if stored.is_none() {
+            let hist = conn.query(&format!("TIMELINE_HISTORY {tli}")).await?;
+            if let Some(rs) = hist.first()
+                && let (Some(fname), Some(content)) = (rs.get(0, "filename"), rs.get(0, "content"))
+            {
+                store(
+                    storage,
+                    codec,
+                    &format!("wal/{fname}{ext}"),
+                    content.as_bytes(),
+                )
+                .await
+                .map_err(|e| io(&conn, e))?;
+                let switch = switch_point(content);
+                log.emit(
+                    Line::new("wal_timeline_history")
+                        .field("timeline", tli)
+                        .field("file", fname)
+                        .field_opt("switch", switch.map(format_lsn)),
+                );
+                if let Some(s) = switch.filter(|s| *s < pos) {
+                    pos = s;
+                }
+            }
+        }
+    }
     pos -= pos % seg_size;
     log.emit(
         Line::new("wal_streaming")
@@ -203,13 +261,6 @@ async fn session(
             .field("from", format_lsn(pos))
             .field("segment_size", seg_size),
     );
-    let codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
-        server: conn.server.clone(),
-        message: format!("{e:#}"),
-    })?;
-    let codec = &codec;
-    let ext = codec.suffix();
-    let ext = ext.as_str();
     loop {
         conn.send_query(&format!(
             "START_REPLICATION SLOT {slot} PHYSICAL {} TIMELINE {tli}",
@@ -455,5 +506,12 @@ mod tests {
         assert_eq!(parse_size("16MB"), Some(16 << 20));
         assert_eq!(parse_size("1GB"), Some(1 << 30));
         assert_eq!(parse_size("x"), None);
+        assert_eq!(
+            switch_point(
+                "1\t0/3000060\tno recovery target specified\n\n2\t0/5000A0\tat restore point\n"
+            ),
+            Some(0x5000A0)
+        );
+        assert_eq!(switch_point(""), None);
     }
 }
