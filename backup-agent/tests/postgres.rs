@@ -325,7 +325,11 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
         "only the header: {}",
         String::from_utf8_lossy(&listed.stdout)
     );
-    assert!(storage.list("catalog").await.expect("list").is_empty());
+    // The prefix now belongs to the cluster (catalog/cluster.json); no manifest is there.
+    assert_eq!(
+        storage.keys("catalog").await.expect("list"),
+        vec![common::catalog::CLUSTER_KEY.to_string()]
+    );
     assert!(
         !storage
             .leftovers(Duration::ZERO)
@@ -455,7 +459,8 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
     assert!(
         storage
             .exists(&format!("catalog/postgres-full/{}.json", fulls[0].id))
-            .await,
+            .await
+            .expect("storage"),
         "dry run deleted"
     );
     let removed = backup_agent::jobs::cleanup(&cfg, &log, false, Duration::ZERO)
@@ -476,8 +481,14 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
         for segno in s..=e {
             let name = backup_agent::pg::wal::segment_name(1, segno, seg);
             assert!(
-                storage.exists(&format!("wal/{name}.zst")).await
-                    || storage.exists(&format!("wal/{name}.partial.zst")).await,
+                storage
+                    .exists(&format!("wal/{name}.zst"))
+                    .await
+                    .expect("storage")
+                    || storage
+                        .exists(&format!("wal/{name}.partial.zst"))
+                        .await
+                        .expect("storage"),
                 "WAL {name} needed by {} was deleted",
                 m.id
             );
@@ -562,6 +573,7 @@ async fn incremental_checks_the_wal_has_no_gap() {
         storage
             .exists(&common::catalog::BackupKind::PostgresIncr.manifest_key(&inc.id))
             .await
+            .expect("storage")
     );
 
     // A segment goes missing from the archive: the next incremental refuses, naming it.
@@ -1151,4 +1163,563 @@ async fn encrypted_wal_is_fetched_only_with_the_key() {
     assert_eq!(bytes.len(), 16 << 20);
     // The first page header's magic: PostgreSQL 15's XLOG_PAGE_MAGIC, little-endian.
     assert_eq!(&bytes[..2], &0xD110u16.to_le_bytes());
+}
+
+/// A stored full backup whose archive is the given tar bytes (zstd, catalogued with its SHA-256),
+/// as a hostile or broken writer could leave it.
+async fn catalogued_archive(storage: &Storage, id: &str, tar: Vec<u8>) {
+    use common::catalog::{BackupKind, Manifest, ObjectEntry};
+    let codec = backup_agent::compress::Codec::plain(Default::default());
+    let key = format!("postgres/full/{id}/base.tar.zst");
+    let mut enc = codec
+        .encoder(storage.create(&key).await.expect("create"))
+        .expect("enc");
+    tokio::io::AsyncWriteExt::write_all(&mut enc, &tar)
+        .await
+        .expect("write");
+    let stored = enc
+        .finish()
+        .await
+        .expect("finish")
+        .finish()
+        .await
+        .expect("stored");
+    let t = std::time::SystemTime::now();
+    let m = Manifest {
+        id: id.into(),
+        kind: BackupKind::PostgresFull,
+        started_at: t,
+        finished_at: t,
+        system_id: None,
+        pg_version: Some(15),
+        timeline: Some(1),
+        start_lsn: Some("0/2000028".into()),
+        end_lsn: Some("0/2000100".into()),
+        compression: "zstd".into(),
+        objects: vec![ObjectEntry {
+            key,
+            size: stored.size,
+            sha256: stored.sha256,
+        }],
+        info: Default::default(),
+    };
+    storage
+        .put(
+            &BackupKind::PostgresFull.manifest_key(id),
+            &serde_json::to_vec(&m).expect("json"),
+        )
+        .await
+        .expect("manifest");
+}
+
+/// A tar entry written field by field, so that it can hold what `tar`'s builder refuses.
+fn raw_entry(path: &str, kind: tar::EntryType, link: &str, mode: u32, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    {
+        let old = h.as_old_mut();
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn tar_of(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut t: Vec<u8> = entries.concat();
+    t.extend_from_slice(&[0u8; 1024]);
+    t
+}
+
+/// Hand-made hostile archives in storage: an entry climbing out with `..`, an absolute path, a
+/// symlink to a directory outside with a file written through it, a hard link, and a setuid
+/// file. Nothing is written outside the target, each restore fails naming the entry and leaves
+/// the target empty; the setuid bit never survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_archives_write_nothing_outside_the_target() {
+    use tar::EntryType::{Link, Regular, Symlink};
+    let dir = TempDir::new("hostile").expect("dir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+        (
+            "dotdot",
+            vec![raw_entry("../outside/x", Regular, "", 0o600, b"pwned")],
+            "../outside/x",
+        ),
+        (
+            "absolute",
+            vec![raw_entry(
+                &format!("{}/abs", outside.display()),
+                Regular,
+                "",
+                0o600,
+                b"pwned",
+            )],
+            "/abs",
+        ),
+        (
+            "symlink",
+            vec![
+                raw_entry(
+                    "escape",
+                    Symlink,
+                    outside.to_str().expect("utf8"),
+                    0o777,
+                    b"",
+                ),
+                raw_entry("escape/through", Regular, "", 0o600, b"pwned"),
+            ],
+            "\"escape\"",
+        ),
+        (
+            "tblspc-then-through",
+            vec![
+                raw_entry(
+                    "pg_tblspc/16400",
+                    Symlink,
+                    outside.to_str().expect("utf8"),
+                    0o777,
+                    b"",
+                ),
+                raw_entry("pg_tblspc/16400/through", Regular, "", 0o600, b"pwned"),
+            ],
+            "pg_tblspc/16400",
+        ),
+        (
+            "hardlink",
+            vec![raw_entry("hl", Link, "/etc/passwd", 0o600, b"")],
+            "\"hl\"",
+        ),
+    ];
+    let store = dir.path().join("store");
+    let storage = Storage::local(&store);
+    for (i, (name, entries, named)) in cases.into_iter().enumerate() {
+        let id = format!("20260101T00000{i}Z");
+        catalogued_archive(&storage, &id, tar_of(&entries)).await;
+        let target = dir.path().join(format!("target-{name}"));
+        let out = cli(
+            &store,
+            &[
+                "restore",
+                "postgres",
+                "--backup",
+                &id,
+                "--target-dir",
+                target.to_str().expect("utf8"),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{name}: restored a hostile archive");
+        assert!(
+            err.contains(named),
+            "{name}: the error does not name the entry: {err}"
+        );
+        assert_eq!(
+            files(&outside),
+            Vec::<String>::new(),
+            "{name}: written outside"
+        );
+        assert_eq!(
+            files(&target),
+            Vec::<String>::new(),
+            "{name}: the target is not empty"
+        );
+    }
+    // A setuid, world-writable file: restored with its permission bits only.
+    let id = "20260101T000009Z";
+    catalogued_archive(
+        &storage,
+        id,
+        tar_of(&[raw_entry("PG_VERSION", Regular, "", 0o4777, b"15\n")]),
+    )
+    .await;
+    let target = dir.path().join("target-setuid");
+    succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--backup",
+            id,
+            "--target-dir",
+            target.to_str().expect("utf8"),
+        ],
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    let m = mode(&target.join("PG_VERSION"));
+    assert_eq!(m & 0o7000, 0, "setuid/setgid/sticky kept: {m:o}");
+    assert_eq!(m & 0o700, 0o700, "{m:o}");
+    assert_eq!(mode(&target), 0o700, "a data directory must be 0700");
+    let settings = target.join(backup_agent::restore::SETTINGS_FILE);
+    assert_eq!(mode(&settings), 0o600);
+    let auto = std::fs::read_to_string(target.join("postgresql.auto.conf")).expect("auto.conf");
+    assert!(
+        // In postgresql.auto.conf the command's quotes are doubled.
+        auto.contains(&format!(
+            "--config ''{}''",
+            std::fs::canonicalize(&settings).expect("abs").display()
+        )),
+        "{auto}"
+    );
+}
+
+/// wal-fetch's exit status is what PostgreSQL acts on: 1 only when storage says the file does
+/// not exist, 126 (recovery stops) for a storage outage after the retry window, a missing
+/// config file, a missing secret file or a mangled command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_fetch_exits_1_only_for_absent_files() {
+    let dir = TempDir::new("wal-fetch").expect("dir");
+    let dest = dir.path().join("RECOVERYXLOG");
+    let d = dest.to_str().expect("utf8");
+    let status = |out: std::process::Output| {
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Empty local storage: absent.
+    let (code, err) = status(cli(
+        &dir.path().join("store"),
+        &["wal-fetch", "000000010000000000000001", d],
+    ));
+    assert_eq!(code, Some(1), "{err}");
+    // No such config file, no arguments: fatal.
+    let (code, err) = status(
+        Command::new(exe())
+            .args([
+                "--config",
+                "/nonexistent/outrigger.toml",
+                "wal-fetch",
+                "000000010000000000000001",
+                d,
+            ])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(code, Some(126), "{err}");
+    let (code, err) = status(Command::new(exe()).arg("wal-fetch").output().expect("runs"));
+    assert_eq!(code, Some(126), "{err}");
+    // S3 down: retried for restore.wal_fetch_retry, then fatal; a missing secret file: fatal.
+    let mut s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("s3");
+    let secret = dir.path().join("s3-secret");
+    std::fs::write(&secret, harness::s3::SECRET_KEY).expect("secret");
+    let cfg = dir.path().join("s3.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage.s3]\nbucket = \"{}\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\n\
+             secret_access_key_file = \"{}\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\n\
+             [restore]\nwal_fetch_retry = \"2s\"\n",
+            harness::s3::BUCKET,
+            s3.endpoint(),
+            harness::s3::ACCESS_KEY,
+            secret.display()
+        ),
+    )
+    .expect("config");
+    let fetch = || {
+        status(
+            Command::new(exe())
+                .arg("--config")
+                .arg(&cfg)
+                .args(["wal-fetch", "000000010000000000000001", d])
+                .output()
+                .expect("runs"),
+        )
+    };
+    assert_eq!(fetch().0, Some(1), "absent in a reachable bucket");
+    s3.stop();
+    let (code, err) = fetch();
+    assert_eq!(code, Some(126), "{err}");
+    assert!(err.contains("restore.wal_fetch_retry"), "{err}");
+    s3.resume().expect("s3 back");
+    std::fs::remove_file(&secret).expect("rm");
+    let (code, err) = fetch();
+    assert_eq!(code, Some(126), "{err}");
+    assert!(!dest.exists());
+}
+
+/// The S3 config of [`s3_toml`] with the secret in a file (readable by the server user, as
+/// wal-fetch runs as PostgreSQL's user), a short wal-fetch retry, and the file's path.
+fn s3_toml_secret_file(
+    pg: &Postgres,
+    s3: &harness::s3::S3Server,
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let p = s3_toml(pg, s3, dir);
+    let secret = dir.join("s3-secret");
+    std::fs::write(&secret, harness::s3::SECRET_KEY).expect("secret");
+    let text = std::fs::read_to_string(&p).expect("config").replace(
+        &format!("secret_access_key = \"{}\"", harness::s3::SECRET_KEY),
+        &format!("secret_access_key_file = \"{}\"", secret.display()),
+    );
+    std::fs::write(
+        &p,
+        format!("{text}[restore]\nwal_fetch_retry = \"2s\"\n[wal]\nflush_interval = \"500ms\"\n"),
+    )
+    .expect("config");
+    (p, secret)
+}
+
+/// Whether a server that stopped on its own had promoted (a new timeline, no recovery.signal).
+fn promoted(data: &Path, log: &str) -> bool {
+    log.contains("selected new timeline ID") || !data.join("recovery.signal").exists()
+}
+
+/// A "latest" restore from S3 whose recovery meets a missing secret file, then an S3 outage:
+/// PostgreSQL stops with an error each time instead of promoting at the end of the base backup;
+/// once both are back, restarting recovery reaches the latest point and the rows equal the
+/// source's.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
+    let _serial = harness::serial();
+    let (pg, mut s3) = pg_and_s3().await;
+    let dir = TempDir::new("restore-outage").expect("dir");
+    let (cfg_path, secret) = s3_toml_secret_file(&pg, &s3, dir.path());
+    let cfg: Config = common::config::load(Some(&cfg_path)).expect("config");
+    let cfg = Arc::new(cfg);
+    let storage = Storage::from_config(&cfg.storage).await.expect("storage");
+    let (_log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    let c = cfg_path.to_str().expect("utf8").to_string();
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .arg("--config")
+            .arg(&c)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    succeeded(&run(&["backup", "postgres-full"]));
+    for id in 4..=6 {
+        app(&pg, &format!("INSERT INTO t VALUES ({id})"));
+        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    }
+    app(&pg, "INSERT INTO t VALUES (7)");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    let target = dir.path().join("latest");
+    succeeded(&run(&[
+        "restore",
+        "postgres",
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]));
+
+    // The secret file is missing on the restore host: recovery stops, nothing promoted.
+    std::fs::rename(&secret, dir.path().join("elsewhere")).expect("mv");
+    let t = target.clone();
+    let log = tokio::task::spawn_blocking(move || {
+        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("the server stops on its own");
+    assert!(
+        log.contains("could not restore file") && log.contains("FATAL"),
+        "{log}"
+    );
+    assert!(
+        log.contains("s3-secret"),
+        "the error names the secret file: {log}"
+    );
+    assert!(
+        !promoted(&target, &log),
+        "promoted without the archive: {log}"
+    );
+    std::fs::rename(dir.path().join("elsewhere"), &secret).expect("mv back");
+
+    // S3 is down: wal-fetch retries for restore.wal_fetch_retry, then recovery stops.
+    s3.stop();
+    let t = target.clone();
+    let log = tokio::task::spawn_blocking(move || {
+        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("the server stops on its own");
+    assert!(log.contains("restore.wal_fetch_retry"), "{log}");
+    assert!(
+        !promoted(&target, &log),
+        "promoted during an S3 outage: {log}"
+    );
+
+    // Both back: recovery reaches the latest point.
+    let s3 = tokio::task::spawn_blocking(move || {
+        s3.resume().expect("S3 back");
+        s3
+    })
+    .await
+    .expect("join");
+    let restored = start_restored(target).await;
+    assert_eq!(ids(&restored), ids(&pg));
+    assert_eq!(ids(&restored), (1..=7).collect::<Vec<_>>());
+    drop(s3);
+}
+
+/// `--time` in PostgreSQL's own format and `--lsn` restore exactly; `--recover` leaves a
+/// directory a stock PostgreSQL starts (no restore_command, no settings file); targets past the
+/// archive and times without a zone are refused before anything is written; a damaged WAL
+/// object stops recovery naming it; verify names a gap in the WAL chain.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
+    let _serial = harness::serial();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("restore-exact").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let (log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // What people paste: PostgreSQL's timestamptz text, e.g. 2026-12-02 05:52:06.916482+00.
+    let time = pg
+        .psql_super("SELECT now()::text")
+        .expect("now")
+        .trim()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app(&pg, "INSERT INTO t VALUES (4)");
+    app(&pg, "INSERT INTO t VALUES (5)");
+    let lsn = pg
+        .psql_super("SELECT pg_current_wal_lsn()::text")
+        .expect("lsn")
+        .trim()
+        .to_string();
+    app(&pg, "INSERT INTO t VALUES (6)");
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    app(&pg, "INSERT INTO t VALUES (7)");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf8").to_string();
+
+    let at_time = path("at-time");
+    let out = succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--time",
+            &time,
+            "--target-dir",
+            &at_time,
+            "--recover",
+            "--owner",
+            "postgres",
+        ],
+    ));
+    assert!(out.contains("recovered to LSN"), "{out}");
+    let at_time = Path::new(&at_time);
+    assert!(!at_time.join(backup_agent::restore::SETTINGS_FILE).exists());
+    assert!(!at_time.join("recovery.signal").exists());
+    let auto = std::fs::read_to_string(at_time.join("postgresql.auto.conf")).expect("auto.conf");
+    assert!(!auto.contains("restore_command"), "{auto}");
+    let restored = start_restored(at_time.to_path_buf()).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3], "restored to {time}");
+    drop(restored);
+
+    let at_lsn = path("at-lsn");
+    succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--lsn",
+            &lsn,
+            "--target-dir",
+            &at_lsn,
+        ],
+    ));
+    let restored = start_restored(at_lsn.into()).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4, 5], "restored to {lsn}");
+    drop(restored);
+
+    for (flag, value, says) in [
+        ("--lsn", "FF/0", "past the newest archived WAL"),
+        (
+            "--time",
+            "2999-01-01 00:00:00+00",
+            "past the newest archived WAL",
+        ),
+        ("--time", "2026-12-02 05:52:06", "no time zone"),
+    ] {
+        let never = path("never");
+        let out = cli(
+            &store,
+            &["restore", "postgres", flag, value, "--target-dir", &never],
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            files(Path::new(&never)).is_empty(),
+            "{flag} {value} wrote files"
+        );
+    }
+    let verified = succeeded(&cli(&store, &["verify"]));
+    assert!(verified.contains("WAL complete"), "{verified}");
+
+    // A damaged segment: recovery stops, naming the object.
+    let mut segments: Vec<String> = files(&store.join("wal"))
+        .into_iter()
+        .filter(|f| f.ends_with(".zst") && !f.contains(".partial") && !f.contains(".history"))
+        .collect();
+    segments.sort();
+    let newest = segments.last().expect("an archived segment").clone();
+    harness::process::damage(Path::new(&newest), 0x55);
+    let damaged = path("damaged");
+    succeeded(&cli(
+        &store,
+        &["restore", "postgres", "--target-dir", &damaged],
+    ));
+    let d = std::path::PathBuf::from(&damaged);
+    let log = tokio::task::spawn_blocking(move || {
+        Postgres::run_existing_until_exit(&d, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("the server stops on its own");
+    let key = newest.rsplit('/').next().expect("name");
+    assert!(log.contains(key) && log.contains("damaged"), "{log}");
+    assert!(
+        !promoted(Path::new(&damaged), &log),
+        "promoted past a damaged segment: {log}"
+    );
+
+    // A gap in the chain: verify names the missing segment and exits non-zero.
+    let gone = &segments[segments.len() - 2];
+    std::fs::remove_file(gone).expect("rm");
+    let out = cli(&store, &["verify"]);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let name = gone
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .trim_end_matches(".zst");
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains(name), "{report}");
 }

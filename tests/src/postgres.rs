@@ -174,6 +174,47 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Starts a server on a restored data directory that is expected to stop on its own (recovery
+    /// stopped by an error) and waits for that; returns its log. An error when it is still
+    /// running after `timeout` (it is then stopped) or when it became ready instead.
+    pub fn run_existing_until_exit(data: &Path, timeout: Duration) -> Result<String> {
+        let bin = bindir()?;
+        let dir = TempDir::new("pg-stops")?;
+        dir.give_to_server_user()?;
+        if crate::process::server_user()?.is_some() {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(data),
+                "chown -R postgres",
+            )?;
+        }
+        run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
+        let port = free_port()?;
+        let args = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            "listen_addresses=".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", dir.path().display()),
+        ];
+        let mut pg = Self::spawn(bin, data.to_path_buf(), dir, port, args)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while pg.proc.is_running() {
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(pg.proc.log_path()).unwrap_or_default();
+                pg.proc.stop();
+                anyhow::bail!("the server is still running after {timeout:?}; log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(std::fs::read_to_string(pg.proc.log_path())?)
+    }
+
     /// Starts the postmaster (as the server user; immediate shutdown on drop).
     fn spawn(
         bin: PathBuf,

@@ -133,8 +133,7 @@ pub async fn store(
 pub fn switch_point(history: &str) -> Option<u64> {
     history
         .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .next_back()
+        .rfind(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(parse_lsn)
 }

@@ -373,7 +373,7 @@ async fn unpack_all(
                 tablespaces.clone(),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("object {}: {e:#}", o.key))?
+            .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
         };
         crate::storage::check_stored(o, (size, sha))?;
     }
