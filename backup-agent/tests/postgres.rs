@@ -1723,3 +1723,147 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     assert!(!out.status.success(), "{report}");
     assert!(report.contains(name), "{report}");
 }
+
+/// Every WAL object with its bytes.
+fn wal_snapshot(store: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = files(&store.join("wal"))
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(&f).expect("read");
+            (f, b)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// One storage prefix, one cluster: a second cluster's full backup and archiver are refused,
+/// naming both identifiers, and the first's WAL is untouched. Then PITR across a promotion: a
+/// restore with --recover (timeline 2) archived into the same prefix by the agent, rows written
+/// on it, and a restore to a moment on timeline 2 gives exactly the rows before it.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_prefix_one_cluster_and_pitr_across_a_promotion() {
+    let _serial = harness::serial();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("one-cluster").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let (log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    app(&pg, "INSERT INTO t VALUES (4)");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+
+    // A second cluster pointed at the same storage.
+    let other = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let sysid = |p: &Postgres| {
+        p.psql_super("SELECT system_identifier FROM pg_control_system()")
+            .expect("sysid")
+            .trim()
+            .to_string()
+    };
+    let before = wal_snapshot(&store);
+    let out = full_backup_cmd(&other, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "a second cluster backed up into the prefix"
+    );
+    assert!(
+        err.contains(&sysid(&pg))
+            && err.contains(&sysid(&other))
+            && err.contains("storage.s3.prefix"),
+        "{err}"
+    );
+    let other_cfg = Arc::new(config(&other, &store));
+    let (_, cancel, task) = archiver(&other_cfg, &storage);
+    app(&other, "CREATE TABLE u AS SELECT 1 AS x");
+    other.psql_super("SELECT pg_switch_wal()").expect("switch");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cancel.cancel();
+    let _ = task.await;
+    let backup_log = std::fs::read_to_string(store.join("logs/backup.log")).expect("log");
+    assert!(
+        backup_log.contains("belongs to PostgreSQL cluster"),
+        "{backup_log}"
+    );
+    assert!(
+        wal_snapshot(&store) == before,
+        "the second cluster changed the first's WAL"
+    );
+    drop(other);
+
+    // Restore and promote (timeline 2), archive it into the same prefix, PITR on timeline 2.
+    let promoted_dir = dir.path().join("promoted");
+    let out = succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            promoted_dir.to_str().expect("utf8"),
+            "--recover",
+            "--owner",
+            "postgres",
+        ],
+    ));
+    assert!(out.contains("promoted to timeline 2"), "{out}");
+    let restored = start_restored(promoted_dir).await;
+    let rcfg = Arc::new(config(&restored, &store));
+    let (_, cancel, task) = archiver(&rcfg, &storage);
+    app(&restored, "INSERT INTO t VALUES (5)");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let time = restored
+        .psql_super("SELECT now()::text")
+        .expect("now")
+        .trim()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app(&restored, "INSERT INTO t VALUES (6)");
+    restored
+        .psql_super("SELECT pg_switch_wal()")
+        .expect("switch");
+    wait_archived(&restored, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    assert!(
+        store.join("wal/00000002.history.zst").exists(),
+        "{:?}",
+        files(&store.join("wal"))
+    );
+    let pitr = dir.path().join("pitr-tl2");
+    succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--time",
+            &time,
+            "--target-dir",
+            pitr.to_str().expect("utf8"),
+        ],
+    ));
+    let again = start_restored(pitr).await;
+    assert_eq!(
+        ids(&again),
+        vec![1, 2, 3, 4, 5],
+        "restored to {time} on timeline 2"
+    );
+    let verified = succeeded(&cli(&store, &["verify"]));
+    assert!(verified.contains("WAL complete"), "{verified}");
+}
