@@ -1,6 +1,6 @@
 //! What two or more Outrigger daemons share.
 //!
-//! Startup order in every daemon (DESIGN.md): telemetry -> config -> metrics server -> signal handler
+//! Startup order in every daemon: telemetry -> config -> metrics server -> signal handler
 //! -> work loops, all under one root [`tokio_util::sync::CancellationToken`]. [`app`] wires that order
 //! once so that each `main.rs` stays thin.
 

@@ -1,4 +1,4 @@
-//! RDB payload checks (../shared/reference/redis-sync.md, step 6): the `REDIS00nn` magic, the end
+//! RDB payload checks (the last step of a replica sync): the `REDIS00nn` magic, the end
 //! opcode 0xFF, and the CRC64 (Jones polynomial, reflected, as Redis computes it) of everything
 //! before the 8-byte checksum. Streaming: the checker sees the payload in pieces as it passes
 //! to storage and holds back only the last 8 bytes.

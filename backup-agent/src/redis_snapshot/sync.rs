@@ -1,5 +1,5 @@
 //! Pulls an RDB over the network the way a replica's first sync does (what `redis-cli --rdb`
-//! does; ../shared/reference/redis-sync.md): AUTH, `REPLCONF capa eof`, `REPLCONF rdb-only 1`,
+//! does): AUTH, `REPLCONF capa eof`, `REPLCONF rdb-only 1`,
 //! `SYNC`, keepalive newlines skipped, then either `$<len>` or the diskless `$EOF:<mark>` framing.
 //! The payload streams to the writer and through the RDB checker; nothing is staged on disk.
 
