@@ -1,5 +1,5 @@
 //! A small read-only S3 client (ListObjectsV2 and GET, SigV4-signed) for daemons that must read
-//! backup-agent's catalog without the AWS SDK, which stays in backup-agent (DESIGN.md: lean build).
+//! backup-agent's catalog without the AWS SDK, which stays in backup-agent (a lean build).
 //! Credentials come from the config or `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
 
 use std::path::PathBuf;

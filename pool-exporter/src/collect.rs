@@ -1,5 +1,5 @@
 //! From the rows of one PgBouncer's `SHOW` commands to metric families, with the names, labels and
-//! units of prometheus-community/pgbouncer_exporter 0.12 (shared/reference/pgbouncer-exporter-metrics.md).
+//! units of prometheus-community/pgbouncer_exporter 0.12.
 //!
 //! Columns are looked up by name: a column this release lacks yields no series, an unknown column is
 //! ignored, NULL is absent (no series for a value; an empty label for a label).

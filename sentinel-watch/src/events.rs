@@ -1,4 +1,4 @@
-//! Sentinel's pub/sub events, parsed into types (shared/reference/sentinel-events.md). Parsing never
+//! Sentinel's pub/sub events, parsed into types. Parsing never
 //! fails: an unknown event or a payload that does not fit its event is kept as raw text and
 //! flagged, never a crash.
 
