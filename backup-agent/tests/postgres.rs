@@ -1640,6 +1640,46 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     assert_eq!(ids(&restored), vec![1, 2, 3], "restored to {time}");
     drop(restored);
 
+    // The same moment as RFC 3339 in another zone, and one backup's consistency point: the
+    // runbook's other two forms, each recovered in place.
+    let in_paris = format!(
+        "{}+01:00",
+        pg.psql_super(&format!(
+            "SELECT to_char('{time}'::timestamptz AT TIME ZONE 'Etc/GMT-1', \
+             'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+        ))
+        .expect("to_char")
+        .trim()
+    );
+    let listed = succeeded(&cli(&store, &["list"]));
+    let backup_id = listed
+        .lines()
+        .find(|l| l.contains("postgres-full"))
+        .and_then(|l| l.split_whitespace().find(|w| w.ends_with('Z')))
+        .unwrap_or_else(|| panic!("a full backup id in {listed}"))
+        .to_string();
+    for (flag, value) in [("--time", in_paris.as_str()), ("--backup", &backup_id)] {
+        let target = path(&format!("at{flag}"));
+        let out = succeeded(&cli(
+            &store,
+            &[
+                "restore",
+                "postgres",
+                "--target-dir",
+                &target,
+                "--owner",
+                "postgres",
+                "--recover",
+                flag,
+                value,
+            ],
+        ));
+        assert!(out.contains("recovered to LSN"), "{out}");
+        let restored = start_restored(target.into()).await;
+        assert_eq!(ids(&restored), vec![1, 2, 3], "restored {flag} {value}");
+        drop(restored);
+    }
+
     let at_lsn = path("at-lsn");
     succeeded(&cli(
         &store,
@@ -1682,6 +1722,19 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     }
     let verified = succeeded(&cli(&store, &["verify"]));
     assert!(verified.contains("WAL complete"), "{verified}");
+
+    // A catalog manifest that cannot be read fails verify, named, and is never taken as absent.
+    let manifest = store.join("catalog/postgres-full").join(format!("{backup_id}.json"));
+    let good = std::fs::read(&manifest).expect("manifest");
+    std::fs::write(&manifest, &good[..good.len() / 2]).expect("truncate");
+    let out = cli(&store, &["verify"]);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("{backup_id}.json")) && report.contains("unreadable"),
+        "{report}"
+    );
+    std::fs::write(&manifest, &good).expect("put back");
 
     // A damaged segment: recovery stops, naming the object.
     let mut segments: Vec<String> = files(&store.join("wal"))
