@@ -1370,6 +1370,135 @@ async fn hostile_archives_write_nothing_outside_the_target() {
     );
 }
 
+/// A cluster with a tablespace: the backup stores it as its own archive; a restore puts it where
+/// `--tablespace-map OID=DIR` says (or beside the target), links `pg_tblspc/<oid>` to it, and the
+/// restored server reads the table in it, with the WAL replayed into it. A mapped OID the backup
+/// does not have is refused before anything is written.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tablespaces_are_backed_up_and_restored_where_mapped() {
+    let _serial = harness::serial();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let location = pg.dir().join("ts");
+    std::fs::create_dir(&location).expect("mkdir");
+    harness::process::give_to_server_user(&location).expect("chown");
+    pg.psql_super(&format!(
+        "CREATE TABLESPACE ts LOCATION '{}'",
+        location.display()
+    ))
+    .expect("tablespace");
+    pg.psql_super(&format!(
+        "GRANT CREATE ON TABLESPACE ts TO {}",
+        postgres::APP_USER
+    ))
+    .expect("grant");
+    let oid = pg
+        .psql_super("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'")
+        .expect("oid")
+        .trim()
+        .to_string();
+    let dir = TempDir::new("tablespaces").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let (log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY) TABLESPACE ts");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    assert!(
+        m.objects
+            .iter()
+            .any(|o| o.key.contains(&format!("/{oid}.tar"))),
+        "{:?}",
+        m.objects
+    );
+    app(&pg, "INSERT INTO t VALUES (4)");
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    let path = |name: &str| dir.path().join(name);
+
+    let mapped = path("mapped-ts");
+    let target = path("mapped");
+    let out = succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            target.to_str().expect("utf8"),
+            "--tablespace-map",
+            &format!("{oid}={}", mapped.display()),
+            "--owner",
+            "postgres",
+            "--recover",
+        ],
+    ));
+    assert!(out.contains("recovered to LSN"), "{out}");
+    assert_eq!(
+        std::fs::read_link(target.join("pg_tblspc").join(&oid)).expect("a link"),
+        mapped
+    );
+    let restored = start_restored(target).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4]);
+    let at = restored
+        .psql_super(&format!("SELECT pg_tablespace_location({oid})"))
+        .expect("location");
+    assert_eq!(at.trim(), mapped.to_str().expect("utf8"));
+    drop(restored);
+
+    // No map: beside the target.
+    let target = path("beside");
+    succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            target.to_str().expect("utf8"),
+            "--owner",
+            "postgres",
+        ],
+    ));
+    let beside = path(&format!("beside-tablespace-{oid}"));
+    assert_eq!(
+        std::fs::read_link(target.join("pg_tblspc").join(&oid)).expect("a link"),
+        beside
+    );
+    let restored = start_restored(target).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4]);
+    drop(restored);
+
+    let never = path("never");
+    let out = cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            never.to_str().expect("utf8"),
+            "--tablespace-map",
+            &format!("99999={}", path("nowhere").display()),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "restored with a map for no tablespace"
+    );
+    assert!(
+        err.contains("has no tablespace 99999") && err.contains(&oid),
+        "{err}"
+    );
+    assert!(!never.exists() && !path("nowhere").exists());
+}
+
 /// wal-fetch's exit status is what PostgreSQL acts on: 1 only when storage says the file does
 /// not exist, 126 (recovery stops) for a storage outage after the retry window, a missing
 /// config file, a missing secret file or a mangled command line.
@@ -1724,7 +1853,9 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     assert!(verified.contains("WAL complete"), "{verified}");
 
     // A catalog manifest that cannot be read fails verify, named, and is never taken as absent.
-    let manifest = store.join("catalog/postgres-full").join(format!("{backup_id}.json"));
+    let manifest = store
+        .join("catalog/postgres-full")
+        .join(format!("{backup_id}.json"));
     let good = std::fs::read(&manifest).expect("manifest");
     std::fs::write(&manifest, &good[..good.len() / 2]).expect("truncate");
     let out = cli(&store, &["verify"]);

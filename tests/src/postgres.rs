@@ -133,20 +133,7 @@ impl Postgres {
     /// user, gives it its own port and socket directory, and waits until it accepts queries
     /// (that is, until recovery has finished and it was promoted).
     pub fn start_existing(data: &Path, ready_timeout: Duration) -> Result<Self> {
-        let bin = bindir()?;
-        let dir = TempDir::new("pg-restored")?;
-        dir.give_to_server_user()?;
-        if crate::process::server_user()?.is_some() {
-            run(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg("postgres:postgres")
-                    .arg(data),
-                "chown -R postgres",
-            )?;
-        }
-        run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
-        let port = free_port()?;
+        let (bin, dir, port) = prepare_existing(data, "pg-restored")?;
         let args = vec![
             "-D".into(),
             data.display().to_string(),
@@ -178,20 +165,7 @@ impl Postgres {
     /// stopped by an error) and waits for that; returns its log. An error when it is still
     /// running after `timeout` (it is then stopped) or when it became ready instead.
     pub fn run_existing_until_exit(data: &Path, timeout: Duration) -> Result<String> {
-        let bin = bindir()?;
-        let dir = TempDir::new("pg-stops")?;
-        dir.give_to_server_user()?;
-        if crate::process::server_user()?.is_some() {
-            run(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg("postgres:postgres")
-                    .arg(data),
-                "chown -R postgres",
-            )?;
-        }
-        run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
-        let port = free_port()?;
+        let (bin, dir, port) = prepare_existing(data, "pg-stops")?;
         let args = vec![
             "-D".into(),
             data.display().to_string(),
@@ -394,6 +368,25 @@ fn append(path: &Path, text: &str) -> Result<()> {
 }
 
 /// `psql` over TCP with a password; `-At` output.
+/// For a server on an existing data directory: the server binaries, a socket directory and a
+/// port; the data directory handed to the server user with mode 0700.
+fn prepare_existing(data: &Path, name: &str) -> Result<(PathBuf, TempDir, u16)> {
+    let bin = bindir()?;
+    let dir = TempDir::new(name)?;
+    dir.give_to_server_user()?;
+    if crate::process::server_user()?.is_some() {
+        run(
+            Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(data),
+            "chown -R postgres",
+        )?;
+    }
+    run(Command::new("chmod").arg("0700").arg(data), "chmod 0700")?;
+    Ok((bin, dir, free_port()?))
+}
+
 pub fn psql_tcp(
     bin: &Path,
     port: u16,

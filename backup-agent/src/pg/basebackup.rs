@@ -124,14 +124,13 @@ pub async fn run(
             .sum::<u64>()
             * 1024
     });
-    if tablespaces
-        .rows
-        .iter()
-        .any(|r| r.first().is_some_and(Option::is_some))
-    {
-        return Err(BackupError::Protocol(
-            "the cluster has tablespaces besides pg_default/pg_global; this build backs up only the main data directory".into(),
-        ));
+    // Each tablespace (besides pg_default/pg_global) comes as its own archive, `<oid>.tar`; its
+    // location on the source is recorded (a restore puts it where `--tablespace-map` says).
+    let mut info = std::collections::BTreeMap::new();
+    for r in &tablespaces.rows {
+        if let (Some(Some(oid)), Some(Some(location))) = (r.first(), r.get(1)) {
+            info.insert(format!("tablespace.{oid}"), location.clone());
+        }
     }
     match conn.read().await? {
         Message::CopyOutResponse(_) => {}
@@ -221,7 +220,7 @@ pub async fn run(
         start_lsn,
         end_lsn,
         compression: compress::name(codec.compression.algorithm).into(),
-        info: Default::default(),
+        info,
         objects,
     };
     let json =

@@ -11,6 +11,7 @@
 pub mod recover;
 pub mod unpack;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -225,19 +226,18 @@ pub async fn restore(
         );
     }
     let dir = &opts.dir;
-    prepare_dir(dir)?;
+    let tablespaces = tablespace_dirs(&m, dir, &opts.tablespaces)?;
+    prepare_dir(dir, "--target-dir")?;
     let made = async {
-        let mut tablespaces = unpack::TablespaceMap::new();
-        for (oid, d) in &opts.tablespaces {
-            prepare_dir(d)?;
-            tablespaces.insert(*oid, d.clone());
+        for (oid, d) in &tablespaces {
+            prepare_dir(d, &format!("tablespace {oid}'s directory"))?;
         }
         unpack_all(storage, codec, &m, dir, &tablespaces).await?;
         write_settings(cfg, dir, fetcher)?;
         write_recovery(dir, &opts.target, &restore_command(fetcher, dir))?;
         if let Some((uid, gid)) = owner {
             crate::osuser::chown_tree(dir, uid, gid)?;
-            for d in opts.tablespaces.values() {
+            for d in tablespaces.values() {
                 crate::osuser::chown_tree(d, uid, gid)?;
             }
         }
@@ -246,7 +246,7 @@ pub async fn restore(
     .await;
     if let Err(e) = made {
         clear(dir);
-        for d in opts.tablespaces.values() {
+        for d in tablespaces.values() {
             clear(d);
         }
         return Err(e);
@@ -281,23 +281,71 @@ pub async fn restore(
     })
 }
 
+/// The tablespace archives of a backup (`<oid>.tar...`): OID -> the object's key.
+fn tablespace_archives(m: &Manifest) -> BTreeMap<u32, &str> {
+    m.objects
+        .iter()
+        .filter_map(|o| {
+            let name = o.key.rsplit('/').next()?;
+            let oid = name.split_once(".tar")?.0.parse().ok()?;
+            Some((oid, o.key.as_str()))
+        })
+        .collect()
+}
+
+/// Where each of the backup's tablespaces goes: `--tablespace-map OID=DIR`, or beside the
+/// target (`<target>-tablespace-<oid>`). A mapped OID the backup does not have is refused.
+fn tablespace_dirs(
+    m: &Manifest,
+    dir: &Path,
+    mapped: &unpack::TablespaceMap,
+) -> anyhow::Result<unpack::TablespaceMap> {
+    let have = tablespace_archives(m);
+    if let Some(oid) = mapped.keys().find(|oid| !have.contains_key(oid)) {
+        anyhow::bail!(
+            "--tablespace-map {oid}=...: backup {} has no tablespace {oid} (it has: {})",
+            m.id,
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.keys()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("--target-dir {} has no name", dir.display()))?
+        .to_string_lossy();
+    Ok(have
+        .keys()
+        .map(|oid| {
+            let d = mapped
+                .get(oid)
+                .cloned()
+                .unwrap_or_else(|| dir.with_file_name(format!("{name}-tablespace-{oid}")));
+            (*oid, d)
+        })
+        .collect())
+}
+
 /// An empty directory with mode 0700 (PostgreSQL refuses a data directory others can read).
-fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+/// `what` names it in errors.
+fn prepare_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
             if std::fs::read_dir(dir)?.next().is_some() {
                 anyhow::bail!(
-                    "--target-dir {} is not empty; restore refuses to write into it",
+                    "{what} {} is not empty; restore refuses to write into it",
                     dir.display()
                 );
             }
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(_) => anyhow::bail!(
-            "--target-dir {} exists and is not a directory",
-            dir.display()
-        ),
+        Ok(_) => anyhow::bail!("{what} {} exists and is not a directory", dir.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
@@ -353,27 +401,27 @@ async fn unpack_all(
             }
             got
         } else {
-            let base = if name.starts_with("pg_wal.tar") {
-                "pg_wal"
+            // (where, under which subdirectory, the tablespace links it may hold)
+            let (into, base, links) = if name.starts_with("pg_wal.tar") {
+                (dir.to_path_buf(), "pg_wal", Default::default())
             } else if name.starts_with("base.tar") {
-                ""
+                (dir.to_path_buf(), "", tablespaces.clone())
+            } else if let Some(d) = tablespace_archives(m)
+                .into_iter()
+                .find(|(_, k)| *k == o.key)
+                .and_then(|(oid, _)| tablespaces.get(&oid))
+            {
+                (d.clone(), "", Default::default())
             } else {
                 anyhow::bail!(
-                    "object {}: not an archive of the main data directory",
+                    "object {}: neither the data directory's nor a tablespace's archive",
                     o.key
                 )
             };
             let file = storage.open(&o.key).await?;
-            unpack_tar(
-                codec,
-                &o.key,
-                HashingReader::new(file),
-                dir.to_path_buf(),
-                base,
-                tablespaces.clone(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
+            unpack_tar(codec, &o.key, HashingReader::new(file), into, base, links)
+                .await
+                .map_err(|e| anyhow::anyhow!("object {} is damaged or unreadable: {e:#}", o.key))?
         };
         crate::storage::check_stored(o, (size, sha))?;
     }
