@@ -50,12 +50,17 @@ pub struct Restore {
     /// reports absent ends recovery normally (exit 1) at once. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub wal_fetch_retry: std::time::Duration,
+    /// How many WAL segments a recovery keeps fetched, checked and decoded ahead of PostgreSQL
+    /// (a background process `wal-fetch` starts; a spool under `pg_wal`, one segment size each).
+    /// 0 turns prefetch off. Default 8, at most 64.
+    pub prefetch: usize,
 }
 
 impl Default for Restore {
     fn default() -> Self {
         Self {
             wal_fetch_retry: std::time::Duration::from_secs(60),
+            prefetch: 8,
         }
     }
 }
@@ -210,6 +215,13 @@ impl DaemonConfig for Config {
                     self.compression.algorithm
                 )));
             }
+        }
+        if self.restore.prefetch > crate::pg::prefetch::MAX_DEPTH {
+            return Err(ConfigError::Invalid(format!(
+                "restore.prefetch = {}: at most {} segments (0 turns prefetch off)",
+                self.restore.prefetch,
+                crate::pg::prefetch::MAX_DEPTH
+            )));
         }
         if self.wal.slot.is_empty()
             || !self

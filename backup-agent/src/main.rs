@@ -73,7 +73,16 @@ enum Cmd {
     /// other failure (storage unreachable for `restore.wal_fetch_retry`, a damaged object, a
     /// missing key or secret, a bad config): PostgreSQL then stops recovery instead of
     /// promoting.
+    ///
+    /// Inside a data directory's pg_wal, it also starts the prefetcher (`restore.prefetch`
+    /// segments ahead) and hands over segments it has already fetched and checked.
     WalFetch { name: String, path: PathBuf },
+    /// The prefetcher `wal-fetch` starts for a recovery in DATA_DIR (not run by hand).
+    #[command(hide = true)]
+    WalPrefetch {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -456,25 +465,57 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::WalFetch { name, path } => common::app::run_command(|_| async move {
-            use backup_agent::pg::fetch::{EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch};
-            let r = async {
-                let fatal = |e: anyhow::Error| FetchError::Fatal(format!("{e:#}"));
-                let storage = backup_agent::storage::Storage::from_config(&cfg.storage)
-                    .await
-                    .map_err(fatal)?;
-                let codec = Codec::reader(&cfg).map_err(fatal)?;
-                fetch(&storage, &codec, &name, &path, cfg.restore.wal_fetch_retry).await
+        Cmd::WalFetch { name, path } => {
+            use backup_agent::pg::prefetch::{Spool, is_segment_name};
+            // The prefetch spool first: no runtime, no storage client for a segment already
+            // fetched and checked.
+            let spool = (cfg.restore.prefetch > 0 && is_segment_name(&name))
+                .then(|| Spool::for_dest(&path))
+                .flatten();
+            if let Some(s) = &spool
+                && s.take(&name, &path, cfg.restore.wal_fetch_retry)
+            {
+                s.handed_over(&name, &path, config_path.as_deref());
+                return ExitCode::SUCCESS;
             }
-            .await;
-            Ok(match r {
-                Ok(Fetched::Written(_)) => ExitCode::SUCCESS,
-                Ok(Fetched::Absent) => ExitCode::from(EXIT_ABSENT),
-                Err(e) => {
-                    eprintln!("wal-fetch {name}: {e}; exit {EXIT_FATAL}: recovery stops here");
-                    ExitCode::from(EXIT_FATAL)
+            common::app::run_command(|_| async move {
+                use backup_agent::pg::fetch::{
+                    EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch,
+                };
+                let r = async {
+                    let fatal = |e: anyhow::Error| FetchError::Fatal(format!("{e:#}"));
+                    let storage = backup_agent::storage::Storage::from_config(&cfg.storage)
+                        .await
+                        .map_err(fatal)?;
+                    let codec = Codec::reader(&cfg).map_err(fatal)?;
+                    fetch(&storage, &codec, &name, &path, cfg.restore.wal_fetch_retry).await
                 }
+                .await;
+                Ok(match r {
+                    Ok(Fetched::Written(key)) => {
+                        if let Some(s) = &spool
+                            && !key.contains(".partial")
+                        {
+                            s.handed_over(&name, &path, config_path.as_deref());
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Fetched::Absent) => ExitCode::from(EXIT_ABSENT),
+                    Err(e) => {
+                        eprintln!("wal-fetch {name}: {e}; exit {EXIT_FATAL}: recovery stops here");
+                        ExitCode::from(EXIT_FATAL)
+                    }
+                })
             })
+        }
+        Cmd::WalPrefetch { data_dir } => common::app::run_command(|cancel| async move {
+            let spool = backup_agent::pg::prefetch::Spool::of_data_dir(&data_dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", data_dir.display()))?;
+            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let codec = Codec::reader(&cfg)?;
+            backup_agent::pg::prefetch::run(&spool, &storage, &codec, cfg.restore.prefetch, cancel)
+                .await?;
+            Ok(ExitCode::SUCCESS)
         }),
     }
 }

@@ -43,15 +43,8 @@ pub struct Plan {
 
 /// The start LSN of a WAL object key (`wal/TTTTTTTTXXXXXXXXYYYYYYYY[.partial].zst`) and its end.
 fn segment_range(key: &str, seg_size: u64) -> Option<(u64, u64)> {
-    let name = key.strip_prefix("wal/")?;
-    let hex = name.get(..24)?;
-    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let hi = u64::from_str_radix(&hex[8..16], 16).ok()?;
-    let lo = u64::from_str_radix(&hex[16..24], 16).ok()?;
-    let per_id = 0x1_0000_0000 / seg_size;
-    let start = (hi * per_id + lo) * seg_size;
+    let (_, segno) = crate::pg::wal::parse_segment_name(key.strip_prefix("wal/")?, seg_size)?;
+    let start = segno * seg_size;
     Some((start, start + seg_size))
 }
 

@@ -121,17 +121,12 @@ impl WalChain {
             let Some(name) = key.strip_prefix("wal/") else {
                 continue;
             };
-            if name.ends_with(crate::pg::wal::SUM_SUFFIX) || name.len() < 24 {
+            if name.ends_with(crate::pg::wal::SUM_SUFFIX) {
                 continue;
             }
-            let hex = &name[..24];
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let Some((tli, segno)) = crate::pg::wal::parse_segment_name(name, seg_size) else {
                 continue;
-            }
-            let tli = u32::from_str_radix(&hex[..8], 16)?;
-            let per_id = 0x1_0000_0000 / seg_size;
-            let segno = u64::from_str_radix(&hex[8..16], 16)? * per_id
-                + u64::from_str_radix(&hex[16..24], 16)?;
+            };
             if name[24..].starts_with(".partial") {
                 partial.insert((tli, segno));
             } else {

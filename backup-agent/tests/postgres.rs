@@ -1699,6 +1699,152 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
     drop(s3);
 }
 
+/// WAL prefetch during a "latest" restore from S3: segments are handed over from the spool; a
+/// spool no prefetcher holds (planted garbage, under this cluster's key and another's) is never
+/// used; S3 stopped in the middle of replay (once the spool holds a segment) still stops
+/// recovery without promoting, and once S3 is back recovery reaches the latest point exactly.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recovery() {
+    let _serial = harness::serial();
+    let (pg, mut s3) = pg_and_s3().await;
+    let dir = TempDir::new("prefetch").expect("dir");
+    let (cfg_path, _secret) = s3_toml_secret_file(&pg, &s3, dir.path());
+    let text = std::fs::read_to_string(&cfg_path).expect("config");
+    std::fs::write(
+        &cfg_path,
+        text.replace("[restore]\n", "[restore]\nprefetch = 2\n"),
+    )
+    .expect("config");
+    let cfg: Config = common::config::load(Some(&cfg_path)).expect("config");
+    assert_eq!(cfg.restore.prefetch, 2);
+    let cfg = Arc::new(cfg);
+    let storage = Storage::from_config(&cfg.storage).await.expect("storage");
+    let (_log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    let c = cfg_path.to_str().expect("utf8").to_string();
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .arg("--config")
+            .arg(&c)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    succeeded(&run(&["backup", "postgres-full"]));
+    const SEGMENTS: i32 = 16;
+    for n in 0..SEGMENTS {
+        app(
+            &pg,
+            &format!(
+                "INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series({}, {}) g",
+                n * 1000 + 1,
+                n * 1000 + 1000
+            ),
+        );
+        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    }
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    let target = dir.path().join("latest");
+    succeeded(&run(&[
+        "restore",
+        "postgres",
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(target.join("postgresql.conf"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\nlog_min_messages = log\n"))
+        .expect("log what is restored");
+    let system_id = pg
+        .psql_super("SELECT system_identifier FROM pg_control_system()")
+        .expect("system id")
+        .trim()
+        .to_string();
+    let spools = target
+        .join("pg_wal")
+        .join(backup_agent::pg::prefetch::SPOOL_DIR);
+    let spool = spools.join(&system_id);
+    for d in [&spool, &spools.join("12345")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        for segno in 1..=0x30u64 {
+            let name = backup_agent::pg::wal::segment_name(1, segno, 16 << 20);
+            std::fs::write(d.join(name), b"stale garbage").expect("plant");
+        }
+    }
+
+    // S3 stops once recovery is under way and the prefetcher has spooled a segment.
+    let t = target.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let spooled = std::fs::read_dir(&spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| backup_agent::pg::prefetch::read_header(&e.path()).is_ok());
+        if spooled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was ever prefetched");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s3.stop();
+    let log = server
+        .await
+        .expect("join")
+        .expect("the server stops on its own");
+    let restored = log.matches("restored log file").count();
+    assert!(
+        restored >= 1 && log.contains("restore.wal_fetch_retry"),
+        "not stopped mid-replay: {log}"
+    );
+    assert!(
+        !promoted(&target, &log),
+        "promoted during an S3 outage: {log}"
+    );
+
+    // S3 back: recovery reaches the latest point, through the spool.
+    let s3 = tokio::task::spawn_blocking(move || {
+        s3.resume().expect("S3 back");
+        s3
+    })
+    .await
+    .expect("join");
+    let mut restored = start_restored(target.clone()).await;
+    assert_eq!(ids(&restored), ids(&pg));
+    assert_eq!(ids(&restored).len(), (SEGMENTS * 1000) as usize);
+    let log_path = restored.proc().log_path().to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let handed = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("handed to PostgreSQL")) {
+            break line
+                .split(", ")
+                .nth(1)
+                .and_then(|w| w.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{line}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prefetcher never ended: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(handed >= 1, "no segment came from the spool");
+    assert!(
+        !spools.join(&system_id).exists(),
+        "the spool is left behind"
+    );
+    drop(s3);
+}
+
 /// `--time` in PostgreSQL's own format and `--lsn` restore exactly; `--recover` leaves a
 /// directory a stock PostgreSQL starts (no restore_command, no settings file); targets past the
 /// archive and times without a zone are refused before anything is written; a damaged WAL

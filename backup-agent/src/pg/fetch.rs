@@ -56,7 +56,7 @@ pub async fn fetch(
     let deadline = Instant::now() + retry;
     let mut delay = Duration::from_millis(250);
     loop {
-        match attempt(storage, codec, name, dest).await {
+        match fetch_once(storage, codec, name, dest).await {
             Err(FetchError::Storage(e)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -78,7 +78,8 @@ fn storage_err(e: std::io::Error) -> FetchError {
     FetchError::Storage(format!("storage: {e}"))
 }
 
-async fn attempt(
+/// One try at fetching WAL file `name` into `dest` (no retry).
+pub async fn fetch_once(
     storage: &Storage,
     codec: &Codec,
     name: &str,

@@ -3,4 +3,5 @@
 pub mod basebackup;
 pub mod conn;
 pub mod fetch;
+pub mod prefetch;
 pub mod wal;

@@ -25,6 +25,21 @@ pub fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
 }
 
+/// The timeline and segment number of a name that starts with a WAL segment name
+/// (`TTTTTTTTXXXXXXXXYYYYYYYY`, then anything: `.partial`, a suffix); `None` for other names
+/// (history files) and for a segment number past what `seg_size` allows.
+pub fn parse_segment_name(name: &str, seg_size: u64) -> Option<(u32, u64)> {
+    let hex = name.get(..24)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let per_id = 0x1_0000_0000 / seg_size;
+    let tli = u32::from_str_radix(&hex[..8], 16).ok()?;
+    let id = u64::from_str_radix(&hex[8..16], 16).ok()?;
+    let seg = u64::from_str_radix(&hex[16..24], 16).ok()?;
+    (seg < per_id).then_some((tli, id * per_id + seg))
+}
+
 /// Parses `16MB`-style sizes from SHOW wal_segment_size.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -502,6 +517,17 @@ mod tests {
         assert_eq!(segment_name(1, 1, 16 << 20), "000000010000000000000001");
         assert_eq!(segment_name(2, 256, 16 << 20), "000000020000000100000000");
         assert_eq!(segment_name(1, 0x1FF, 16 << 20), "0000000100000001000000FF");
+        for (tli, segno) in [(1, 1), (2, 256), (1, 0x1FF)] {
+            let name = segment_name(tli, segno, 16 << 20);
+            assert_eq!(parse_segment_name(&name, 16 << 20), Some((tli, segno)));
+            let partial = format!("{name}.partial.zst");
+            assert_eq!(parse_segment_name(&partial, 16 << 20), Some((tli, segno)));
+        }
+        assert_eq!(parse_segment_name("00000002.history", 16 << 20), None);
+        assert_eq!(
+            parse_segment_name("000000010000000000000100", 16 << 20),
+            None
+        );
         assert_eq!(parse_size("16MB"), Some(16 << 20));
         assert_eq!(parse_size("1GB"), Some(1 << 30));
         assert_eq!(parse_size("x"), None);

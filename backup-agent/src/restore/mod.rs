@@ -611,6 +611,7 @@ fn finish_recovered(dir: &Path) -> anyhow::Result<()> {
     };
     unpack::write_nofollow(&auto, kept.as_bytes(), false, 0o600)?;
     let _ = std::fs::remove_file(dir.join(SETTINGS_FILE));
+    let _ = std::fs::remove_dir_all(dir.join("pg_wal").join(crate::pg::prefetch::SPOOL_DIR));
     Ok(())
 }
 

@@ -1,0 +1,382 @@
+//! WAL prefetch during recovery: a spool of segments fetched ahead of PostgreSQL.
+//!
+//! PostgreSQL runs `restore_command` once per segment, one after the other, and waits for each.
+//! Fetching, checking and decoding a segment costs far more than handing over a file that is
+//! already there, so `wal-fetch` starts one background process per recovery (`wal-prefetch`)
+//! that keeps the next `restore.prefetch` segments fetched, checked and decoded in parallel:
+//!
+//! - The spool is `<data>/pg_wal/outrigger-prefetch/<system identifier>/`: inside the data
+//!   directory (a rename into `pg_wal` is atomic; base backups skip `pg_wal`'s contents) and
+//!   keyed by the cluster, read from `global/pg_control`. A prefetched segment whose page header
+//!   names another cluster is discarded, and a spool is emptied when its prefetcher starts.
+//! - `wal-fetch NAME` first looks in the spool: a segment there has passed every check `wal-fetch`
+//!   makes (recorded SHA-256, zstd checksum) and is renamed into place. While the prefetcher
+//!   is still fetching NAME (`NAME.inflight`), it waits for it. Otherwise it fetches NAME itself,
+//!   as without prefetch; so an absent file, a storage outage or a damaged object is always
+//!   decided by `wal-fetch`'s own fetch, never by the spool ("absent" is never cached).
+//! - After each segment it hands over, `wal-fetch` writes its name and the segment size (from
+//!   the segment's long page header) to `want`; the prefetcher keeps the segments after it on
+//!   the same timeline, removes whatever falls out of that window, and never spools an open
+//!   `.partial` segment (it may still grow while recovery runs).
+//! - The prefetcher exits, removing the spool, when recovery is over (`recovery.signal` and
+//!   `standby.signal` gone), when the postmaster is gone, or when PostgreSQL has not asked for a
+//!   segment for [`IDLE`]. It holds `lock` (flock) while it runs, so there is one per spool.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::{FetchError, Fetched, fetch_once};
+use super::wal::{parse_segment_name, segment_name};
+use crate::compress::Codec;
+use crate::storage::Storage;
+
+/// The spool's directory under `pg_wal`.
+pub const SPOOL_DIR: &str = "outrigger-prefetch";
+/// The prefetcher exits when PostgreSQL has not asked for a segment for this long.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// The most segments `restore.prefetch` may keep ahead.
+pub const MAX_DEPTH: usize = 64;
+
+const WANT: &str = "want";
+const LOCK: &str = "lock";
+const INFLIGHT: &str = ".inflight";
+const FETCHING: &str = ".fetching";
+
+/// What the long page header at the start of a WAL segment says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub system_id: u64,
+    pub seg_size: u64,
+}
+
+/// Reads a segment's long page header (`XLogLongPageHeaderData`: the 24-byte page header, then
+/// the system identifier at byte 24 and the segment size at byte 32, in the host's byte order).
+pub fn read_header(path: &Path) -> std::io::Result<SegmentHeader> {
+    let mut b = [0u8; 40];
+    std::fs::File::open(path)?.read_exact(&mut b)?;
+    let info = u16::from_ne_bytes([b[2], b[3]]);
+    const XLP_LONG_HEADER: u16 = 0x0002;
+    let system_id = u64::from_ne_bytes(b[24..32].try_into().expect("8 bytes"));
+    let seg_size = u64::from(u32::from_ne_bytes(b[32..36].try_into().expect("4 bytes")));
+    if info & XLP_LONG_HEADER == 0
+        || !seg_size.is_power_of_two()
+        || !((1 << 20)..=(1 << 30)).contains(&seg_size)
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: not the start of a WAL segment", path.display()),
+        ));
+    }
+    Ok(SegmentHeader {
+        system_id,
+        seg_size,
+    })
+}
+
+/// The system identifier of a data directory (the first field of `global/pg_control`).
+fn data_dir_system_id(data: &Path) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    std::fs::File::open(data.join("global/pg_control"))?.read_exact(&mut b)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+/// True for a WAL segment's name (not a history file, `.partial` or `.backup` file).
+pub fn is_segment_name(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A data directory's prefetch spool.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    pub data: PathBuf,
+    pub dir: PathBuf,
+    pub system_id: u64,
+}
+
+impl Spool {
+    /// The spool of the data directory `data`.
+    pub fn of_data_dir(data: &Path) -> std::io::Result<Self> {
+        let system_id = data_dir_system_id(data)?;
+        Ok(Self {
+            data: data.to_path_buf(),
+            dir: data
+                .join("pg_wal")
+                .join(SPOOL_DIR)
+                .join(system_id.to_string()),
+            system_id,
+        })
+    }
+
+    /// The spool for `wal-fetch`'s destination, when it is in a data directory's `pg_wal`
+    /// (PostgreSQL passes `pg_wal/RECOVERYXLOG`, relative to the data directory).
+    pub fn for_dest(dest: &Path) -> Option<Self> {
+        let pg_wal = dest.parent()?;
+        if pg_wal.file_name()? != "pg_wal" {
+            return None;
+        }
+        let data = pg_wal.parent()?;
+        let data = if data.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            data
+        };
+        Self::of_data_dir(&std::fs::canonicalize(data).ok()?).ok()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Moves the prefetched segment `name` to `dest` when the spool has it, waiting up to
+    /// `wait` while the prefetcher is still fetching it. False: fetch it yourself.
+    /// Only a spool a running prefetcher holds is used: files left by one that died are stale.
+    pub fn take(&self, name: &str, dest: &Path, wait: Duration) -> bool {
+        if !matches!(self.try_lock(), Ok(None)) {
+            return false;
+        }
+        let file = self.path(name);
+        let inflight = self.path(&format!("{name}{INFLIGHT}"));
+        let deadline = Instant::now() + wait;
+        loop {
+            if std::fs::rename(&file, dest).is_ok() {
+                return true;
+            }
+            if !inflight.exists() || Instant::now() >= deadline {
+                // One more look: it may have landed just before the marker went.
+                return std::fs::rename(&file, dest).is_ok();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Tells the prefetcher that recovery has reached segment `name` (segments are `seg_size`).
+    pub fn announce(&self, name: &str, seg_size: u64) -> std::io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let tmp = self.path(&format!("{WANT}.tmp"));
+        std::fs::write(&tmp, format!("{name} {seg_size}\n"))?;
+        std::fs::rename(&tmp, self.path(WANT))
+    }
+
+    /// The segment recovery has reached and the segment size, as announced.
+    fn wanted(&self) -> Option<(String, u64)> {
+        let text = std::fs::read_to_string(self.path(WANT)).ok()?;
+        let (name, size) = text.trim().split_once(' ')?;
+        Some((name.to_string(), size.parse().ok()?))
+    }
+
+    /// Takes the spool's lock without waiting; `None` when a prefetcher holds it.
+    fn try_lock(&self) -> std::io::Result<Option<std::fs::File>> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path(LOCK))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Starts `exe wal-prefetch` for this spool unless one runs. It shares `wal-fetch`'s process
+    /// group (so PostgreSQL's shutdown signals reach it) and its stderr (PostgreSQL's log).
+    pub fn ensure_prefetcher(&self, exe: &Path, config: Option<&Path>) -> std::io::Result<()> {
+        match self.try_lock()? {
+            None => return Ok(()),
+            Some(lock) => drop(lock),
+        }
+        let mut c = std::process::Command::new(exe);
+        if let Some(config) = config {
+            c.arg("--config").arg(config);
+        }
+        c.arg("wal-prefetch")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map(drop)
+    }
+
+    /// After `wal-fetch` handed segment `name` over at `dest`: announces it (segment size from
+    /// its header) and starts the prefetcher unless one runs. Prefetch is an accelerator: when
+    /// it cannot start, recovery goes on without it (said on stderr, PostgreSQL's log).
+    pub fn handed_over(&self, name: &str, dest: &Path, config: Option<&Path>) {
+        let started = read_header(dest)
+            .and_then(|h| self.announce(name, h.seg_size))
+            .and_then(|()| self.ensure_prefetcher(&std::env::current_exe()?, config));
+        if let Err(e) = started {
+            eprintln!("wal-fetch {name}: prefetch off: {e}");
+        }
+    }
+
+    /// True once PostgreSQL no longer needs the spool: recovery is over or the postmaster gone.
+    fn recovery_over(&self) -> bool {
+        let d = &self.data;
+        !d.join("postmaster.pid").exists()
+            || !(d.join("recovery.signal").exists() || d.join("standby.signal").exists())
+    }
+
+    /// Every file of the spool except its lock and `want`.
+    fn clear(&self) {
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name();
+                if n != LOCK && n != WANT {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// How one prefetch ended.
+enum Outcome {
+    Spooled,
+    /// Not spooled (absent, an open `.partial`, another cluster's): asked again after a while.
+    Skipped(Duration),
+    Failed(String, Duration),
+}
+
+/// The prefetcher: keeps the `depth` segments after the announced one in the spool until
+/// recovery is over, the postmaster is gone, PostgreSQL stops asking for [`IDLE`] or `cancel`.
+/// Returns at once when another prefetcher holds the spool.
+pub async fn run(
+    spool: &Spool,
+    storage: &Storage,
+    codec: &Codec,
+    depth: usize,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(_lock) = spool.try_lock()? else {
+        return Ok(());
+    };
+    spool.clear();
+    let depth = depth.clamp(1, MAX_DEPTH);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut inflight: HashSet<String> = HashSet::new();
+    let mut not_before: HashMap<String, Instant> = HashMap::new();
+    let mut last = (String::new(), Instant::now());
+    // Segments spooled, and those dropped unused (behind recovery or off its timeline).
+    let (mut spooled, mut dropped) = (0u64, 0u64);
+    while !cancel.is_cancelled() && !spool.recovery_over() {
+        let Some((want, seg_size)) = spool.wanted() else {
+            break;
+        };
+        if want != last.0 {
+            last = (want.clone(), Instant::now());
+        } else if last.1.elapsed() > IDLE && inflight.is_empty() {
+            break;
+        }
+        let Some((tli, segno)) = parse_segment_name(&want, seg_size) else {
+            break;
+        };
+        let window: Vec<String> = (1..=depth as u64)
+            .map(|i| segment_name(tli, segno + i, seg_size))
+            .collect();
+        // What falls out of the window (behind recovery, another timeline) goes.
+        if let Ok(rd) = std::fs::read_dir(&spool.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if is_segment_name(&n)
+                    && !window.contains(&n)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    dropped += 1;
+                }
+            }
+        }
+        not_before.retain(|n, _| window.contains(n));
+        for name in &window {
+            if inflight.contains(name)
+                || spool.path(name).exists()
+                || not_before.get(name).is_some_and(|t| Instant::now() < *t)
+            {
+                continue;
+            }
+            std::fs::write(spool.path(&format!("{name}{INFLIGHT}")), b"")?;
+            inflight.insert(name.clone());
+            let (s, st, c, n) = (spool.clone(), storage.clone(), codec.clone(), name.clone());
+            tasks.spawn(async move {
+                let outcome = prefetch_one(&s, &st, &c, &n).await;
+                (n, outcome)
+            });
+        }
+        tokio::select! {
+            Some(done) = tasks.join_next() => {
+                let (name, outcome) = done?;
+                inflight.remove(&name);
+                let _ = std::fs::remove_file(spool.path(&format!("{name}{INFLIGHT}")));
+                match outcome {
+                    Outcome::Spooled => spooled += 1,
+                    Outcome::Skipped(after) => {
+                        not_before.insert(name, Instant::now() + after);
+                    }
+                    Outcome::Failed(e, after) => {
+                        eprintln!("backup-agent wal-prefetch {name}: {e} (wal-fetch will fetch it itself)");
+                        not_before.insert(name, Instant::now() + after);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    tasks.shutdown().await;
+    let left = std::fs::read_dir(&spool.dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| is_segment_name(&e.file_name().to_string_lossy()))
+                .count() as u64
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&spool.dir);
+    eprintln!(
+        "backup-agent wal-prefetch: {spooled} segments prefetched, {} handed to PostgreSQL",
+        spooled.saturating_sub(dropped + left)
+    );
+    Ok(())
+}
+
+/// Fetches one segment into the spool: written aside, its header checked, then renamed.
+async fn prefetch_one(spool: &Spool, storage: &Storage, codec: &Codec, name: &str) -> Outcome {
+    let aside = spool.path(&format!("{name}{FETCHING}"));
+    let outcome = match fetch_once(storage, codec, name, &aside).await {
+        Ok(Fetched::Written(key)) if key.contains(".partial") => {
+            Outcome::Skipped(Duration::from_secs(1))
+        }
+        Ok(Fetched::Written(key)) => match read_header(&aside) {
+            Ok(h) if h.system_id == spool.system_id => {
+                match std::fs::rename(&aside, spool.path(name)) {
+                    Ok(()) => return Outcome::Spooled,
+                    Err(e) => Outcome::Failed(e.to_string(), Duration::from_secs(2)),
+                }
+            }
+            Ok(h) => Outcome::Failed(
+                format!(
+                    "object {key} belongs to cluster {}, this data directory to {}",
+                    h.system_id, spool.system_id
+                ),
+                IDLE,
+            ),
+            Err(e) => Outcome::Failed(format!("object {key}: {e}"), IDLE),
+        },
+        Ok(Fetched::Absent) => Outcome::Skipped(Duration::from_millis(500)),
+        Err(FetchError::Storage(e)) => Outcome::Failed(e, Duration::from_secs(1)),
+        Err(FetchError::Fatal(e)) => Outcome::Failed(e, Duration::from_secs(5)),
+    };
+    let _ = std::fs::remove_file(&aside);
+    outcome
+}
