@@ -478,7 +478,8 @@ fn main() -> ExitCode {
                 s.handed_over(&name, &path, config_path.as_deref());
                 return ExitCode::SUCCESS;
             }
-            common::app::run_command(|_| async move {
+            // One thread: PostgreSQL runs this once per WAL file.
+            common::app::run_command_on(common::app::Threads::One, |_| async move {
                 use backup_agent::pg::fetch::{
                     EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch,
                 };

@@ -526,6 +526,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
     }
 }
 
+/// The SHA-256 of bytes, in lower-case hex (what manifests and `.sha256` files record).
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,7 +134,17 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<ExitCode>>,
 {
-    let Some(rt) = runtime(Threads::PerCore) else {
+    run_command_on(Threads::PerCore, f)
+}
+
+/// [`run_command`] on a runtime of the given size: one thread for a short command run many
+/// times (no worker threads to start and hand work between).
+pub fn run_command_on<F, Fut>(threads: Threads, f: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let Some(rt) = runtime(threads) else {
         return ExitCode::FAILURE;
     };
     rt.block_on(async move {

@@ -2,7 +2,7 @@
 //! PostgreSQL names, checked before PostgreSQL sees a byte.
 //!
 //! The exit status is what PostgreSQL acts on, so it is exact:
-//! - 0: the file is in place (decoded, checksums matched, fsynced, renamed into place);
+//! - 0: the file is in place (decoded, checksums matched, renamed into place);
 //! - 1 ([`EXIT_ABSENT`]): storage positively says the file does not exist (an S3 404 or an empty
 //!   listing, a local ENOENT) — PostgreSQL takes this as the end of the archive and, in a
 //!   "latest" restore, promotes;
@@ -14,11 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::catalog::{WAL_STATUS_KEY, WalStatus};
-use tokio::io::AsyncWriteExt;
 
 use super::wal::{SUFFIXES, recorded_sum};
 use crate::compress::Codec;
-use crate::storage::{HashingReader, Storage};
+use crate::storage::Storage;
 
 /// Exit status: the archive does not have the file.
 pub const EXIT_ABSENT: u8 = 1;
@@ -97,7 +96,13 @@ pub async fn fetch_once(
         return Ok(Fetched::Absent);
     };
     let partial = key.contains(".partial.");
-    let recorded = recorded_sum(storage, &key).await.map_err(storage_err)?;
+    // The recorded SHA-256 and the object in parallel: one round trip fewer on S3. A WAL object
+    // is small (one compressed segment): read whole, its SHA-256 checked before a byte is
+    // decoded, then decoded from memory into one file written in large blocks.
+    let (recorded, stored) = tokio::join!(recorded_sum(storage, &key), storage.get(&key));
+    let recorded = recorded.map_err(storage_err)?;
+    let stored = stored
+        .map_err(|e| storage_err(std::io::Error::new(e.kind(), format!("object {key}: {e}"))))?;
     let segment_size = if partial {
         match storage.get(WAL_STATUS_KEY).await {
             Ok(b) => serde_json::from_slice::<WalStatus>(&b)
@@ -110,60 +115,72 @@ pub async fn fetch_once(
     } else {
         0
     };
-    let stored = HashingReader::new(storage.open(&key).await.map_err(storage_err)?);
-    let (mut dec, tee) = crate::restore::decode_hashed(codec, &key, stored)
+    let sha = crate::storage::sha256_hex(&stored);
+    if let Some(want) = &recorded
+        && !want.eq_ignore_ascii_case(&sha)
+    {
+        return Err(FetchError::Fatal(format!(
+            "object {key} is damaged: its SHA-256 is {sha}, {key}.sha256 records {want}"
+        )));
+    }
+    let mut dec = codec
+        .decoder(&key, std::io::Cursor::new(stored))
         .map_err(|e| FetchError::Fatal(format!("{e:#}")))?;
     // Written aside and renamed: PostgreSQL never sees a half-written, damaged or undecryptable
     // file.
     let tmp = dest.with_extension("outrigger-tmp");
-    let written = async {
-        let mut out = tokio::fs::File::create(&tmp).await?;
-        let n = tokio::io::copy(&mut dec, &mut out).await;
-        Ok::<_, std::io::Error>((out, n))
-    }
-    .await;
+    let written = write_decoded(&mut dec, &tmp, &key, partial.then_some(segment_size)).await;
     drop(dec);
-    let hashed = tee.await.map_err(|e| FetchError::Storage(e.to_string()))?;
-    let finish = async {
-        let (mut out, decoded) = written
-            .map_err(|e| FetchError::Fatal(format!("cannot write {}: {e}", tmp.display())))?;
-        let (_, sha) = hashed.map_err(|e| {
-            storage_err(std::io::Error::new(e.kind(), format!("object {key}: {e}")))
-        })?;
-        if let Some(want) = &recorded
-            && !want.eq_ignore_ascii_case(&sha)
-        {
-            return Err(FetchError::Fatal(format!(
-                "object {key} is damaged: its SHA-256 is {sha}, {key}.sha256 records {want}"
-            )));
-        }
-        let n = decoded.map_err(|e| {
-            FetchError::Fatal(format!("object {key} is damaged or cannot be decoded: {e}"))
-        })?;
-        let io = |e: std::io::Error| FetchError::Fatal(format!("{}: {e}", tmp.display()));
-        if partial && n < segment_size {
-            // PostgreSQL reads whole segments: pad the open one with zeros.
-            out.set_len(segment_size).await.map_err(io)?;
-        }
-        out.flush().await.map_err(io)?;
-        out.sync_all().await.map_err(io)?;
-        drop(out);
-        tokio::fs::rename(&tmp, dest).await.map_err(io)?;
-        if let Some(dir) = dest.parent()
-            && let Ok(d) = tokio::fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            })
-            .await
-        {
-            let _ = d.sync_all().await;
-        }
-        Ok(Fetched::Written(key.clone()))
+    // No fsync: PostgreSQL makes a restored segment it keeps durable itself (it renames it into
+    // pg_wal with an fsync), and after a crash recovery asks for the file again. Syncing here
+    // too would write every segment to disk twice.
+    let placed = written.and_then(|()| {
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| FetchError::Fatal(format!("{}: {e}", dest.display())))
+    });
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    .await;
-    if finish.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    placed.map(|()| Fetched::Written(key))
+}
+
+/// Decodes into a new file `tmp` in large blocks (a decode error names the object, a write
+/// error the file); `pad_to`: the open segment, padded with zeros to a whole segment.
+async fn write_decoded(
+    dec: &mut crate::compress::Decoded,
+    tmp: &Path,
+    key: &str,
+    pad_to: Option<u64>,
+) -> Result<(), FetchError> {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let io = |e: std::io::Error| FetchError::Fatal(format!("cannot write {}: {e}", tmp.display()));
+    let mut out = std::fs::File::create(tmp).map_err(io)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        // Fill the block before writing it: one write per MiB.
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = dec.read(&mut buf[filled..]).await.map_err(|e| {
+                FetchError::Fatal(format!("object {key} is damaged or cannot be decoded: {e}"))
+            })?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        out.write_all(&buf[..filled]).map_err(io)?;
+        total += filled as u64;
     }
-    finish
+    if let Some(size) = pad_to
+        && total < size
+    {
+        // PostgreSQL reads whole segments.
+        out.set_len(size).map_err(io)?;
+    }
+    Ok(())
 }

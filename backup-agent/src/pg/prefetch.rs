@@ -265,6 +265,18 @@ pub async fn run(
     };
     spool.clear();
     let depth = depth.clamp(1, MAX_DEPTH);
+    // Nearest first, as many at a time as there are cores (twice that on S3, where a fetch
+    // mostly waits on round trips): decoding is CPU work, and the segment PostgreSQL needs
+    // next should not share the CPU with seven later ones.
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2);
+    let per_core = if matches!(storage, Storage::S3(_)) {
+        2
+    } else {
+        1
+    };
+    let jobs = (cores * per_core).clamp(2, depth.max(2));
     let mut tasks = tokio::task::JoinSet::new();
     let mut inflight: HashSet<String> = HashSet::new();
     let mut not_before: HashMap<String, Instant> = HashMap::new();
@@ -300,6 +312,9 @@ pub async fn run(
         }
         not_before.retain(|n, _| window.contains(n));
         for name in &window {
+            if inflight.len() >= jobs {
+                break;
+            }
             if inflight.contains(name)
                 || spool.path(name).exists()
                 || not_before.get(name).is_some_and(|t| Instant::now() < *t)

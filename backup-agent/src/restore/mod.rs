@@ -389,7 +389,7 @@ async fn unpack_all(
         let (size, sha) = if name.starts_with("backup_manifest") {
             // Small: read it whole, check it, then write it out.
             let bytes = storage.get(&o.key).await?;
-            let got = (bytes.len() as u64, hex_sha(&bytes));
+            let got = (bytes.len() as u64, crate::storage::sha256_hex(&bytes));
             if got == (o.size, o.sha256.clone()) {
                 use tokio::io::AsyncReadExt;
                 let mut dec = codec.decoder(&o.key, std::io::Cursor::new(bytes))?;
@@ -426,11 +426,6 @@ async fn unpack_all(
         crate::storage::check_stored(o, (size, sha))?;
     }
     Ok(())
-}
-
-fn hex_sha(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
 }
 
 /// The size and SHA-256 of an object's stored bytes, once it has been read to the end.
