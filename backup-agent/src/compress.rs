@@ -106,7 +106,13 @@ impl Codec {
                 async_compression::tokio::write::ZstdEncoder::with_quality_and_params(
                     sink,
                     Level::Precise(c.level.unwrap_or(3)),
-                    &[async_compression::zstd::CParameter::checksum_flag(true)],
+                    &[
+                        async_compression::zstd::CParameter::checksum_flag(true),
+                        async_compression::zstd::CParameter::nb_workers(c.workers()),
+                        // 2 MiB jobs (the default is 4 windows, 8 MiB at level 3): each worker
+                        // holds a job's input and output, so this bounds the memory.
+                        async_compression::zstd::CParameter::job_size(2 << 20),
+                    ],
                 ),
             ),
             Algorithm::Gzip => {

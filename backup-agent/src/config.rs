@@ -123,6 +123,21 @@ pub struct Compression {
     pub algorithm: Algorithm,
     /// Level. Default `3` (zstd) — for gzip 1-9, default 6 when unset.
     pub level: Option<i32>,
+    /// zstd worker threads compressing beside the thread that reads (0: compress on that
+    /// thread). Default: the number of cores when there is more than one, else 0. At most 16.
+    pub threads: Option<u32>,
+}
+
+impl Compression {
+    /// The zstd worker threads in force.
+    pub fn workers(&self) -> u32 {
+        self.threads.unwrap_or_else(|| {
+            match std::thread::available_parallelism().map(usize::from) {
+                Ok(n) if n > 1 => n.min(16) as u32,
+                _ => 0,
+            }
+        })
+    }
 }
 
 impl Default for Compression {
@@ -130,6 +145,7 @@ impl Default for Compression {
         Self {
             algorithm: Algorithm::Zstd,
             level: None,
+            threads: None,
         }
     }
 }
@@ -215,6 +231,12 @@ impl DaemonConfig for Config {
                     self.compression.algorithm
                 )));
             }
+        }
+        if self.compression.threads.is_some_and(|t| t > 16) {
+            return Err(ConfigError::Invalid(format!(
+                "compression.threads = {}: at most 16 (0 compresses on the reading thread)",
+                self.compression.threads.unwrap_or_default()
+            )));
         }
         if self.restore.prefetch > crate::pg::prefetch::MAX_DEPTH {
             return Err(ConfigError::Invalid(format!(

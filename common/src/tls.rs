@@ -212,13 +212,11 @@ where
     type TlsConnect = RustlsConnect;
     type Error = std::io::Error;
 
+    /// tokio-postgres asks for a connector before it looks at sslmode, also with `disable`:
+    /// that must succeed; only a handshake (never started with `disable`) needs the config.
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, std::io::Error> {
-        let config = self
-            .config
-            .clone()
-            .ok_or_else(|| std::io::Error::other("TLS requested but sslmode = \"disable\""))?;
         Ok(RustlsConnect {
-            config,
+            config: self.config.clone(),
             domain: domain.to_string(),
         })
     }
@@ -226,7 +224,7 @@ where
 
 /// One pending TLS handshake for tokio-postgres.
 pub struct RustlsConnect {
-    config: Arc<ClientConfig>,
+    config: Option<Arc<ClientConfig>>,
     domain: String,
 }
 
@@ -242,7 +240,12 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            connect(&self.domain, stream, Some(self.config))
+            let Some(config) = self.config else {
+                return Err(std::io::Error::other(
+                    "TLS handshake requested although sslmode = \"disable\"",
+                ));
+            };
+            connect(&self.domain, stream, Some(config))
                 .await
                 .map(PgTlsStream)
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))

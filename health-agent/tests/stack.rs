@@ -15,7 +15,7 @@ use health_agent::alerting::Alerting;
 use health_agent::checks::{self, State};
 use health_agent::config::{
     BackupsCheck, CheckConfig, CheckSpec, Config, DegradedState, HttpCheck, PgbouncerCheck,
-    RedisCheck, RedisRole, SentinelCheck, TcpCheck, Webhook,
+    PostgresCheck, RedisCheck, RedisRole, SentinelCheck, TcpCheck, Webhook,
 };
 use health_agent::metrics::Metrics;
 use health_agent::runner::Runner;
@@ -185,6 +185,58 @@ async fn stopped_replica_is_crit_once_and_recovers_once_across_logrotate() {
     assert!(changes(&log, "redis-master").is_empty() && changes(&old, "redis-master").is_empty());
     let status = r.status();
     assert_eq!(status[0].state, State::Ok);
+}
+
+/// `sslmode = "disable"` against PostgreSQL and PgBouncer without TLS: both checks are OK
+/// (refusing tokio-postgres' request for a TLS connector made them CRIT).
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_disable_checks_servers_without_tls() {
+    let _serial = harness::serial();
+    let (pg, bouncer) = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::start().expect("postgres");
+        let b = PgBouncer::start(&pg).expect("pgbouncer");
+        (pg, b)
+    })
+    .await
+    .expect("join");
+    let postgres = check(
+        "postgres",
+        CheckSpec::Postgres(PostgresCheck {
+            conn: PgSettings {
+                port: pg.port,
+                user: harness::postgres::SUPERUSER.into(),
+                password: Some(Secret::new(harness::postgres::SUPERUSER_PASSWORD)),
+                sslmode: common::TlsMode::Disable,
+                ..PgSettings::default()
+            },
+            ..PostgresCheck::default()
+        }),
+    );
+    let pgb = check(
+        "pgbouncer",
+        CheckSpec::Pgbouncer(PgbouncerCheck {
+            conn: PgSettings {
+                port: bouncer.port,
+                user: pgbouncer::STATS_USER.into(),
+                password: Some(Secret::new(pgbouncer::STATS_PASSWORD)),
+                dbname: "pgbouncer".into(),
+                sslmode: common::TlsMode::Disable,
+                ..PgSettings::default()
+            },
+            ..PgbouncerCheck::default()
+        }),
+    );
+    for c in [&postgres, &pgb] {
+        let run = checks::run(c, Duration::from_secs(10)).await;
+        assert_eq!(
+            run.outcome.state,
+            State::Ok,
+            "{}: {:?}",
+            c.name,
+            run.outcome
+        );
+    }
 }
 
 #[allow(clippy::await_holding_lock)]

@@ -632,6 +632,18 @@ async fn clear_errors_for_password_stats_users_and_startup_parameters() {
     );
 }
 
+/// `sslmode = "disable"` against a PgBouncer without TLS: scrapes succeed (tokio-postgres asks
+/// for a TLS connector even when it will not use one; refusing it made every scrape fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_disable_scrapes_a_pgbouncer_without_tls() {
+    let pg = Postgres::start().expect("postgres");
+    let b = PgBouncer::start(&pg).expect("pgbouncer");
+    let mut t = stats_target("plain", &b);
+    t.admin.sslmode = common::TlsMode::Disable;
+    let scraped = TargetState::new(t).scrape().await;
+    assert!(scraped.error.is_none(), "{:?}", scraped.error);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_reused_across_sequential_and_concurrent_scrapes() {
     let pg = Postgres::start().expect("postgres");

@@ -229,10 +229,13 @@ async fn session(
         .first()
         .and_then(|r| r.get(0, "restart_lsn").and_then(parse_lsn));
     let mut pos = from_slot.unwrap_or(xlogpos);
-    let codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
+    let mut codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
         server: conn.server.clone(),
         message: format!("{e:#}"),
     })?;
+    // A segment is compressed in memory on the daemon's runtime, where workers would only add
+    // their buffers to the daemon's resident memory: one thread.
+    codec.compression.threads = Some(0);
     let codec = &codec;
     let ext = codec.suffix();
     let ext = ext.as_str();
