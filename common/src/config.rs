@@ -88,7 +88,11 @@ pub fn load_from<C: DaemonConfig>(
     let env_prefix = format!("{prefix}_");
     let env_vars: Vec<(String, String)> = vars
         .into_iter()
-        .filter(|(k, _)| k.starts_with(&env_prefix) && k != &config_var)
+        .filter(|(k, _)| {
+            k.starts_with(&env_prefix)
+                && k != &config_var
+                && !is_service_link(&k[env_prefix.len()..])
+        })
         .collect();
     for (key, value) in &env_vars {
         let rest = &key[env_prefix.len()..];
@@ -96,8 +100,10 @@ pub fn load_from<C: DaemonConfig>(
         figment = figment.merge(Serialized::default(&path, env_value(value)));
     }
 
+    // Env values are text: a number or bool key parses it (lossy extraction), any other key
+    // takes it verbatim (`0042`, quotes, spaces).
     let cfg: C = figment
-        .extract()
+        .extract_lossy()
         .map_err(|e| describe(e, file.as_deref(), &env_vars, &env_prefix))?;
     cfg.validate()?;
     Ok(cfg)
@@ -155,8 +161,8 @@ fn expand_line(line: &str, vars: &[(String, String)], out: &mut String) -> Resul
     Ok(())
 }
 
-/// Env values are typed the way a person means them: `5` is a number, `true` a bool, a TOML
-/// array or table literal (`["a","b"]`) that, and anything else a string.
+/// An env value: a TOML array or table literal (`["a","b"]`) is that; anything else is the text
+/// exactly as given, which a number or bool key then parses (see `extract_lossy` above).
 fn env_value(raw: &str) -> figment::value::Value {
     use figment::value::Value;
     let t = raw.trim();
@@ -167,8 +173,23 @@ fn env_value(raw: &str) -> figment::value::Value {
     {
         return v;
     }
-    raw.parse::<figment::value::Value>()
-        .unwrap_or_else(|_| Value::from(raw.to_string()))
+    Value::from(raw.to_string())
+}
+
+/// The variables Kubernetes injects for a Service named like the daemon (`<PREFIX>_PORT`,
+/// `_PORT_<n>_TCP...`, `_SERVICE_HOST`, `_SERVICE_PORT...`): never configuration.
+fn is_service_link(rest: &str) -> bool {
+    if rest == "PORT" || rest == "SERVICE_HOST" || rest.starts_with("SERVICE_PORT") {
+        return true;
+    }
+    rest.strip_prefix("PORT_").is_some_and(|r| {
+        let (n, proto) = r.split_once('_').unwrap_or((r, ""));
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && ["TCP", "UDP", "SCTP"]
+                .iter()
+                .any(|p| proto == *p || proto.starts_with(&format!("{p}_")))
+    })
 }
 
 fn describe(
@@ -417,6 +438,75 @@ mod tests {
         assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("12345"));
         let c: Cfg = load_from("T", None, env(&[("T_NAMES", "[\"x\", \"y\"]")])).expect("array");
         assert_eq!(c.names, vec!["x".to_string(), "y".to_string()]);
+    }
+
+    #[test]
+    fn env_text_is_taken_verbatim_by_string_keys() {
+        // (variable, value, host, port, password)
+        let cases: &[(&str, &str, &str, u16, Option<&str>)] = &[
+            ("T_DB__HOST", "0042", "0042", 5432, None),
+            ("T_DB__PASSWORD", "0042", "localhost", 5432, Some("0042")),
+            (
+                "T_DB__PASSWORD",
+                "\"quoted\"",
+                "localhost",
+                5432,
+                Some("\"quoted\""),
+            ),
+            (
+                "T_DB__PASSWORD",
+                " spaced out ",
+                "localhost",
+                5432,
+                Some(" spaced out "),
+            ),
+            ("T_DB__PASSWORD", "true", "localhost", 5432, Some("true")),
+            ("T_DB__PASSWORD", "1e3", "localhost", 5432, Some("1e3")),
+            ("T_DB__HOST", "db.internal", "db.internal", 5432, None),
+            ("T_DB__PORT", "6432", "localhost", 6432, None),
+            ("T_DB__PORT", "06432", "localhost", 6432, None),
+        ];
+        for (var, value, host, port, password) in cases {
+            let c: Cfg = load_from("T", None, env(&[(var, value)]))
+                .unwrap_or_else(|e| panic!("{var}={value:?}: {e}"));
+            assert_eq!(c.db.host, *host, "{var}={value:?}");
+            assert_eq!(c.db.port, *port, "{var}={value:?}");
+            assert_eq!(
+                c.db.password.as_ref().map(Secret::expose),
+                *password,
+                "{var}={value:?}"
+            );
+        }
+        let e = load_from::<Cfg>("T", None, env(&[("T_DB__PORT", "many")]))
+            .expect_err("not a number")
+            .to_string();
+        assert!(e.contains("db.port") && e.contains("T_DB__PORT"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        for (var, value) in [
+            ("T_PORT", "tcp://10.0.0.7:9400"),
+            ("T_PORT_9400_TCP", "tcp://10.0.0.7:9400"),
+            ("T_PORT_9400_TCP_ADDR", "10.0.0.7"),
+            ("T_PORT_9400_TCP_PORT", "9400"),
+            ("T_PORT_9400_TCP_PROTO", "tcp"),
+            ("T_PORT_53_UDP", "udp://10.0.0.7:53"),
+            ("T_SERVICE_HOST", "10.0.0.7"),
+            ("T_SERVICE_PORT", "9400"),
+            ("T_SERVICE_PORT_METRICS", "9400"),
+        ] {
+            let c: Cfg = load_from("T", None, env(&[(var, value)]))
+                .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
+            assert_eq!(c, Cfg::default(), "{var}");
+        }
+        // Not the Kubernetes forms: still configuration, still checked.
+        for var in ["T_PORTS", "T_PORT_X_TCP", "T_PORT_9400_HTTP"] {
+            let e = load_from::<Cfg>("T", None, env(&[(var, "1")]))
+                .expect_err("unknown key")
+                .to_string();
+            assert!(e.contains("unknown key"), "{var}: {e}");
+        }
     }
 
     #[test]
