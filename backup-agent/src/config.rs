@@ -35,7 +35,7 @@ pub struct Config {
     pub wal: Wal,
     /// What cleanup keeps.
     pub retention: crate::retention::Policy,
-    /// When the daemon runs each job (cron, 5 fields, UTC).
+    /// When the daemon runs each job (standard cron, 5 fields, UTC; Sunday is 0 or 7).
     pub schedule: crate::schedule::Schedules,
     /// Restore and `wal-fetch` (PostgreSQL's restore_command).
     pub restore: Restore,

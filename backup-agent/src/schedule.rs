@@ -1,10 +1,13 @@
-//! Cron schedules (standard 5 fields, UTC): each job fires at its times; a run that would overlap
-//! the same job's previous one is skipped and logged; a run missed (the process was stopped or
-//! the machine asleep past its time) is logged.
+//! Cron schedules (standard Vixie/POSIX cron, 5 fields, UTC): each job fires at its times; a run
+//! that would overlap the same job's previous one is skipped and logged; a run missed (the
+//! process was stopped or the machine asleep past its time) is logged.
+//!
+//! Weekdays are 0-7 with 0 and 7 Sunday, or names (`MON-FRI`); months 1-12 or names;
+//! `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`; when both day of month and day of week
+//! are restricted, either matching fires (`0 3 1 * MON`: the 1st and every Monday).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,15 +47,34 @@ impl Default for Schedules {
     }
 }
 
-/// Parses a standard 5-field cron expression (minute hour day month weekday).
-pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
+/// A parsed schedule.
+#[derive(Clone, Debug)]
+pub struct Schedule(croner::Cron);
+
+impl Schedule {
+    /// The first time after `t` the schedule fires.
+    pub fn next_after(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.find_next_occurrence(&t, false).ok()
+    }
+}
+
+/// Parses a standard 5-field cron expression (minute hour day month weekday) or a nickname
+/// (`@daily`).
+pub fn parse(expr: &str) -> Result<Schedule, String> {
+    let t = expr.trim();
+    let fields = t.split_whitespace().count();
+    if !(t.starts_with('@') && fields == 1) && fields != 5 {
         return Err(format!(
-            "{expr:?}: a cron expression has 5 fields (minute hour day month weekday), not {fields}"
+            "{expr:?}: a cron expression has 5 fields (minute hour day month weekday) or is @hourly/@daily/@weekly/@monthly/@yearly, not {fields} fields"
         ));
     }
-    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| format!("{expr:?}: {e}"))
+    croner::Cron::new(t)
+        .parse()
+        .map(Schedule)
+        .map_err(|e| format!("{expr:?}: {e}"))
 }
 
 /// One run of a job.
@@ -63,13 +85,13 @@ pub type JobFn = Arc<dyn Fn() -> JobRun + Send + Sync>;
 /// One scheduled job.
 pub struct Job {
     pub name: &'static str,
-    pub schedule: cron::Schedule,
+    pub schedule: Schedule,
     pub run: JobFn,
     running: Arc<AtomicBool>,
 }
 
 impl Job {
-    pub fn new(name: &'static str, schedule: cron::Schedule, run: JobFn) -> Self {
+    pub fn new(name: &'static str, schedule: Schedule, run: JobFn) -> Self {
         Self {
             name,
             schedule,
@@ -107,7 +129,7 @@ pub async fn run(jobs: Vec<Job>, log: Arc<LogFile>, cancel: CancellationToken) {
         let (log, cancel) = (log.clone(), cancel.clone());
         set.spawn(async move {
             loop {
-                let Some(next) = job.schedule.upcoming(chrono::Utc).next() else {
+                let Some(next) = job.schedule.next_after(chrono::Utc::now()) else {
                     return;
                 };
                 let wait = (next - chrono::Utc::now())
@@ -141,13 +163,66 @@ mod tests {
 
     #[test]
     fn five_field_cron_and_clear_errors() {
-        let s = parse("0 2 * * *").expect("parses");
-        let next = s.upcoming(chrono::Utc).next().expect("next");
-        assert_eq!(next.format("%H:%M:%S").to_string(), "02:00:00");
         assert!(parse("0 */6 * * *").is_ok());
         let e = parse("* * * * * *").expect_err("6 fields");
         assert!(e.contains("5 fields"), "{e}");
         assert!(parse("61 * * * *").is_err());
+        assert!(parse("0 3 * * 8").is_err());
+        assert!(parse("@sometimes").is_err());
+    }
+
+    /// Next fire times of what people write, from known instants (UTC). Standard cron: 0 and 7
+    /// are Sunday, names work, DOM and DOW both restricted means either.
+    #[test]
+    fn next_fire_times_follow_standard_cron() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        // 2026-12-02 is a Wednesday.
+        let wed = "2026-12-02T10:00:00Z";
+        let cases: &[(&str, &str, &str)] = &[
+            ("0 3 * * 0", wed, "2026-12-06T03:00:00Z"), // Sunday, weekly full backup
+            ("0 3 * * 7", wed, "2026-12-06T03:00:00Z"), // 7 is Sunday too
+            ("0 3 * * SUN", wed, "2026-12-06T03:00:00Z"),
+            ("0 3 * * 1-5", wed, "2026-12-03T03:00:00Z"), // Mon-Fri: Thursday next
+            (
+                "0 3 * * 1-5",
+                "2026-12-04T10:00:00Z",
+                "2026-12-07T03:00:00Z",
+            ), // Fri -> Mon
+            (
+                "0 3 * * MON-FRI",
+                "2026-12-05T10:00:00Z",
+                "2026-12-07T03:00:00Z",
+            ), // Sat -> Mon
+            ("0 3 * * 6", wed, "2026-12-05T03:00:00Z"),   // Saturday
+            ("0 2 * * *", wed, "2026-12-03T02:00:00Z"),
+            ("0 */6 * * *", wed, "2026-12-02T12:00:00Z"),
+            (
+                "0 */4 * * *",
+                "2026-12-02T23:59:00Z",
+                "2026-12-03T00:00:00Z",
+            ),
+            ("@daily", wed, "2026-12-03T00:00:00Z"),
+            ("@hourly", wed, "2026-12-02T11:00:00Z"),
+            ("@weekly", wed, "2026-12-06T00:00:00Z"),
+            ("@monthly", wed, "2027-01-01T00:00:00Z"),
+            // Both restricted: the 1st OR a Monday, whichever comes first.
+            ("0 3 1 * MON", wed, "2026-12-07T03:00:00Z"),
+            (
+                "0 3 1 * MON",
+                "2026-12-28T10:00:00Z",
+                "2027-01-01T03:00:00Z",
+            ),
+            ("30 1 29 2 *", wed, "2028-02-29T01:30:00Z"), // leap day
+        ];
+        for (expr, from, want) in cases {
+            let s = parse(expr).unwrap_or_else(|e| panic!("{e}"));
+            let next = s.next_after(at(from)).expect("a next time");
+            assert_eq!(next, at(want), "{expr} after {from}");
+        }
     }
 
     #[tokio::test]
