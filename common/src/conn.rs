@@ -189,6 +189,29 @@ impl PgSettings {
     }
 }
 
+/// Deserializes a connection table over the defaults of its context: the keys the table gives
+/// replace `default`'s, the others keep them. A partial `[targets.admin] host = "pgb"` then still
+/// means PgBouncer's admin console (port 6432, its user and dbname), not PostgreSQL's defaults.
+/// `default` must not hold a secret (secrets serialize masked).
+pub fn overlay<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    default: PgSettings,
+) -> Result<PgSettings, D::Error> {
+    use serde::Deserialize;
+    let given = <figment::value::Value as Deserialize>::deserialize(d)?;
+    figment::Figment::from(figment::providers::Serialized::defaults(default))
+        .merge(figment::providers::Serialized::defaults(given))
+        .extract_lossy()
+        .map_err(|e| {
+            serde::de::Error::custom(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+}
+
 /// The most useful text of a tokio-postgres error: the server's message when there is one, else the
 /// error and its cause (tokio-postgres' own Display says only "db error").
 pub fn pg_error_text(e: &tokio_postgres::Error) -> String {

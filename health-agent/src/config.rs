@@ -161,7 +161,9 @@ impl Default for PostgresCheck {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PgbouncerCheck {
-    /// Admin console connection. Default `127.0.0.1:6432`, dbname `pgbouncer`.
+    /// Admin console connection. Default `127.0.0.1:6432`, dbname `pgbouncer`; a partial table
+    /// keeps these for the keys it does not give.
+    #[serde(deserialize_with = "pgbouncer_conn")]
     pub conn: PgSettings,
     /// Clients waiting in one pool: WARN / CRIT. Defaults `1`, `20`.
     pub waiting_warn: u64,
@@ -173,14 +175,23 @@ pub struct PgbouncerCheck {
     pub maxwait_crit: Duration,
 }
 
+/// A PgBouncer admin console's defaults.
+fn pgbouncer_default() -> PgSettings {
+    PgSettings {
+        port: 6432,
+        dbname: "pgbouncer".into(),
+        ..PgSettings::default()
+    }
+}
+
+fn pgbouncer_conn<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PgSettings, D::Error> {
+    common::conn::overlay(d, pgbouncer_default())
+}
+
 impl Default for PgbouncerCheck {
     fn default() -> Self {
         Self {
-            conn: PgSettings {
-                port: 6432,
-                dbname: "pgbouncer".into(),
-                ..PgSettings::default()
-            },
+            conn: pgbouncer_default(),
             waiting_warn: 1,
             waiting_crit: 20,
             maxwait_warn: Duration::from_secs(1),
@@ -528,5 +539,38 @@ impl DaemonConfig for Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod partial_tables {
+    use super::*;
+
+    /// `[checks.conn] host = "pgb"` on a pgbouncer check is the admin console on port 6432.
+    #[test]
+    fn a_partial_pgbouncer_conn_keeps_the_consoles_defaults() {
+        let dir = std::env::temp_dir().join(format!("ha-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("h.toml");
+        std::fs::write(
+            &f,
+            "[[checks]]\nname = \"pgb\"\nkind = \"pgbouncer\"\n[checks.conn]\nhost = \"pgb\"\nuser = \"stats\"\n",
+        )
+        .expect("write");
+        let c: Config =
+            common::config::load_from("HEALTH_AGENT", Some(&f), Vec::new()).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        let CheckSpec::Pgbouncer(p) = &c.checks[0].spec else {
+            panic!("{:?}", c.checks[0].spec);
+        };
+        assert_eq!(
+            (
+                p.conn.host.as_str(),
+                p.conn.port,
+                p.conn.user.as_str(),
+                p.conn.dbname.as_str()
+            ),
+            ("pgb", 6432, "stats", "pgbouncer")
+        );
     }
 }

@@ -26,11 +26,27 @@ pub struct Target {
     /// Extra constant labels on every series of this target. Default none.
     pub labels: BTreeMap<String, String>,
     /// How to reach the admin console; the user must be in `stats_users` or `admin_users`.
-    /// Default `127.0.0.1:6432`, user `pgbouncer_exporter`, dbname `pgbouncer`.
+    /// Default `127.0.0.1:6432`, user `pgbouncer_exporter`, dbname `pgbouncer`; a partial table
+    /// keeps these for the keys it does not give.
+    #[serde(deserialize_with = "admin_settings")]
     pub admin: PgSettings,
     /// Time allowed for one scrape of this target. Default `3s`.
     #[serde(with = "humantime_serde")]
     pub scrape_timeout: Duration,
+}
+
+/// A PgBouncer admin console's defaults.
+fn admin_default() -> PgSettings {
+    PgSettings {
+        port: 6432,
+        user: "pgbouncer_exporter".into(),
+        dbname: "pgbouncer".into(),
+        ..PgSettings::default()
+    }
+}
+
+fn admin_settings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PgSettings, D::Error> {
+    common::conn::overlay(d, admin_default())
 }
 
 impl Default for Target {
@@ -38,12 +54,7 @@ impl Default for Target {
         Self {
             name: "pgbouncer".into(),
             labels: BTreeMap::new(),
-            admin: PgSettings {
-                port: 6432,
-                user: "pgbouncer_exporter".into(),
-                dbname: "pgbouncer".into(),
-                ..PgSettings::default()
-            },
+            admin: admin_default(),
             scrape_timeout: Duration::from_secs(3),
         }
     }
@@ -73,5 +84,48 @@ impl DaemonConfig for Config {
             t.admin.validate(&format!("targets[{i}].admin"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partial admin tables keep the admin console's defaults, from a file and from the env.
+    #[test]
+    fn partial_admin_tables_keep_the_consoles_defaults() {
+        let dir = std::env::temp_dir().join(format!("pe-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("p.toml");
+        std::fs::write(
+            &f,
+            "[[targets]]\nname = \"a\"\n[targets.admin]\nhost = \"pgb\"\n",
+        )
+        .expect("write");
+        let from_file: Config =
+            common::config::load_from("POOL_EXPORTER", Some(&f), Vec::new()).expect("loads");
+        let from_env: Config = common::config::load_from(
+            "POOL_EXPORTER",
+            None,
+            vec![(
+                "POOL_EXPORTER_TARGETS".to_string(),
+                "[{name=\"a\", admin={host=\"pgb\", password=\"0042\"}}]".to_string(),
+            )],
+        )
+        .expect("loads");
+        for (c, password) in [(from_file, None), (from_env, Some("0042"))] {
+            let a = &c.targets[0].admin;
+            assert_eq!(
+                (a.host.as_str(), a.port, a.user.as_str(), a.dbname.as_str()),
+                ("pgb", 6432, "pgbouncer_exporter", "pgbouncer")
+            );
+            assert_eq!(a.password.as_ref().map(common::Secret::expose), password);
+        }
+        std::fs::write(&f, "[[targets]]\n[targets.admin]\nhots = \"x\"\n").expect("write");
+        let e = common::config::load_from::<Config>("POOL_EXPORTER", Some(&f), Vec::new())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("hots"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
