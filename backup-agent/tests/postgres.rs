@@ -101,6 +101,16 @@ fn cli(storage: &Path, args: &[&str]) -> std::process::Output {
         .expect("backup-agent runs")
 }
 
+/// `backup-agent --config CONFIG ARGS...`.
+fn with_config(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(exe())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("backup-agent runs")
+}
+
 /// Waits until the archiver has stored WAL up to the server's current position.
 async fn wait_archived(pg: &Postgres, storage: &Storage) {
     let want = parse_lsn(&pg.psql_super("SELECT pg_current_wal_lsn()").expect("lsn")).expect("lsn");
@@ -653,15 +663,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     );
     let dir = TempDir::new("backup-s3").expect("dir");
     let cfg_path = s3_toml(&pg, &s3, dir.path());
-    let c = cfg_path.to_str().expect("utf8").to_string();
-    let run = |args: &[&str]| {
-        Command::new(exe())
-            .arg("--config")
-            .arg(&c)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
+    let run = |args: &[&str]| with_config(&cfg_path, args);
     let out = run(&["backup", "postgres-full"]);
     succeeded(&out);
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
@@ -695,7 +697,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     // S3 goes away in the middle of a backup: the job fails clearly, nothing new is listed.
     let child = Command::new(exe())
         .arg("--config")
-        .arg(&c)
+        .arg(&cfg_path)
         .args(["backup", "postgres-full"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -712,12 +714,7 @@ async fn full_backup_to_s3_restores_and_survives_s3_going_away() {
     assert!(err.contains("S3") || err.contains("storage"), "{err}");
     let log = std::fs::read_to_string(dir.path().join("backup.log")).expect("backup.log");
     assert!(log.contains("outcome=failed"), "{log}");
-    let _s3 = tokio::task::spawn_blocking(move || {
-        s3.resume().expect("S3 back");
-        s3
-    })
-    .await
-    .expect("join");
+    let _s3 = resumed(s3).await;
     // Still one backup listed; a new one works now that S3 is back.
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(
@@ -1600,6 +1597,28 @@ fn s3_toml_secret_file(
     (p, secret)
 }
 
+/// Starts PostgreSQL on a restored directory whose recovery must stop by itself (an error);
+/// returns its log.
+async fn stopped_on_its_own(data: &Path) -> String {
+    let d = data.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Postgres::run_existing_until_exit(&d, Duration::from_secs(120))
+    })
+    .await
+    .expect("join")
+    .expect("the server stops on its own")
+}
+
+/// The S3 server serving again after `stop`.
+async fn resumed(mut s3: harness::s3::S3Server) -> harness::s3::S3Server {
+    tokio::task::spawn_blocking(move || {
+        s3.resume().expect("S3 back");
+        s3
+    })
+    .await
+    .expect("join")
+}
+
 /// Whether a server that stopped on its own had promoted (a new timeline, no recovery.signal).
 fn promoted(data: &Path, log: &str) -> bool {
     log.contains("selected new timeline ID") || !data.join("recovery.signal").exists()
@@ -1622,15 +1641,7 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
     let (_log, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
     app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    let c = cfg_path.to_str().expect("utf8").to_string();
-    let run = |args: &[&str]| {
-        Command::new(exe())
-            .arg("--config")
-            .arg(&c)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
+    let run = |args: &[&str]| with_config(&cfg_path, args);
     succeeded(&run(&["backup", "postgres-full"]));
     for id in 4..=6 {
         app(&pg, &format!("INSERT INTO t VALUES ({id})"));
@@ -1650,13 +1661,7 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
 
     // The secret file is missing on the restore host: recovery stops, nothing promoted.
     std::fs::rename(&secret, dir.path().join("elsewhere")).expect("mv");
-    let t = target.clone();
-    let log = tokio::task::spawn_blocking(move || {
-        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("the server stops on its own");
+    let log = stopped_on_its_own(&target).await;
     assert!(
         log.contains("could not restore file") && log.contains("FATAL"),
         "{log}"
@@ -1673,13 +1678,7 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
 
     // S3 is down: wal-fetch retries for restore.wal_fetch_retry, then recovery stops.
     s3.stop();
-    let t = target.clone();
-    let log = tokio::task::spawn_blocking(move || {
-        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("the server stops on its own");
+    let log = stopped_on_its_own(&target).await;
     assert!(log.contains("restore.wal_fetch_retry"), "{log}");
     assert!(
         !promoted(&target, &log),
@@ -1687,12 +1686,7 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
     );
 
     // Both back: recovery reaches the latest point.
-    let s3 = tokio::task::spawn_blocking(move || {
-        s3.resume().expect("S3 back");
-        s3
-    })
-    .await
-    .expect("join");
+    let s3 = resumed(s3).await;
     let restored = start_restored(target).await;
     assert_eq!(ids(&restored), ids(&pg));
     assert_eq!(ids(&restored), (1..=7).collect::<Vec<_>>());
@@ -1722,15 +1716,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     let storage = Storage::from_config(&cfg.storage).await.expect("storage");
     let (_log, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    let c = cfg_path.to_str().expect("utf8").to_string();
-    let run = |args: &[&str]| {
-        Command::new(exe())
-            .arg("--config")
-            .arg(&c)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
+    let run = |args: &[&str]| with_config(&cfg_path, args);
     succeeded(&run(&["backup", "postgres-full"]));
     const SEGMENTS: i32 = 16;
     for n in 0..SEGMENTS {
@@ -1778,9 +1764,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
 
     // S3 stops once recovery is under way and the prefetcher has spooled a segment.
     let t = target.clone();
-    let server = tokio::task::spawn_blocking(move || {
-        Postgres::run_existing_until_exit(&t, Duration::from_secs(120))
-    });
+    let server = tokio::spawn(async move { stopped_on_its_own(&t).await });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let spooled = std::fs::read_dir(&spool)
@@ -1795,10 +1779,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     s3.stop();
-    let log = server
-        .await
-        .expect("join")
-        .expect("the server stops on its own");
+    let log = server.await.expect("join");
     let restored = log.matches("restored log file").count();
     assert!(
         restored >= 1 && log.contains("restore.wal_fetch_retry"),
@@ -1810,12 +1791,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     );
 
     // S3 back: recovery reaches the latest point, through the spool.
-    let s3 = tokio::task::spawn_blocking(move || {
-        s3.resume().expect("S3 back");
-        s3
-    })
-    .await
-    .expect("join");
+    let s3 = resumed(s3).await;
     let mut restored = start_restored(target.clone()).await;
     assert_eq!(ids(&restored), ids(&pg));
     assert_eq!(ids(&restored).len(), (SEGMENTS * 1000) as usize);
@@ -2026,13 +2002,7 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
         &store,
         &["restore", "postgres", "--target-dir", &damaged],
     ));
-    let d = std::path::PathBuf::from(&damaged);
-    let log = tokio::task::spawn_blocking(move || {
-        Postgres::run_existing_until_exit(&d, Duration::from_secs(120))
-    })
-    .await
-    .expect("join")
-    .expect("the server stops on its own");
+    let log = stopped_on_its_own(Path::new(&damaged)).await;
     let key = newest.rsplit('/').next().expect("name");
     assert!(log.contains(key) && log.contains("damaged"), "{log}");
     assert!(

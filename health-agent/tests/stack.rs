@@ -41,6 +41,17 @@ fn redis_conn(port: u16) -> RedisSettings {
     }
 }
 
+/// PgBouncer's admin console as the stats user.
+fn stats_conn(port: u16) -> PgSettings {
+    PgSettings {
+        port,
+        user: pgbouncer::STATS_USER.into(),
+        password: Some(Secret::new(pgbouncer::STATS_PASSWORD)),
+        dbname: "pgbouncer".into(),
+        ..PgSettings::default()
+    }
+}
+
 fn runner(dir: &TempDir, checks: Vec<CheckConfig>, webhook: Option<Webhook>) -> Runner {
     let cfg = Config {
         health_log: dir.path().join("logs/health.log"),
@@ -217,12 +228,8 @@ async fn sslmode_disable_checks_servers_without_tls() {
         "pgbouncer",
         CheckSpec::Pgbouncer(PgbouncerCheck {
             conn: PgSettings {
-                port: bouncer.port,
-                user: pgbouncer::STATS_USER.into(),
-                password: Some(Secret::new(pgbouncer::STATS_PASSWORD)),
-                dbname: "pgbouncer".into(),
                 sslmode: common::TlsMode::Disable,
-                ..PgSettings::default()
+                ..stats_conn(bouncer.port)
             },
             ..PgbouncerCheck::default()
         }),
@@ -261,13 +268,7 @@ async fn waiting_clients_warn_and_a_killed_sentinel_degrades() {
     let pgb = check(
         "pgbouncer",
         CheckSpec::Pgbouncer(PgbouncerCheck {
-            conn: PgSettings {
-                port: bouncer.port,
-                user: pgbouncer::STATS_USER.into(),
-                password: Some(Secret::new(pgbouncer::STATS_PASSWORD)),
-                dbname: "pgbouncer".into(),
-                ..PgSettings::default()
-            },
+            conn: stats_conn(bouncer.port),
             waiting_warn: 1,
             waiting_crit: 10,
             maxwait_warn: Duration::from_secs(30),
