@@ -166,12 +166,17 @@ fn expand_line(line: &str, vars: &[(String, String)], out: &mut String) -> Resul
 fn env_value(raw: &str) -> figment::value::Value {
     use figment::value::Value;
     let t = raw.trim();
-    if (t.starts_with('[') || t.starts_with('{'))
-        && let Ok(v) = format!("v = {t}").parse::<toml::Table>()
-        && let Some(v) = v.get("v")
-        && let Ok(v) = Value::serialize(v)
-    {
-        return v;
+    if t.starts_with('[') || t.starts_with('{') {
+        if let Ok(v) = format!("v = {t}").parse::<toml::Table>()
+            && let Some(v) = v.get("v")
+            && let Ok(v) = Value::serialize(v)
+        {
+            return v;
+        }
+        // Bare words in a list, as people type them: `[app, sales]`.
+        if let Ok(v @ (Value::Array(..) | Value::Dict(..))) = raw.parse::<Value>() {
+            return v;
+        }
     }
     Value::from(raw.to_string())
 }
@@ -436,8 +441,10 @@ mod tests {
         .expect("loads");
         assert_eq!(c.names, vec!["a".to_string()]);
         assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("12345"));
-        let c: Cfg = load_from("T", None, env(&[("T_NAMES", "[\"x\", \"y\"]")])).expect("array");
-        assert_eq!(c.names, vec!["x".to_string(), "y".to_string()]);
+        for list in ["[\"x\", \"y\"]", "[x, y]", "[x,y]"] {
+            let c: Cfg = load_from("T", None, env(&[("T_NAMES", list)])).expect("array");
+            assert_eq!(c.names, vec!["x".to_string(), "y".to_string()], "{list}");
+        }
     }
 
     #[test]
