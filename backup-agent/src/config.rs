@@ -35,7 +35,7 @@ pub struct Config {
     pub wal: Wal,
     /// What cleanup keeps.
     pub retention: crate::retention::Policy,
-    /// When the daemon runs each job (standard cron, 5 fields, UTC; Sunday is 0 or 7).
+    /// When the daemon runs each job (standard cron, 5 fields, in `schedule.timezone`, UTC by default; Sunday is 0 or 7).
     pub schedule: crate::schedule::Schedules,
     /// Restore and `wal-fetch` (PostgreSQL's restore_command).
     pub restore: Restore,
@@ -257,6 +257,8 @@ impl DaemonConfig for Config {
                 self.wal.slot
             )));
         }
+        crate::schedule::zone(&self.schedule.timezone)
+            .map_err(|e| ConfigError::Invalid(format!("schedule.timezone: {e}")))?;
         for (key, expr) in [
             ("schedule.full", &self.schedule.full),
             ("schedule.incremental", &self.schedule.incremental),
@@ -266,7 +268,7 @@ impl DaemonConfig for Config {
             ("schedule.drill", &self.schedule.drill),
         ] {
             if !expr.trim().is_empty() {
-                crate::schedule::parse(expr)
+                crate::schedule::parse(expr, &self.schedule.timezone)
                     .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
             }
         }

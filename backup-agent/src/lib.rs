@@ -125,7 +125,7 @@ fn scheduled(
             return;
         }
         let ctx = ctx.clone();
-        match schedule::parse(expr) {
+        match schedule::parse(expr, &cfg.schedule.timezone) {
             Ok(s) => jobs.push(schedule::Job::new(
                 name,
                 s,

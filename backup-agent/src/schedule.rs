@@ -1,4 +1,5 @@
-//! Cron schedules (standard Vixie/POSIX cron, 5 fields, UTC): each job fires at its times; a run
+//! Cron schedules (standard Vixie/POSIX cron, 5 fields, UTC unless `schedule.timezone` or
+//! `CRON_TZ=` says otherwise): each job fires at its times; a run
 //! that would overlap the same job's previous one is skipped and logged; a run missed (the
 //! process was stopped or the machine asleep past its time) is logged.
 //!
@@ -32,6 +33,9 @@ pub struct Schedules {
     pub logical: String,
     /// Restore drill (needs PostgreSQL server binaries on this machine). Default empty (off).
     pub drill: String,
+    /// The time zone the expressions are in (IANA name). Default `UTC`. An expression may name
+    /// its own: `CRON_TZ=Europe/Berlin 0 3 * * *`.
+    pub timezone: String,
 }
 
 impl Default for Schedules {
@@ -43,28 +47,50 @@ impl Default for Schedules {
             redis: "0 */4 * * *".into(),
             logical: String::new(),
             drill: String::new(),
+            timezone: "UTC".into(),
         }
     }
 }
 
-/// A parsed schedule.
+/// A parsed schedule: when, and in which time zone.
 #[derive(Clone, Debug)]
-pub struct Schedule(croner::Cron);
+pub struct Schedule {
+    cron: croner::Cron,
+    tz: chrono_tz::Tz,
+}
 
 impl Schedule {
-    /// The first time after `t` the schedule fires.
+    /// The first time after `t` the schedule fires. In a zone with daylight saving time, a time
+    /// the clocks skip fires right after the jump and a time they repeat fires once (the first).
     pub fn next_after(
         &self,
         t: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.find_next_occurrence(&t, false).ok()
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|d| d.with_timezone(&chrono::Utc))
     }
 }
 
+/// A time zone by its IANA name (`UTC`, `Europe/Berlin`).
+pub fn zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("time zone {name:?} is not an IANA zone name (e.g. UTC, Europe/Berlin, America/New_York)")
+    })
+}
+
 /// Parses a standard 5-field cron expression (minute hour day month weekday) or a nickname
-/// (`@daily`).
-pub fn parse(expr: &str) -> Result<Schedule, String> {
-    let t = expr.trim();
+/// (`@daily`), in time zone `tz` unless the expression starts with `CRON_TZ=<zone> `.
+pub fn parse(expr: &str, tz: &str) -> Result<Schedule, String> {
+    let mut t = expr.trim();
+    let mut tz = tz;
+    if let Some(rest) = t.strip_prefix("CRON_TZ=").or_else(|| t.strip_prefix("TZ=")) {
+        let (z, r) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        tz = z;
+        t = r.trim();
+    }
+    let tz = zone(tz).map_err(|e| format!("{expr:?}: {e}"))?;
     let fields = t.split_whitespace().count();
     if !(t.starts_with('@') && fields == 1) && fields != 5 {
         return Err(format!(
@@ -73,7 +99,7 @@ pub fn parse(expr: &str) -> Result<Schedule, String> {
     }
     croner::Cron::new(t)
         .parse()
-        .map(Schedule)
+        .map(|cron| Schedule { cron, tz })
         .map_err(|e| format!("{expr:?}: {e}"))
 }
 
@@ -163,12 +189,12 @@ mod tests {
 
     #[test]
     fn five_field_cron_and_clear_errors() {
-        assert!(parse("0 */6 * * *").is_ok());
-        let e = parse("* * * * * *").expect_err("6 fields");
+        assert!(parse("0 */6 * * *", "UTC").is_ok());
+        let e = parse("* * * * * *", "UTC").expect_err("6 fields");
         assert!(e.contains("5 fields"), "{e}");
-        assert!(parse("61 * * * *").is_err());
-        assert!(parse("0 3 * * 8").is_err());
-        assert!(parse("@sometimes").is_err());
+        assert!(parse("61 * * * *", "UTC").is_err());
+        assert!(parse("0 3 * * 8", "UTC").is_err());
+        assert!(parse("@sometimes", "UTC").is_err());
     }
 
     /// Next fire times of what people write, from known instants (UTC). Standard cron: 0 and 7
@@ -219,10 +245,78 @@ mod tests {
             ("30 1 29 2 *", wed, "2028-02-29T01:30:00Z"), // leap day
         ];
         for (expr, from, want) in cases {
-            let s = parse(expr).unwrap_or_else(|e| panic!("{e}"));
+            let s = parse(expr, "UTC").unwrap_or_else(|e| panic!("{e}"));
             let next = s.next_after(at(from)).expect("a next time");
             assert_eq!(next, at(want), "{expr} after {from}");
         }
+    }
+
+    /// In a zone with daylight saving time (Europe/Berlin: +01:00 in winter, +02:00 in summer;
+    /// 2027-03-28 02:00 -> 03:00, 2027-10-31 03:00 -> 02:00), from `schedule.timezone` or
+    /// `CRON_TZ=`.
+    #[test]
+    fn next_fire_times_in_a_zone_with_dst() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // 03:00 local every day: 02:00Z in winter, 01:00Z in summer.
+            (
+                "0 3 * * *",
+                "Europe/Berlin",
+                "2027-03-26T12:00:00Z",
+                "2027-03-27T02:00:00Z",
+            ),
+            (
+                "0 3 * * *",
+                "Europe/Berlin",
+                "2027-03-27T12:00:00Z",
+                "2027-03-28T01:00:00Z",
+            ),
+            // 02:30 does not exist on 2027-03-28: it fires right after the jump (03:00 local).
+            (
+                "30 2 * * *",
+                "Europe/Berlin",
+                "2027-03-27T12:00:00Z",
+                "2027-03-28T01:00:00Z",
+            ),
+            // 02:30 happens twice on 2027-10-31: it fires once, at the first (+02:00).
+            (
+                "30 2 * * *",
+                "Europe/Berlin",
+                "2027-10-30T12:00:00Z",
+                "2027-10-31T00:30:00Z",
+            ),
+            (
+                "30 2 * * *",
+                "Europe/Berlin",
+                "2027-10-31T00:30:00Z",
+                "2027-11-01T01:30:00Z",
+            ),
+            // A Sunday weekly full backup, New York time.
+            (
+                "0 3 * * 0",
+                "America/New_York",
+                "2026-12-02T10:00:00Z",
+                "2026-12-06T08:00:00Z",
+            ),
+            // CRON_TZ= in the expression wins over the setting.
+            (
+                "CRON_TZ=Asia/Tokyo 0 9 * * *",
+                "UTC",
+                "2026-12-02T10:00:00Z",
+                "2026-12-03T00:00:00Z",
+            ),
+        ];
+        for (expr, tz, from, want) in cases {
+            let s = parse(expr, tz).unwrap_or_else(|e| panic!("{e}"));
+            let next = s.next_after(at(from)).expect("a next time");
+            assert_eq!(next, at(want), "{expr} in {tz} after {from}");
+        }
+        let e = parse("0 3 * * *", "Mars/Olympus").expect_err("no such zone");
+        assert!(e.contains("Mars/Olympus") && e.contains("IANA"), "{e}");
     }
 
     #[tokio::test]
@@ -234,7 +328,7 @@ mod tests {
         let (g, c) = (gate.clone(), count.clone());
         let job = Job::new(
             "slow",
-            parse("0 2 * * *").expect("cron"),
+            parse("0 2 * * *", "UTC").expect("cron"),
             Arc::new(move || {
                 let (g, c) = (g.clone(), c.clone());
                 Box::pin(async move {
