@@ -359,23 +359,10 @@ impl S3 {
 
     /// `Ok(false)` only on a 404; a timeout, a refused credential or an outage is an error.
     pub async fn exists(&self, key: &str) -> std::io::Result<bool> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-        {
+        match self.size(key).await {
             Ok(_) => Ok(true),
-            Err(e) => {
-                let e = not_found_or(key, e);
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

@@ -133,18 +133,7 @@ impl Postgres {
     /// user, gives it its own port and socket directory, and waits until it accepts queries
     /// (that is, until recovery has finished and it was promoted).
     pub fn start_existing(data: &Path, ready_timeout: Duration) -> Result<Self> {
-        let (bin, dir, port) = prepare_existing(data, "pg-restored")?;
-        let args = vec![
-            "-D".into(),
-            data.display().to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-c".into(),
-            "listen_addresses=127.0.0.1".into(),
-            "-c".into(),
-            format!("unix_socket_directories={}", dir.path().display()),
-        ];
-        let mut pg = Self::spawn(bin, data.to_path_buf(), dir, port, args)?;
+        let mut pg = Self::spawn_existing(data, "pg-restored", "127.0.0.1")?;
         let (bin, port) = (pg.bin.clone(), pg.port);
         pg.proc.wait_ready(ready_timeout, || {
             let out = psql_tcp(
@@ -165,18 +154,7 @@ impl Postgres {
     /// stopped by an error) and waits for that; returns its log. An error when it is still
     /// running after `timeout` (it is then stopped) or when it became ready instead.
     pub fn run_existing_until_exit(data: &Path, timeout: Duration) -> Result<String> {
-        let (bin, dir, port) = prepare_existing(data, "pg-stops")?;
-        let args = vec![
-            "-D".into(),
-            data.display().to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-c".into(),
-            "listen_addresses=".into(),
-            "-c".into(),
-            format!("unix_socket_directories={}", dir.path().display()),
-        ];
-        let mut pg = Self::spawn(bin, data.to_path_buf(), dir, port, args)?;
+        let mut pg = Self::spawn_existing(data, "pg-stops", "")?;
         let deadline = std::time::Instant::now() + timeout;
         while pg.proc.is_running() {
             if std::time::Instant::now() > deadline {
@@ -187,6 +165,23 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(200));
         }
         Ok(std::fs::read_to_string(pg.proc.log_path())?)
+    }
+
+    /// Starts the postmaster on an existing data directory ([`prepare_existing`]), listening on
+    /// `listen` (empty: no TCP) and its own socket directory; does not wait.
+    fn spawn_existing(data: &Path, name: &str, listen: &str) -> Result<Self> {
+        let (bin, dir, port) = prepare_existing(data, name)?;
+        let args = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            format!("listen_addresses={listen}"),
+            "-c".into(),
+            format!("unix_socket_directories={}", dir.path().display()),
+        ];
+        Self::spawn(bin, data.to_path_buf(), dir, port, args)
     }
 
     /// Starts the postmaster (as the server user; immediate shutdown on drop).

@@ -244,29 +244,19 @@ async fn session(
     if tli > 1 {
         let name = format!("{tli:08X}.history");
         let stored = stored_key(storage, &name).await.map_err(|e| io(&conn, e))?;
-        if stored.is_none() {
-            let hist = conn.query(&format!("TIMELINE_HISTORY {tli}")).await?;
-            if let Some(rs) = hist.first()
-                && let (Some(fname), Some(content)) = (rs.get(0, "filename"), rs.get(0, "content"))
-            {
-                store(
-                    storage,
-                    codec,
-                    &format!("wal/{fname}{ext}"),
-                    content.as_bytes(),
-                )
-                .await
-                .map_err(|e| io(&conn, e))?;
-                let switch = switch_point(content);
-                log.emit(
-                    Line::new("wal_timeline_history")
-                        .field("timeline", tli)
-                        .field("file", fname)
-                        .field_opt("switch", switch.map(format_lsn)),
-                );
-                if let Some(s) = switch.filter(|s| *s < pos) {
-                    pos = s;
-                }
+        if stored.is_none()
+            && let Some((fname, content)) =
+                store_history(&mut conn, storage, codec, ext, tli).await?
+        {
+            let switch = switch_point(&content);
+            log.emit(
+                Line::new("wal_timeline_history")
+                    .field("timeline", tli)
+                    .field("file", fname)
+                    .field_opt("switch", switch.map(format_lsn)),
+            );
+            if let Some(s) = switch.filter(|s| *s < pos) {
+                pos = s;
             }
         }
     }
@@ -409,19 +399,7 @@ async fn session(
             .and_then(|r| r.get(1).cloned().flatten())
             .and_then(|p| parse_lsn(&p))
             .unwrap_or(seg.end);
-        let hist = conn.query(&format!("TIMELINE_HISTORY {next_tli}")).await?;
-        if let Some(rs) = hist.first()
-            && let (Some(fname), Some(content)) = (rs.get(0, "filename"), rs.get(0, "content"))
-        {
-            store(
-                storage,
-                codec,
-                &format!("wal/{fname}{ext}"),
-                content.as_bytes(),
-            )
-            .await
-            .map_err(|e| io(&conn, e))?;
-        }
+        store_history(&mut conn, storage, codec, ext, next_tli).await?;
         log.emit(
             Line::new("wal_timeline_switch")
                 .field("from", tli)
@@ -431,6 +409,35 @@ async fn session(
         tli = next_tli;
         pos = next_pos - next_pos % seg_size;
     }
+}
+
+/// Fetches timeline `tli`'s history file from the server (`TIMELINE_HISTORY`) and stores it as
+/// `wal/<file><ext>`; its file name and content, `None` when the server sent none.
+async fn store_history(
+    conn: &mut ReplConn,
+    storage: &Storage,
+    codec: &Codec,
+    ext: &str,
+    tli: u32,
+) -> Result<Option<(String, String)>, ReplError> {
+    let hist = conn.query(&format!("TIMELINE_HISTORY {tli}")).await?;
+    let Some((fname, content)) = hist.first().and_then(|rs| {
+        Some((
+            rs.get(0, "filename")?.to_string(),
+            rs.get(0, "content")?.to_string(),
+        ))
+    }) else {
+        return Ok(None);
+    };
+    store(
+        storage,
+        codec,
+        &format!("wal/{fname}{ext}"),
+        content.as_bytes(),
+    )
+    .await
+    .map_err(|e| io(conn, e))?;
+    Ok(Some((fname, content)))
 }
 
 fn io(conn: &ReplConn, e: std::io::Error) -> ReplError {
