@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 client for health checks, webhooks and reading S3 objects: one request per
 //! connection, bounded by a timeout, the body read up to a limit. `https://` goes through rustls
-//! with the system's root certificates ([`crate::tls`]).
+//! with the system's root certificates, or the CA file given ([`crate::tls`]), host name checked.
 
+use std::path::Path;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -36,6 +37,8 @@ pub struct Request<'a> {
     /// Longer bodies are cut (`None`) or refused (`Some(what)`: an error naming `what`).
     pub body_limit: usize,
     pub refuse_longer: bool,
+    /// PEM roots for `https://` instead of the system's.
+    pub ca_file: Option<&'a Path>,
 }
 
 impl<'a> Request<'a> {
@@ -48,6 +51,7 @@ impl<'a> Request<'a> {
             timeout,
             body_limit: BODY_LIMIT,
             refuse_longer: false,
+            ca_file: None,
         }
     }
 
@@ -103,7 +107,14 @@ impl<'a> Request<'a> {
         };
         let req = req.body(Full::new(Bytes::from(body)))?;
         let resp = if https {
-            let tls = crate::tls::connect(&host, tcp, None)
+            let config = match self.ca_file {
+                Some(ca) => Some(
+                    crate::tls::client_config(Some(ca), crate::tls::Verify::Full)
+                        .map_err(|e| err(&e))?,
+                ),
+                None => None,
+            };
+            let tls = crate::tls::connect(&host, tcp, config)
                 .await
                 .map_err(|e| err(&e))?;
             send_on(TokioIo::new(tls), req).await
@@ -145,14 +156,34 @@ where
     sender.send_request(req).await
 }
 
-/// GET `url`.
-pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<Response> {
-    Request::new("GET", url, timeout).send().await
+/// GET `url` (`ca_file`: PEM roots for `https://` instead of the system's).
+pub async fn get(url: &str, timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<Response> {
+    let mut r = Request::new("GET", url, timeout);
+    r.ca_file = ca_file;
+    r.send().await
 }
 
-/// POST a JSON body to `url`.
-pub async fn post_json(url: &str, json: String, timeout: Duration) -> anyhow::Result<Response> {
+/// POST a JSON body to `url` (`ca_file`: PEM roots for `https://` instead of the system's).
+pub async fn post_json(
+    url: &str,
+    json: String,
+    timeout: Duration,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<Response> {
     let mut r = Request::new("POST", url, timeout);
     r.body = Some(("application/json", json.into_bytes()));
+    r.ca_file = ca_file;
     r.send().await
+}
+
+/// Whether `url` is one [`Request`] can send to: `http://` or `https://` with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Some("http" | "https") => Err(format!("{url:?} has no host")),
+        _ => Err(format!("{url:?} must be an http:// or https:// URL")),
+    }
 }

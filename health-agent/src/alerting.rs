@@ -113,7 +113,7 @@ async fn post(w: &Webhook, body: String, cancel: &CancellationToken) {
     let r = common::retry::retry(&backoff, cancel, "webhook", || {
         let body = body.clone();
         async move {
-            match common::httpc::post_json(&w.url, body, w.timeout).await {
+            match common::httpc::post_json(&w.url, body, w.timeout, w.ca_file.as_deref()).await {
                 Ok(r) if (200..300).contains(&r.status) => Ok(()),
                 Ok(r) => Err(common::retry::Failure::Transient(format!(
                     "{} answered {}",

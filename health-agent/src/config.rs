@@ -62,8 +62,11 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Webhook {
-    /// `http://` URL. Required.
+    /// `http://` or `https://` URL. Required.
     pub url: String,
+    /// PEM file of the CA(s) that sign the `https://` certificate, instead of the system's roots
+    /// (a private CA). Default none.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Per attempt. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -75,6 +78,7 @@ impl Default for Webhook {
     fn default() -> Self {
         Self {
             url: String::new(),
+            ca_file: None,
             timeout: Duration::from_secs(5),
             attempts: 3,
         }
@@ -332,8 +336,11 @@ impl Default for DiskCheck {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpCheck {
-    /// `http://` URL. Required.
+    /// `http://` or `https://` URL. Required.
     pub url: String,
+    /// PEM file of the CA(s) that sign the `https://` certificate, instead of the system's roots
+    /// (a private CA). Default none.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Expected status. Default `200`.
     pub status: u16,
     /// Text the body must contain. Default none.
@@ -347,6 +354,7 @@ impl Default for HttpCheck {
     fn default() -> Self {
         Self {
             url: String::new(),
+            ca_file: None,
             status: 200,
             body_contains: None,
             latency_warn: Duration::from_secs(2),
@@ -514,12 +522,8 @@ impl DaemonConfig for Config {
                 CheckSpec::Pgbouncer(p) => p.conn.validate(&format!("{key}.conn"))?,
                 CheckSpec::Redis(r) => r.conn.validate(&format!("{key}.conn"))?,
                 CheckSpec::Sentinel(s) => s.auth.validate(&format!("{key}.auth"))?,
-                CheckSpec::Http(h) if !h.url.starts_with("http://") => {
-                    return Err(ConfigError::Invalid(format!(
-                        "{key}.url: {:?} must be an http:// URL",
-                        h.url
-                    )));
-                }
+                CheckSpec::Http(h) => common::httpc::check_url(&h.url)
+                    .map_err(|e| ConfigError::Invalid(format!("{key}.url: {e}")))?,
                 CheckSpec::Tcp(t) if t.address.rsplit_once(':').is_none() => {
                     return Err(ConfigError::Invalid(format!(
                         "{key}.address: {:?} is not host:port",
@@ -529,14 +533,9 @@ impl DaemonConfig for Config {
                 _ => {}
             }
         }
-        if self
-            .webhook
-            .as_ref()
-            .is_some_and(|w| !w.url.starts_with("http://"))
-        {
-            return Err(ConfigError::Invalid(
-                "webhook.url must be an http:// URL".into(),
-            ));
+        if let Some(w) = &self.webhook {
+            common::httpc::check_url(&w.url)
+                .map_err(|e| ConfigError::Invalid(format!("webhook.url: {e}")))?;
         }
         Ok(())
     }
@@ -572,5 +571,42 @@ mod partial_tables {
             ),
             ("pgb", 6432, "stats", "pgbouncer")
         );
+    }
+}
+
+#[cfg(test)]
+mod urls {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, String> {
+        let dir =
+            std::env::temp_dir().join(format!("ha-url-{}-{}", std::process::id(), toml.len()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("h.toml");
+        std::fs::write(&f, toml).expect("write");
+        let r = common::config::load_from("HEALTH_AGENT", Some(&f), Vec::new())
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    /// https:// webhooks and HTTP checks are accepted with a CA file; other schemes are refused
+    /// naming the key.
+    #[test]
+    fn https_urls_are_accepted_and_other_schemes_refused() {
+        let c = load(
+            "[webhook]\nurl = \"https://hooks.example:8443/x\"\nca_file = \"/etc/ca.pem\"\n\
+             [[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"https://web.example/health\"\n",
+        )
+        .expect("https accepted");
+        assert_eq!(
+            c.webhook.and_then(|w| w.ca_file),
+            Some(std::path::PathBuf::from("/etc/ca.pem"))
+        );
+        let e = load("[webhook]\nurl = \"ftp://hooks.example/x\"\n").expect_err("ftp refused");
+        assert!(e.contains("webhook.url") && e.contains("https://"), "{e}");
+        let e = load("[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"web.example\"\n")
+            .expect_err("no scheme refused");
+        assert!(e.contains("checks[0] (web).url"), "{e}");
     }
 }

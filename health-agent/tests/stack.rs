@@ -11,6 +11,7 @@ use harness::pgbouncer::{self, PgBouncer, PgBouncerOptions};
 use harness::postgres::Postgres;
 use harness::process::TempDir;
 use harness::redis::{RedisOptions, RedisStack};
+use harness::webhook::WebhookReceiver;
 use health_agent::alerting::Alerting;
 use health_agent::checks::{self, State};
 use health_agent::config::{
@@ -506,65 +507,85 @@ async fn catalog_is_read_from_s3() {
     assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
 }
 
-#[tokio::test]
-async fn state_changes_reach_the_webhook() {
-    let hook = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let hook_addr = hook.local_addr().expect("addr");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut c, _)) = hook.accept().await {
-            let mut buf = vec![0u8; 65536];
-            let mut got = Vec::new();
-            // Read until the JSON body is complete.
-            loop {
-                let n = c.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got);
-                if let Some((_, body)) = text.split_once("\r\n\r\n")
-                    && body.ends_with('}')
-                {
-                    let _ = tx.send(body.to_string());
-                    break;
-                }
-            }
-            let _ = c
-                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                .await;
-        }
-    });
+/// A check that goes OK -> CRIT: a TCP check on a port that was free, then closed.
+fn alert_once(dir: &TempDir, webhook: Webhook) -> Runner {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed_addr = closed.local_addr().expect("addr");
     drop(closed);
-    let dir = TempDir::new("health").expect("dir");
-    let r = runner(
-        &dir,
+    runner(
+        dir,
         vec![check(
             "gone",
             CheckSpec::Tcp(TcpCheck {
                 address: closed_addr.to_string(),
             }),
         )],
-        Some(Webhook {
-            url: format!("http://{hook_addr}/alert"),
+        Some(webhook),
+    )
+}
+
+#[tokio::test]
+async fn state_changes_reach_the_webhook() {
+    let mut hook = WebhookReceiver::http().await.expect("receiver");
+    let dir = TempDir::new("health").expect("dir");
+    let r = alert_once(
+        &dir,
+        Webhook {
+            url: hook.url.clone(),
             ..Default::default()
-        }),
+        },
     );
     r.cycle().await;
     r.cycle().await;
-    let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    let body = hook
+        .next(Duration::from_secs(10))
         .await
-        .expect("webhook called")
-        .expect("body");
+        .expect("webhook called");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["check"], "gone");
     assert_eq!(v["state"], "CRIT");
     assert_eq!(v["previous"], "OK");
+}
+
+#[tokio::test]
+async fn https_webhooks_are_verified_against_the_configured_ca() {
+    // A private CA named in webhook.ca_file: delivered.
+    let mut hook = WebhookReceiver::https().await.expect("receiver");
+    assert!(hook.url.starts_with("https://"), "{}", hook.url);
+    let dir = TempDir::new("health").expect("dir");
+    let r = alert_once(
+        &dir,
+        Webhook {
+            url: hook.url.clone(),
+            ca_file: hook.certs.as_ref().map(|c| c.ca.clone()),
+            ..Default::default()
+        },
+    );
+    r.cycle().await;
+    r.cycle().await;
+    let body = hook
+        .next(Duration::from_secs(10))
+        .await
+        .expect("webhook called over https");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "CRIT");
+
+    // The same server checked against the system's roots: refused, never sent in clear.
+    let dir = TempDir::new("health").expect("dir");
+    let r = alert_once(
+        &dir,
+        Webhook {
+            url: hook.url.clone(),
+            attempts: 1,
+            ..Default::default()
+        },
+    );
+    r.cycle().await;
+    r.cycle().await;
+    assert!(
+        !hook.called_within(Duration::from_secs(3)).await,
+        "a certificate from an untrusted CA was accepted"
+    );
 }
 
 #[test]

@@ -32,6 +32,11 @@ pub struct Config {
     /// How often the replication view (lag, quorum, agreement) is refreshed. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// A Sentinel that does not answer a PING for this long is reported down
+    /// (`sentinel_watch_sentinel_up 0`, a `sentinel_down` line), even with its connection open
+    /// (hung, stopped, partitioned). Default `3s`.
+    #[serde(with = "humantime_serde")]
+    pub sentinel_down_after: Duration,
     /// Reconnect backoff for a Sentinel subscription.
     pub reconnect: Backoff,
     /// The write prober.
@@ -58,6 +63,7 @@ impl Default for Config {
             dedup_window: Duration::from_secs(10),
             failover_idle: Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
+            sentinel_down_after: Duration::from_secs(3),
             reconnect: Backoff {
                 min: Duration::from_millis(200),
                 max: Duration::from_secs(5),
@@ -106,8 +112,11 @@ impl Default for Probe {
 pub struct Hooks {
     /// Program and arguments; gets the event as `OUTRIGGER_*` env vars and JSON on stdin.
     pub command: Vec<String>,
-    /// `http://` URL that receives the event as a JSON POST.
+    /// `http://` or `https://` URL that receives the event as a JSON POST.
     pub webhook: Option<String>,
+    /// PEM file of the CA(s) that sign the webhook's `https://` certificate, instead of the
+    /// system's roots (a private CA). Default none.
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// Per attempt. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -120,6 +129,7 @@ impl Default for Hooks {
         Self {
             command: vec![],
             webhook: None,
+            webhook_ca_file: None,
             timeout: Duration::from_secs(10),
             attempts: 3,
         }
@@ -142,17 +152,20 @@ impl DaemonConfig for Config {
                 )));
             }
         }
+        if self.sentinel_down_after < Duration::from_millis(300) {
+            return Err(ConfigError::Invalid(format!(
+                "sentinel_down_after = {:?} is too short (at least 300ms)",
+                self.sentinel_down_after
+            )));
+        }
         if self.masters.is_empty() {
             return Err(ConfigError::Invalid(
                 "masters: at least one is needed".into(),
             ));
         }
-        if let Some(w) = &self.hooks.webhook
-            && !w.starts_with("http://")
-        {
-            return Err(ConfigError::Invalid(format!(
-                "hooks.webhook = {w:?} must be an http:// URL"
-            )));
+        if let Some(w) = &self.hooks.webhook {
+            common::httpc::check_url(w)
+                .map_err(|e| ConfigError::Invalid(format!("hooks.webhook: {e}")))?;
         }
         self.sentinel_auth.validate("sentinel_auth")?;
         self.redis_auth.validate("redis_auth")

@@ -76,7 +76,14 @@ pub fn fire(hooks: &Hooks, log: &Arc<LogFile>, o: &Outcome, cancel: &Cancellatio
         }
         if let Some(url) = &hooks.webhook {
             let r = retry(&backoff, &cancel, "hook webhook", || async {
-                match common::httpc::post_json(url, json.clone(), hooks.timeout).await {
+                match common::httpc::post_json(
+                    url,
+                    json.clone(),
+                    hooks.timeout,
+                    hooks.webhook_ca_file.as_deref(),
+                )
+                .await
+                {
                     Ok(r) if (200..300).contains(&r.status) => Ok(()),
                     Ok(r) => Err(Failure::Transient(format!("{url} answered {}", r.status))),
                     Err(e) => Err(Failure::Transient(format!("{e:#}"))),

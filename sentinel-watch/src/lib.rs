@@ -96,6 +96,7 @@ pub async fn run(
             s.clone(),
             cfg.sentinel_auth.clone(),
             cfg.reconnect.clone(),
+            cfg.sentinel_down_after,
             tx.clone(),
             cancel.clone(),
         ));

@@ -1,7 +1,12 @@
 //! One task per Sentinel: `PSUBSCRIBE *`, every message parsed and sent on, reconnect and
 //! resubscribe with backoff. A Sentinel that is down is reported; the others keep being followed.
+//!
+//! A subscription alone cannot tell a quiet Sentinel from a hung one (SIGSTOPped, or cut off by a
+//! partition that leaves the TCP connection open): a second connection PINGs it every third of
+//! `down_after`, and a PING unanswered within `down_after` reports it down and drops the
+//! subscription, which is then re-made with backoff.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use common::RedisSettings;
 use common::retry::{Backoff, Failure, RetryError, retry};
@@ -32,6 +37,7 @@ pub async fn watch(
     addr: String,
     auth: RedisSettings,
     backoff: Backoff,
+    down_after: Duration,
     tx: mpsc::UnboundedSender<Message>,
     cancel: CancellationToken,
 ) {
@@ -64,14 +70,26 @@ pub async fn watch(
                     return Err(Failure::Transient("connect timed out".into()));
                 }
             };
-            pubsub
-                .psubscribe("*")
-                .await
-                .map_err(|e| Failure::Transient(e.to_string()))?;
-            Ok(pubsub)
+            let subscribe = async {
+                pubsub.psubscribe("*").await?;
+                client.get_multiplexed_async_connection().await
+            };
+            let pinger = match tokio::time::timeout(down_after, subscribe).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(Failure::Transient(e.to_string())),
+                Err(_) => {
+                    let _ = tx.send(Message::Link {
+                        sentinel: addr.clone(),
+                        up: false,
+                        error: Some(format!("no answer within {down_after:?}")),
+                    });
+                    return Err(Failure::Transient("subscribe timed out".into()));
+                }
+            };
+            Ok((pubsub, pinger))
         })
         .await;
-        let pubsub = match subscribed {
+        let (pubsub, mut pinger) = match subscribed {
             Ok(p) => p,
             Err(RetryError::Cancelled) => return,
             Err(e) => {
@@ -85,12 +103,25 @@ pub async fn watch(
             error: None,
         });
         let mut stream = pubsub.into_on_message();
-        loop {
+        let mut ping = tokio::time::interval((down_after / 3).max(Duration::from_millis(100)));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lost = loop {
             let msg = tokio::select! {
                 _ = cancel.cancelled() => return,
                 m = stream.next() => m,
+                _ = ping.tick() => {
+                    let cmd = redis::cmd("PING");
+                    let pong = cmd.query_async::<String>(&mut pinger);
+                    match tokio::time::timeout(down_after, pong).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => break format!("PING: {e}"),
+                        Err(_) => break format!("no answer to PING within {down_after:?}"),
+                    }
+                }
             };
-            let Some(msg) = msg else { break };
+            let Some(msg) = msg else {
+                break "connection closed".to_string();
+            };
             let payload: String = msg.get_payload().unwrap_or_default();
             let event = parse(msg.get_channel_name(), &payload);
             let _ = tx.send(Message::Event {
@@ -98,11 +129,11 @@ pub async fn watch(
                 event,
                 at: SystemTime::now(),
             });
-        }
+        };
         let _ = tx.send(Message::Link {
             sentinel: addr.clone(),
             up: false,
-            error: Some("connection closed".into()),
+            error: Some(lost),
         });
     }
 }

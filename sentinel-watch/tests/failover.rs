@@ -8,6 +8,7 @@ use common::logfmt::parse;
 use common::{RedisSettings, Secret};
 use harness::process::TempDir;
 use harness::redis::{MASTER_NAME, RedisOptions, RedisStack};
+use harness::webhook::WebhookReceiver;
 use sentinel_watch::events::Addr;
 use sentinel_watch::failover::{Failover, Trigger};
 use sentinel_watch::metrics::Metrics;
@@ -18,6 +19,7 @@ const PW: &str = "failover-test-pw";
 
 struct Running {
     handle: Handle,
+    metrics: Metrics,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     log: std::path::PathBuf,
@@ -119,15 +121,17 @@ async fn start_with(stack: &RedisStack, tweak: impl FnOnce(&mut Config, &Path)) 
     tweak(&mut cfg, dir.path());
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let metrics = Metrics::new();
     let task = tokio::spawn(sentinel_watch::run(
         cfg,
-        Metrics::new(),
+        metrics.clone(),
         cancel.clone(),
         Some(tx),
     ));
     let handle = rx.await.expect("handle");
     let r = Running {
         handle,
+        metrics,
         cancel,
         task,
         log,
@@ -342,10 +346,25 @@ async fn a_hung_master_fails_over_and_rejoins_as_replica_counted_once() {
     let _serial = harness::serial();
     let stack = stack(1000).await;
     let old = addr(stack.master.port);
-    let r = start(&stack).await;
+    // The webhook is https:// with a private CA named in hooks.webhook_ca_file.
+    let mut hook = WebhookReceiver::https().await.expect("receiver");
+    let ca = hook.certs.as_ref().map(|c| c.ca.clone());
+    let url = hook.url.clone();
+    let r = start_with(&stack, |cfg, _| {
+        cfg.hooks.webhook = Some(url);
+        cfg.hooks.webhook_ca_file = ca;
+    })
+    .await;
     stack.master.proc.signal(libc::SIGSTOP);
     let f = r.wait_failovers(1, Duration::from_secs(60)).await;
     assert_eq!(f[0].old.as_ref(), Some(&old));
+    let body = hook
+        .next(Duration::from_secs(20))
+        .await
+        .expect("https webhook called");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["event"], "switch-master", "{body}");
+    assert_eq!(v["old"], old.to_string(), "{body}");
     stack.master.proc.signal(libc::SIGCONT);
     // The old master comes back and is turned into a replica of the new one.
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -363,6 +382,56 @@ async fn a_hung_master_fails_over_and_rejoins_as_replica_counted_once() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(r.finished().len(), 1);
     assert_eq!(r.events("failover_summary").len(), 1);
+    r.stop().await;
+}
+
+/// Waits for a `sentinel_up`/`sentinel_down` line about `sentinel`, counting from line `after`.
+async fn wait_link(r: &Running, event: &str, sentinel: &str, after: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !r.events(event)[after.min(r.events(event).len())..]
+        .iter()
+        .any(|l| field(l, "sentinel") == Some(sentinel))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {event} for {sentinel} within {within:?}:\n{}",
+            std::fs::read_to_string(&r.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sentinel_is_reported_down_and_up_again() {
+    let _serial = harness::serial();
+    // A long down-after: the stopped Sentinel must not cause a failover while it is out.
+    let stack = stack(30_000).await;
+    let r = start_with(&stack, |cfg, _| {
+        cfg.sentinel_down_after = Duration::from_secs(1);
+    })
+    .await;
+    let stopped = stack.sentinels[1].addr();
+    let gauge = |m: &Metrics| {
+        m.sentinel_up
+            .get_or_create(&vec![("sentinel".to_string(), stopped.clone())])
+            .get()
+    };
+    wait_link(&r, "sentinel_up", &stopped, 0, Duration::from_secs(10)).await;
+    assert_eq!(gauge(&r.metrics), 1);
+    let downs = r.events("sentinel_down").len();
+    let stopped_at = Instant::now();
+    stack.sentinels[1].proc.signal(libc::SIGSTOP);
+    // Its TCP connection stays open; the PING goes unanswered.
+    wait_link(&r, "sentinel_down", &stopped, downs, Duration::from_secs(5)).await;
+    let took = stopped_at.elapsed();
+    assert_eq!(gauge(&r.metrics), 0);
+    let ups = r.events("sentinel_up").len();
+    stack.sentinels[1].proc.signal(libc::SIGCONT);
+    wait_link(&r, "sentinel_up", &stopped, ups, Duration::from_secs(15)).await;
+    assert_eq!(gauge(&r.metrics), 1);
+    eprintln!("a SIGSTOPped Sentinel was reported down after {took:?} (sentinel_down_after 1s)");
+    assert!(r.finished().is_empty(), "no failover was counted");
     r.stop().await;
 }
 

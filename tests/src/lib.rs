@@ -6,6 +6,7 @@
 //! - [`pgbouncer::PgBouncer`]: transaction pooling, `auth_file`, `admin_users`, `stats_users`.
 //! - [`redis::RedisStack`]: master + replicas + Sentinels, `down-after-milliseconds` per test.
 //! - [`s3::S3Server`]: S3-compatible (s3s-fs), SigV4 checked, multipart, stoppable mid-test.
+//! - [`webhook::WebhookReceiver`]: JSON POSTs over `http://` or `https://` (a test CA).
 //!
 //! Every start waits until the server really answers and fails with the server's own log.
 //! PostgreSQL and PgBouncer refuse to run as root: as root the harness runs them as `postgres`.
@@ -18,6 +19,8 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod s3;
+pub mod tls;
+pub mod webhook;
 
 /// Tests that kill servers or wait for a failover take this lock so that they run one at a time
 /// on a 2-core machine.

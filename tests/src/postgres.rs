@@ -282,74 +282,13 @@ impl Postgres {
     }
 }
 
-/// A test CA and a server certificate for 127.0.0.1 and localhost signed by it (openssl), the key
-/// owned by the server user with mode 0600 as PostgreSQL demands. Returns (cert, key).
+/// The test certificates ([`crate::tls::test_certs`]), the key owned by the server user with mode
+/// 0600 as PostgreSQL demands. Returns (cert, key).
 fn make_certs(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let ssl = |args: &[&str]| -> Result<()> {
-        run(
-            Command::new("openssl").args(args).current_dir(dir),
-            &format!("openssl {}", args.first().copied().unwrap_or("")),
-        )
-        .map(|_| ())
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=outrigger test CA",
-    ]);
-    ssl(&ca)?;
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    ssl(&csr)?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
-    )?;
-    ssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ])?;
-    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    give_to_server_user(&key)?;
-    give_to_server_user(&cert)?;
-    Ok((cert, key))
+    let c = crate::tls::test_certs(dir)?;
+    give_to_server_user(&c.key)?;
+    give_to_server_user(&c.cert)?;
+    Ok((c.cert, c.key))
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {

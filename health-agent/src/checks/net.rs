@@ -8,7 +8,13 @@ use crate::config::{HttpCheck, TcpCheck};
 pub async fn http(c: &HttpCheck) -> Outcome {
     let started = Instant::now();
     // The check's own timeout bounds this; the client's is a backstop.
-    let resp = match common::httpc::get(&c.url, std::time::Duration::from_secs(3600)).await {
+    let resp = match common::httpc::get(
+        &c.url,
+        std::time::Duration::from_secs(3600),
+        c.ca_file.as_deref(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return Outcome::crit(format!("{e:#}")),
     };
