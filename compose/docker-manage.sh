@@ -15,6 +15,8 @@ Usage: ./docker-manage.sh COMMAND
   logs SERVICE                follow a service's logs (e.g. backup-agent, pgbouncer)
   pgbouncer pools|stats       PgBouncer's pools or per-database statistics
   redis sentinel|replicas     Sentinel's view of the master, or the replicas with their lag
+  redis switchover [--to HOST:PORT]
+                              planned change of master without losing acknowledged writes
   backup postgres-full|postgres-incr|postgres-logical|redis
                               run a backup now
   restore postgres|redis [ID] list backups (no ID) or restore one (ID) into /backups/restore/ID
@@ -94,7 +96,10 @@ case $cmd in
     need_docker
     case ${1:-} in
       sentinel|replicas) exec_in sentinel-watch sentinel-watch --config /etc/outrigger/sentinel-watch.toml status ;;
-      *) die "usage: redis sentinel|replicas" ;;
+      switchover)
+        shift
+        exec_in sentinel-watch sentinel-watch --config /etc/outrigger/sentinel-watch.toml switchover "$@" ;;
+      *) die "usage: redis sentinel|replicas|switchover [--to HOST:PORT]" ;;
     esac ;;
   backup)
     need_docker

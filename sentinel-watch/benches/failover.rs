@@ -3,7 +3,13 @@
 //! sentinel-watch's prober, and the delay between a Sentinel publishing +switch-master (seen by a
 //! direct subscriber of our own) and sentinel-watch's event log line for it appearing in the file
 //! (a tailer polling every millisecond: an upper bound).
-//! `cargo bench -p sentinel-watch --bench failover` (a few minutes). Prints figures only.
+//!
+//! Then planned changes of master at the shipped down-after (2000 ms), with the prober writing:
+//! `sentinel-watch switchover` against a plain `SENTINEL FAILOVER`, alternating, BENCH_SWITCHOVERS
+//! (default 20) of each on the same stack; write downtime and acknowledged writes lost for both.
+//!
+//! `cargo bench -p sentinel-watch --bench failover` (several minutes; BENCH_ONLY=kill or
+//! BENCH_ONLY=switchover runs one part). Prints figures only.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -76,8 +82,159 @@ fn tail(
     });
 }
 
+fn config(stack: &RedisStack, log: std::path::PathBuf) -> Config {
+    Config {
+        sentinels: stack.sentinel_addrs(),
+        redis_auth: RedisSettings {
+            password: Some(Secret::new(PW)),
+            timeout: Duration::from_secs(1),
+            ..RedisSettings::default()
+        },
+        sentinel_auth: RedisSettings {
+            timeout: Duration::from_secs(1),
+            ..RedisSettings::default()
+        },
+        event_log: log,
+        ..Config::default()
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "switchover" {
+        kills(&rt);
+    }
+    if only != "kill" {
+        switchovers(&rt);
+    }
+}
+
+/// Planned changes of master, alternating switchover and plain SENTINEL FAILOVER.
+fn switchovers(rt: &tokio::runtime::Runtime) {
+    let rounds: usize = std::env::var("BENCH_SWITCHOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let stack = RedisStack::start_with(RedisOptions {
+        password: Some(PW.into()),
+        down_after_ms: 2000,
+        failover_timeout_ms: 5000,
+        ..Default::default()
+    })
+    .expect("stack");
+    let dir = TempDir::new("sw-bench").expect("dir");
+    let cfg = config(&stack, dir.path().join("events.log"));
+    // The daemon's prober measures the plain failovers.
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = rt.spawn(sentinel_watch::run(
+        cfg.clone(),
+        Metrics::new(),
+        cancel.clone(),
+        Some(tx),
+    ));
+    let handle = rt.block_on(rx).expect("handle");
+    std::thread::sleep(Duration::from_secs(2));
+    let settle = || {
+        stack
+            .wait_sentinels_agree(Duration::from_secs(60))
+            .expect("sentinels settle");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, port) = stack.current_master().expect("master");
+            let info = harness::redis::info(port, Some(PW), "replication").unwrap_or_default();
+            if info.matches("state=online").count() >= 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not come back online"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let (mut sw_down, mut sw_lost, mut plain_down, mut plain_lost) =
+        (vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        settle();
+        let opts = sentinel_watch::switchover::Options {
+            master: "mymaster".into(),
+            to: None,
+            pause_max: Duration::from_secs(2),
+            failover_timeout: Duration::from_secs(15),
+            probe: true,
+        };
+        match rt.block_on(sentinel_watch::switchover::run(&cfg, &opts)) {
+            Ok(r) => {
+                if let (Some(d), Some(l)) = (r.write_downtime_ms, r.writes_lost) {
+                    sw_down.push(d as f64 / 1000.0);
+                    sw_lost.push(l as f64);
+                }
+            }
+            Err(e) => eprintln!("switchover {round}: {e:#}"),
+        }
+        settle();
+        let before = handle.finished.lock().expect("lock").len();
+        let (_, plain_old) = stack.current_master().expect("master");
+        let first = stack.sentinel_addrs()[0].clone();
+        let c = redis::Client::open(format!("redis://{first}/")).expect("client");
+        let mut c = c.get_connection().expect("sentinel");
+        let asked: redis::RedisResult<String> = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("mymaster")
+            .query(&mut c);
+        if let Err(e) = asked {
+            eprintln!("SENTINEL FAILOVER {round}: {e}");
+            continue;
+        }
+        // The daemon's record of this failover: the first finished after `before` away from
+        // plain_old (the switchover's may also finish in between).
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let f = loop {
+            let found = handle.finished.lock().expect("lock")[before..]
+                .iter()
+                .find(|f| f.old.as_ref().is_some_and(|o| o.port == plain_old))
+                .cloned();
+            if let Some(f) = found {
+                break f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plain failover {round} did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Some(p) = f.probe {
+            plain_down.push(p.downtime.as_secs_f64());
+            plain_lost.push(p.lost.len() as f64);
+        }
+    }
+    cancel.cancel();
+    let _ = rt.block_on(task);
+    let sum = |v: &[f64]| v.iter().sum::<f64>();
+    println!("\nplanned change of master, down-after 2000 ms, {rounds} of each, alternating");
+    println!(
+        "how                     done  median write downtime  max write downtime  lost writes (total)"
+    );
+    for (how, down, lost) in [
+        ("sentinel-watch switchover", &mut sw_down, &sw_lost),
+        ("SENTINEL FAILOVER", &mut plain_down, &plain_lost),
+    ] {
+        let max = down.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{how:<25} {:>3}  {:>19.2} s  {:>16.2} s  {:>19}",
+            down.len(),
+            median(down),
+            max,
+            sum(lost)
+        );
+    }
+}
+
+/// SIGKILL of the master at three down-after settings.
+fn kills(rt: &tokio::runtime::Runtime) {
     println!(
         "down-after  kills  median write downtime  median lost writes  median +switch-master -> log line"
     );
@@ -91,20 +248,7 @@ fn main() {
         .expect("stack");
         let dir = TempDir::new("sw-bench").expect("dir");
         let log = dir.path().join("events.log");
-        let cfg = Config {
-            sentinels: stack.sentinel_addrs(),
-            redis_auth: RedisSettings {
-                password: Some(Secret::new(PW)),
-                timeout: Duration::from_secs(1),
-                ..RedisSettings::default()
-            },
-            sentinel_auth: RedisSettings {
-                timeout: Duration::from_secs(1),
-                ..RedisSettings::default()
-            },
-            event_log: log.clone(),
-            ..Config::default()
-        };
+        let cfg = config(&stack, log.clone());
         let direct = Arc::new(Mutex::new(Vec::new()));
         subscribe(stack.sentinel_addrs(), direct.clone());
         let appeared = Arc::new(Mutex::new(Vec::new()));

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod hooks;
 pub mod metrics;
 pub mod probe;
+pub mod switchover;
 pub mod view;
 pub mod watcher;
 

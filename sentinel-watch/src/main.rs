@@ -25,6 +25,33 @@ enum Cmd {
     /// Print masters, replicas (link, lag) and Sentinels as tables; exit 1 when something is off
     /// (no master, no quorum, a Sentinel disagreeing or unreachable, a replica link down).
     Status,
+    /// Planned change of master without losing acknowledged writes: pause writes on the master
+    /// (bounded), wait until the target has every write, SENTINEL FAILOVER towards it, demote and
+    /// unpause the old master. Prints the write downtime and the writes lost (the prober runs
+    /// meanwhile). Exit 0 done, 1 failed; "nothing changed" in the error when it stopped before
+    /// the failover. See docs/sentinel-watch.md.
+    Switchover(SwitchoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SwitchoverArgs {
+    /// The master name (default: the only one configured).
+    #[arg(long)]
+    master: Option<String>,
+    /// The replica to promote, host:port as the Sentinels name it. Without it, Sentinel picks one
+    /// once every online replica has caught up.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: Option<String>,
+    /// Longest time writes stay paused waiting for the replica(s) to catch up; past it the
+    /// switchover is abandoned and writes resume on the old master.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pause_max: std::time::Duration,
+    /// Longest time the Sentinels may take to name the new master once asked.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    failover_timeout: std::time::Duration,
+    /// Do not run the write prober (no downtime / lost-writes figures).
+    #[arg(long)]
+    no_probe: bool,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +68,31 @@ fn main() -> ExitCode {
             common::app::Threads::PerCore,
             |ctx| sentinel_watch::daemon(cfg, ctx),
         ),
+        Cmd::Switchover(a) => common::app::run_command(|_| async move {
+            let master = match (a.master, cfg.masters.as_slice()) {
+                (Some(m), _) => m,
+                (None, [only]) => only.clone(),
+                (None, many) => anyhow::bail!(
+                    "--master is needed: {} masters are configured ({})",
+                    many.len(),
+                    many.join(", ")
+                ),
+            };
+            let opts = sentinel_watch::switchover::Options {
+                master,
+                to: a
+                    .to
+                    .as_deref()
+                    .map(sentinel_watch::switchover::parse_addr)
+                    .transpose()?,
+                pause_max: a.pause_max,
+                failover_timeout: a.failover_timeout,
+                probe: !a.no_probe,
+            };
+            let report = sentinel_watch::switchover::run(&cfg, &opts).await?;
+            println!("{}", report.line());
+            Ok(ExitCode::SUCCESS)
+        }),
         Cmd::Status => common::app::run_command(|_| async move {
             let ok = sentinel_watch::cli::status(&cfg).await?;
             Ok(if ok {

@@ -46,7 +46,7 @@ fn sentinel_settings(cfg: &Config, addr: &str) -> Option<RedisSettings> {
 }
 
 /// Flat `[k1, v1, k2, v2, ...]` replies as a map.
-fn pairs(flat: Vec<String>) -> BTreeMap<String, String> {
+pub(crate) fn pairs(flat: Vec<String>) -> BTreeMap<String, String> {
     flat.chunks(2)
         .filter(|c| c.len() == 2)
         .map(|c| (c[0].clone(), c[1].clone()))

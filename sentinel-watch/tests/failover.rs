@@ -12,6 +12,7 @@ use harness::webhook::WebhookReceiver;
 use sentinel_watch::events::Addr;
 use sentinel_watch::failover::{Failover, Trigger};
 use sentinel_watch::metrics::Metrics;
+use sentinel_watch::switchover;
 use sentinel_watch::{Config, Handle};
 use tokio_util::sync::CancellationToken;
 
@@ -95,14 +96,8 @@ async fn stack(down_after_ms: u64) -> RedisStack {
     .expect("redis stack")
 }
 
-async fn start(stack: &RedisStack) -> Running {
-    start_with(stack, |_, _| {}).await
-}
-
-async fn start_with(stack: &RedisStack, tweak: impl FnOnce(&mut Config, &Path)) -> Running {
-    let dir = TempDir::new("sentinel-watch").expect("dir");
-    let log = dir.path().join("events.log");
-    let mut cfg = Config {
+fn config(stack: &RedisStack, log: &Path) -> Config {
+    Config {
         sentinels: stack.sentinel_addrs(),
         masters: vec![MASTER_NAME.into()],
         redis_auth: RedisSettings {
@@ -114,10 +109,20 @@ async fn start_with(stack: &RedisStack, tweak: impl FnOnce(&mut Config, &Path)) 
             timeout: Duration::from_secs(1),
             ..RedisSettings::default()
         },
-        event_log: log.clone(),
+        event_log: log.to_path_buf(),
         poll_interval: Duration::from_secs(1),
         ..Config::default()
-    };
+    }
+}
+
+async fn start(stack: &RedisStack) -> Running {
+    start_with(stack, |_, _| {}).await
+}
+
+async fn start_with(stack: &RedisStack, tweak: impl FnOnce(&mut Config, &Path)) -> Running {
+    let dir = TempDir::new("sentinel-watch").expect("dir");
+    let log = dir.path().join("events.log");
+    let mut cfg = config(stack, &log);
     tweak(&mut cfg, dir.path());
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -499,4 +504,136 @@ async fn manual_failover_with_a_sentinel_killed_and_restarted() {
     );
     assert_eq!(r.finished().len(), 1);
     r.stop().await;
+}
+
+/// Redis as a test sees it: (command, args) on `port`, with the stack's password.
+async fn redis_cmd<T: redis::FromRedisValue + Send + 'static>(port: u16, args: &[&str]) -> T {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let c = redis::Client::open(format!("redis://:{PW}@127.0.0.1:{port}/")).expect("client");
+        let mut c = c
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut cmd = redis::cmd(&args[0]);
+        for a in &args[1..] {
+            cmd.arg(a);
+        }
+        cmd.query::<T>(&mut c)
+            .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
+    })
+    .await
+    .expect("join")
+}
+
+/// Waits until the Sentinels agree on a master that has `n` online replicas; returns it.
+async fn wait_settled(cfg: &Config, n: usize) -> Addr {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some((m, _, agreeing)) = sentinel_watch::view::freshest(cfg, MASTER_NAME).await
+            && agreeing == cfg.sentinels.len()
+        {
+            let info: String = redis_cmd(m.port, &["INFO", "replication"]).await;
+            if info.matches("state=online").count() >= n {
+                return m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stack did not settle with {n} replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchovers_land_on_the_target_and_lose_no_acknowledged_write() {
+    let _serial = harness::serial();
+    // Sentinel's own down-after is long: only the switchover moves the master.
+    let stack = stack(10_000).await;
+    let r = start(&stack).await;
+    let cfg = config(&stack, &r.log);
+    let ports: Vec<u16> = std::iter::once(stack.master.port)
+        .chain(stack.replicas.iter().map(|n| n.port))
+        .collect();
+    for round in 0..3 {
+        let current = wait_settled(&cfg, 2).await;
+        // Each round promotes the next node round the ring.
+        let i = ports
+            .iter()
+            .position(|p| *p == current.port)
+            .expect("known");
+        let target = addr(ports[(i + 1) % ports.len()]);
+        let opts = switchover::Options {
+            master: MASTER_NAME.into(),
+            to: Some(target.clone()),
+            pause_max: Duration::from_secs(2),
+            failover_timeout: Duration::from_secs(15),
+            probe: true,
+        };
+        let rep = switchover::run(&cfg, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+        eprintln!("round {round}: {}", rep.line());
+        assert_eq!(rep.old, current.to_string());
+        assert_eq!(rep.new, target.to_string());
+        assert_eq!(rep.writes_lost, Some(0), "{}", rep.line());
+        assert!(rep.writes_checked.unwrap_or(0) > 0, "{}", rep.line());
+        // The priorities changed to steer Sentinel are back.
+        for p in &ports {
+            let v: Vec<String> = redis_cmd(*p, &["CONFIG", "GET", "replica-priority"]).await;
+            assert_eq!(v[1], "100", "replica-priority on {p} after round {round}");
+        }
+    }
+    // The daemon, probing on its own connection all along, counted three failovers, none lossy.
+    let f = r.wait_failovers(3, Duration::from_secs(60)).await;
+    for f in &f {
+        let lost = f.probe.as_ref().map(|p| p.lost.len());
+        assert_eq!(lost, Some(0), "{}", f.timeline());
+    }
+    r.stop().await;
+}
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_whose_target_cannot_catch_up_changes_nothing() {
+    let _serial = harness::serial();
+    let stack = stack(10_000).await;
+    let dir = TempDir::new("switchover").expect("dir");
+    let cfg = config(&stack, &dir.path().join("events.log"));
+    let master = wait_settled(&cfg, 2).await;
+    let (target, other) = (&stack.replicas[0], &stack.replicas[1]);
+    // The target stops: it cannot take in what the master has.
+    target.proc.signal(libc::SIGSTOP);
+    let opts = switchover::Options {
+        master: MASTER_NAME.into(),
+        to: Some(addr(target.port)),
+        pause_max: Duration::from_millis(500),
+        failover_timeout: Duration::from_secs(15),
+        probe: true,
+    };
+    let e = switchover::run(&cfg, &opts)
+        .await
+        .expect_err("the target cannot catch up");
+    target.proc.signal(libc::SIGCONT);
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("nothing changed") && e.contains("caught up"),
+        "{e}"
+    );
+    // Same master, taking writes again at once, priorities back.
+    let (now, _, _) = sentinel_watch::view::freshest(&cfg, MASTER_NAME)
+        .await
+        .expect("master");
+    assert_eq!(now, master);
+    let started = Instant::now();
+    let () = redis_cmd(master.port, &["SET", "after-abort", "1"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "writes still paused"
+    );
+    let v: Vec<String> = redis_cmd(other.port, &["CONFIG", "GET", "replica-priority"]).await;
+    assert_eq!(v[1], "100");
 }
