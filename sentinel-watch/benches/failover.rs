@@ -125,17 +125,6 @@ fn switchovers(rt: &tokio::runtime::Runtime) {
     .expect("stack");
     let dir = TempDir::new("sw-bench").expect("dir");
     let cfg = config(&stack, dir.path().join("events.log"));
-    // The daemon's prober measures the plain failovers.
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = rt.spawn(sentinel_watch::run(
-        cfg.clone(),
-        Metrics::new(),
-        cancel.clone(),
-        Some(tx),
-    ));
-    let handle = rt.block_on(rx).expect("handle");
-    std::thread::sleep(Duration::from_secs(2));
     let settle = || {
         stack
             .wait_sentinels_agree(Duration::from_secs(60))
@@ -153,7 +142,26 @@ fn switchovers(rt: &tokio::runtime::Runtime) {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_secs(1));
+    };
+    // Sentinel refuses a new failover while the last one is still being closed (INPROG) or
+    // before it has re-read the replicas (NOGOODSLAVE): ask again for up to a minute.
+    let retrying = |what: &str, mut attempt: Box<dyn FnMut() -> Result<(), String> + '_>| -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match attempt() {
+                Ok(()) => return true,
+                Err(e)
+                    if (e.contains("INPROG") || e.contains("NOGOODSLAVE"))
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    eprintln!("{what}: {e}");
+                    return false;
+                }
+            }
+        }
     };
     let (mut sw_down, mut sw_lost, mut plain_down, mut plain_lost) =
         (vec![], vec![], vec![], vec![]);
@@ -166,53 +174,52 @@ fn switchovers(rt: &tokio::runtime::Runtime) {
             failover_timeout: Duration::from_secs(15),
             probe: true,
         };
-        match rt.block_on(sentinel_watch::switchover::run(&cfg, &opts)) {
-            Ok(r) => {
-                if let (Some(d), Some(l)) = (r.write_downtime_ms, r.writes_lost) {
-                    sw_down.push(d as f64 / 1000.0);
-                    sw_lost.push(l as f64);
-                }
-            }
-            Err(e) => eprintln!("switchover {round}: {e:#}"),
+        let mut report = None;
+        retrying(
+            &format!("switchover {round}"),
+            Box::new(|| {
+                rt.block_on(sentinel_watch::switchover::run(&cfg, &opts))
+                    .map(|r| report = Some(r))
+                    .map_err(|e| format!("{e:#}"))
+            }),
+        );
+        if let Some(r) = report
+            && let (Some(d), Some(l)) = (r.write_downtime_ms, r.writes_lost)
+        {
+            sw_down.push(d as f64 / 1000.0);
+            sw_lost.push(l as f64);
         }
         settle();
-        let before = handle.finished.lock().expect("lock").len();
-        let (_, plain_old) = stack.current_master().expect("master");
+        // The same prober, around a plain SENTINEL FAILOVER.
+        let (ip, port) = stack.current_master().expect("master");
+        let old = sentinel_watch::events::Addr { ip, port };
+        let session = rt
+            .block_on(sentinel_watch::probe::Session::start(&cfg, "mymaster"))
+            .expect("prober");
         let first = stack.sentinel_addrs()[0].clone();
-        let c = redis::Client::open(format!("redis://{first}/")).expect("client");
-        let mut c = c.get_connection().expect("sentinel");
-        let asked: redis::RedisResult<String> = redis::cmd("SENTINEL")
-            .arg("FAILOVER")
-            .arg("mymaster")
-            .query(&mut c);
-        if let Err(e) = asked {
-            eprintln!("SENTINEL FAILOVER {round}: {e}");
+        let asked = retrying(
+            &format!("SENTINEL FAILOVER {round}"),
+            Box::new(|| {
+                let c =
+                    redis::Client::open(format!("redis://{first}/")).map_err(|e| e.to_string())?;
+                let mut c = c.get_connection().map_err(|e| e.to_string())?;
+                redis::cmd("SENTINEL")
+                    .arg("FAILOVER")
+                    .arg("mymaster")
+                    .query::<String>(&mut c)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+        );
+        if !asked {
+            rt.block_on(session.stop());
             continue;
         }
-        // The daemon's record of this failover: the first finished after `before` away from
-        // plain_old (the switchover's may also finish in between).
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let f = loop {
-            let found = handle.finished.lock().expect("lock")[before..]
-                .iter()
-                .find(|f| f.old.as_ref().is_some_and(|o| o.port == plain_old))
-                .cloned();
-            if let Some(f) = found {
-                break f;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "plain failover {round} did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        if let Some(p) = f.probe {
-            plain_down.push(p.downtime.as_secs_f64());
-            plain_lost.push(p.lost.len() as f64);
+        if let Some(sw) = rt.block_on(session.switch(&old, Duration::from_secs(60))) {
+            plain_down.push(sw.downtime.as_secs_f64());
+            plain_lost.push(sw.lost.len() as f64);
         }
     }
-    cancel.cancel();
-    let _ = rt.block_on(task);
     let sum = |v: &[f64]| v.iter().sum::<f64>();
     println!("\nplanned change of master, down-after 2000 ms, {rounds} of each, alternating");
     println!(

@@ -19,6 +19,19 @@ pub enum Trigger {
     Automatic,
     /// No down event: `SENTINEL FAILOVER` or a failover seen only from its end.
     Manual,
+    /// No event at all: the Sentinels name a new master that no event announced (sentinel-watch
+    /// was cut off from every Sentinel while it happened); found by [`Tracker::reconcile`].
+    Missed,
+}
+
+impl Trigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Automatic => "automatic",
+            Self::Manual => "manual",
+            Self::Missed => "missed",
+        }
+    }
 }
 
 /// One step of a failover.
@@ -137,6 +150,9 @@ pub struct Tracker {
     unknown_logged: HashSet<String>,
     /// Probe switches that arrived before their failover was confirmed.
     early_probes: Vec<Switch>,
+    /// A master named by the Sentinels that differs from the known one, with no failover heard:
+    /// (address, times seen in a row).
+    suspects: HashMap<String, (Addr, u32)>,
 }
 
 impl Tracker {
@@ -159,6 +175,7 @@ impl Tracker {
             current: Arc::new(Mutex::new(HashMap::new())),
             unknown_logged: HashSet::new(),
             early_probes: vec![],
+            suspects: HashMap::new(),
         }
     }
 
@@ -251,10 +268,19 @@ impl Tracker {
             "+try-failover" | "+switch-master" | "+elected-leader" => true,
             _ => false,
         };
+        // A +switch-master to the master already known (found by reconcile, or republished) is
+        // not a new failover.
+        let known = match &e.payload {
+            Payload::SwitchMaster { new, .. } => {
+                master.as_deref().and_then(|m| self.current_of(m)).as_ref() == Some(new)
+            }
+            _ => false,
+        };
         if let Some(m) = &master
             && is_step
             && !self.open.contains_key(m)
             && starts
+            && !known
         {
             let trigger = if matches!(e.name.as_str(), "+sdown" | "+odown") {
                 Trigger::Automatic
@@ -388,6 +414,68 @@ impl Tracker {
         }
     }
 
+    /// Compares the master the Sentinels name now (`named`: address, config epoch, how many
+    /// agree) with the known one. When they differ, no failover is open and the difference is
+    /// seen twice in a row, the change happened unheard (every Sentinel was out of reach): it is
+    /// recorded as a failover with trigger `missed`, so that it is counted, summarised and gets
+    /// the prober's figures like any other.
+    pub fn reconcile(
+        &mut self,
+        m: &str,
+        named: Option<(Addr, u64, usize)>,
+        at: SystemTime,
+    ) -> Vec<Outcome> {
+        let (Some(cur), Some((addr, epoch, _))) = (self.current_of(m), named) else {
+            self.suspects.remove(m);
+            return vec![];
+        };
+        if addr == cur || self.open.contains_key(m) {
+            self.suspects.remove(m);
+            return vec![];
+        }
+        let seen = match self.suspects.get_mut(m) {
+            Some((a, n)) if *a == addr => {
+                *n += 1;
+                *n
+            }
+            _ => {
+                self.suspects.insert(m.to_string(), (addr, 1));
+                return vec![];
+            }
+        };
+        if seen < 2 {
+            return vec![];
+        }
+        self.suspects.remove(m);
+        let mut f = Failover::new(m, at, Trigger::Missed);
+        f.old = Some(cur.clone());
+        f.new = Some(addr.clone());
+        f.epoch = Some(epoch);
+        f.switched = Some(at);
+        f.ended = true;
+        f.steps.push(Step {
+            name: "reconciled".into(),
+            offset: Duration::ZERO,
+            seen_by: HashSet::new(),
+            detail: format!("Sentinels name {addr} at epoch {epoch}; no event was heard"),
+        });
+        self.set_current(m, addr.clone());
+        self.log.emit(
+            Line::at(at, "new_master")
+                .field("master", m)
+                .field("old", &cur)
+                .field("new", &addr)
+                .field("config_epoch", epoch)
+                .field("via", "reconcile"),
+        );
+        let snapshot = f.clone();
+        self.open.insert(m.to_string(), f);
+        self.attach_early_probe(m);
+        let mut out = vec![Outcome::Switched(snapshot)];
+        out.extend(self.maybe_finish(m, at));
+        out
+    }
+
     /// A probe measurement: attached to the failover it belongs to.
     pub fn on_probe(&mut self, s: Switch) -> Vec<Outcome> {
         let m = s.master.clone();
@@ -481,13 +569,7 @@ impl Tracker {
             .field("master", &f.master)
             .field_opt("old", f.old.as_ref())
             .field_opt("new", f.new.as_ref())
-            .field(
-                "trigger",
-                match f.trigger {
-                    Trigger::Automatic => "automatic",
-                    Trigger::Manual => "manual",
-                },
-            )
+            .field("trigger", f.trigger.as_str())
             .field("started", humantime::format_rfc3339_millis(f.started))
             .field_opt("duration_ms", f.duration().map(|d| d.as_millis()))
             .field_opt("config_epoch", f.epoch)
@@ -560,6 +642,74 @@ mod tests {
             Duration::from_secs(60),
             true,
         )
+    }
+
+    /// A change of master no event announced (sentinel-watch was cut off with the old master) is
+    /// found by reconcile: counted once, with the prober's figures, and the late +switch-master
+    /// does not count it again.
+    #[tokio::test]
+    async fn a_change_of_master_heard_by_no_event_is_reconciled_once() {
+        let dir = std::env::temp_dir().join(format!("sw-reconcile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = tracker(&dir);
+        t.set_current("mymaster", addr(6379));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let named = Some((addr(6380), 3, 3));
+        // Agreeing with what is known, or once: nothing.
+        assert!(
+            t.reconcile("mymaster", Some((addr(6379), 2, 3)), t0)
+                .is_empty()
+        );
+        assert!(t.reconcile("mymaster", named.clone(), t0).is_empty());
+        assert!(
+            t.reconcile("mymaster", None, t0).is_empty(),
+            "no answer resets"
+        );
+        assert!(t.reconcile("mymaster", named.clone(), t0).is_empty());
+        // Twice in a row: a missed failover, waiting for the prober.
+        let out = t.reconcile("mymaster", named.clone(), t0 + Duration::from_secs(5));
+        assert!(
+            matches!(out.as_slice(), [Outcome::Switched(f)] if f.trigger == Trigger::Missed && f.old == Some(addr(6379)) && f.new == Some(addr(6380))),
+            "{out:?}"
+        );
+        let probe = Switch {
+            master: "mymaster".into(),
+            last_old: crate::probe::Write {
+                seq: 1,
+                addr: addr(6379),
+                at: t0,
+                replicas: 0,
+            },
+            first_new: crate::probe::Write {
+                seq: 9,
+                addr: addr(6380),
+                at: t0 + Duration::from_secs(6),
+                replicas: 1,
+            },
+            downtime: Duration::from_secs(6),
+            checked: 7,
+            lost: vec![2, 3],
+        };
+        let out = t.on_probe(probe);
+        assert!(
+            matches!(out.as_slice(), [Outcome::Ended(f)] if f.probe.as_ref().is_some_and(|p| p.lost == vec![2, 3])),
+            "{out:?}"
+        );
+        assert_eq!(t.finished.len(), 1);
+        // Now known: no more reconciling, and the +switch-master heard late is not a new failover.
+        assert!(t.reconcile("mymaster", named.clone(), t0).is_empty());
+        assert!(t.reconcile("mymaster", named.clone(), t0).is_empty());
+        let says = Says(named);
+        let late = parse("+switch-master", "mymaster 127.0.0.1 6379 127.0.0.1 6380");
+        assert!(
+            t.on_event("s1", &late, t0 + Duration::from_secs(9), &says)
+                .await
+                .is_empty()
+        );
+        assert!(t.open.is_empty());
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        assert!(log.contains("trigger=missed"), "{log}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

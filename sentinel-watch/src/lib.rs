@@ -141,6 +141,9 @@ pub async fn run(
     let confirm = LiveConfirm(cfg.clone());
     let mut up: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // What the Sentinels name now against what the tracker knows: a change nobody heard.
+    let mut reconcile = tokio::time::interval(cfg.poll_interval);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let outcomes: Vec<Outcome> = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -167,6 +170,14 @@ pub async fn run(
                 None => vec![],
             },
             _ = tick.tick() => tracker.tick(SystemTime::now()),
+            _ = reconcile.tick() => {
+                let mut out = vec![];
+                for m in &cfg.masters {
+                    let named = confirm.current(m).await;
+                    out.extend(tracker.reconcile(m, named, SystemTime::now()));
+                }
+                out
+            }
         };
         for o in &outcomes {
             hooks::fire(&cfg.hooks, &log, o, &cancel);

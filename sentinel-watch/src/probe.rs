@@ -210,3 +210,75 @@ async fn measure(
         lost,
     }
 }
+
+/// The prober run for a while on its own (a switchover, a bench): writes first, then the
+/// measurement of one change of master.
+pub struct Session {
+    record: Shared,
+    switches: mpsc::UnboundedReceiver<Switch>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts writing to `name`'s master; returns once a few writes are acknowledged.
+    pub async fn start(cfg: &Config, name: &str) -> anyhow::Result<Self> {
+        let record = Shared::default();
+        let (tx, switches) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Arc::new(cfg.clone()),
+            name.to_string(),
+            record.clone(),
+            tx,
+            crate::metrics::Metrics::new(),
+            cancel.clone(),
+        ));
+        let p = Self {
+            record,
+            switches,
+            cancel,
+            task,
+        };
+        // A few acknowledged writes first, so that the switch has a before.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.written() < 3 {
+            if std::time::Instant::now() > deadline {
+                p.stop().await;
+                anyhow::bail!("the write prober could not write to {name}'s master within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(p)
+    }
+
+    pub fn written(&self) -> usize {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .writes
+            .len()
+    }
+
+    /// The prober's measurement of the switch away from `old`, waiting up to `within`.
+    pub async fn switch(mut self, old: &Addr, within: Duration) -> Option<Switch> {
+        let got = tokio::time::timeout(within, async {
+            while let Some(s) = self.switches.recv().await {
+                if &s.last_old.addr == old {
+                    return Some(s);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        self.stop().await;
+        got
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}

@@ -23,13 +23,11 @@
 //! lost, measured the same way as the daemon does for any failover.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, split_addr};
 use crate::events::Addr;
@@ -161,7 +159,7 @@ async fn switch(
 ) -> anyhow::Result<Report> {
     let name = opts.master.as_str();
     let prober = if opts.probe {
-        Some(Prober::start(cfg, name).await?)
+        Some(probe::Session::start(cfg, name).await?)
     } else {
         None
     };
@@ -508,76 +506,6 @@ fn list(a: &[Addr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The daemon's write prober, run for the length of one switchover.
-struct Prober {
-    record: probe::Shared,
-    switches: tokio::sync::mpsc::UnboundedReceiver<probe::Switch>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Prober {
-    async fn start(cfg: &Config, name: &str) -> anyhow::Result<Self> {
-        let record = probe::Shared::default();
-        let (tx, switches) = tokio::sync::mpsc::unbounded_channel();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(probe::run(
-            Arc::new(cfg.clone()),
-            name.to_string(),
-            record.clone(),
-            tx,
-            crate::metrics::Metrics::new(),
-            cancel.clone(),
-        ));
-        let p = Self {
-            record,
-            switches,
-            cancel,
-            task,
-        };
-        // A few acknowledged writes first, so that the switch has a before.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while p.written() < 3 {
-            if Instant::now() > deadline {
-                p.stop().await;
-                bail!("the write prober could not write to {name}'s master within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(p)
-    }
-
-    fn written(&self) -> usize {
-        self.record
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .writes
-            .len()
-    }
-
-    /// The prober's measurement of the switch away from `old`, waiting up to `within`.
-    async fn switch(mut self, old: &Addr, within: Duration) -> Option<probe::Switch> {
-        let got = tokio::time::timeout(within, async {
-            while let Some(s) = self.switches.recv().await {
-                if &s.last_old.addr == old {
-                    return Some(s);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        self.stop().await;
-        got
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = self.task.await;
-    }
 }
 
 #[cfg(test)]

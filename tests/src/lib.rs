@@ -6,6 +6,7 @@
 //! - [`pgbouncer::PgBouncer`]: transaction pooling, `auth_file`, `admin_users`, `stats_users`.
 //! - [`redis::RedisStack`]: master + replicas + Sentinels, `down-after-milliseconds` per test.
 //! - [`s3::S3Server`]: S3-compatible (s3s-fs), SigV4 checked, multipart, stoppable mid-test.
+//! - [`netns::Net`]: network namespaces joined by veth links, with links to cut and heal.
 //! - [`webhook::WebhookReceiver`]: JSON POSTs over `http://` or `https://` (a test CA).
 //!
 //! Every start waits until the server really answers and fails with the server's own log.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod http;
 pub mod measure;
+pub mod netns;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;

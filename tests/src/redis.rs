@@ -22,6 +22,10 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// Extra redis.conf lines for every data node.
     pub extra_conf: Vec<String>,
+    /// Run each node in its own network namespace (master host 0, replicas next, then the
+    /// Sentinels) instead of on loopback. The caller talks to them from `net.client`
+    /// ([`crate::netns::Net::run_in`]).
+    pub net: Option<std::sync::Arc<crate::netns::Net>>,
 }
 
 impl Default for RedisOptions {
@@ -33,12 +37,15 @@ impl Default for RedisOptions {
             failover_timeout_ms: 10000,
             password: None,
             extra_conf: vec![],
+            net: None,
         }
     }
 }
 
 /// One redis-server or redis-sentinel.
 pub struct Node {
+    /// Its address: 127.0.0.1, or its namespace's address.
+    pub host: String,
     pub port: u16,
     pub proc: Proc,
     pub conf: PathBuf,
@@ -47,20 +54,21 @@ pub struct Node {
 
 impl Node {
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// A synchronous connection (with AUTH when the stack has a password).
     pub fn conn(&self) -> Result<redis::Connection> {
-        connect(self.port, self.password.as_deref())
+        connect_at(&self.host, self.port, self.password.as_deref())
     }
 
     /// Starts it again with the same config on the same port.
     pub fn restart(&mut self) -> Result<()> {
         self.proc.start()?;
-        let (port, pw) = (self.port, self.password.clone());
-        self.proc
-            .wait_ready(Duration::from_secs(30), || ping(port, pw.as_deref()))
+        let (host, port, pw) = (self.host.clone(), self.port, self.password.clone());
+        self.proc.wait_ready(Duration::from_secs(30), || {
+            ping_at(&host, port, pw.as_deref())
+        })
     }
 }
 
@@ -85,26 +93,35 @@ impl RedisStack {
         let dir = TempDir::new("redis")?;
         let pw = options.password.clone();
 
-        let data_node = |name: &str, replica_of: Option<u16>| -> Result<Node> {
+        // Host i of the namespaces, or loopback.
+        let place = |i: usize| -> Option<crate::netns::Host> {
+            options.net.as_ref().map(|n| n.hosts[i].clone())
+        };
+        let data_node = |i: usize, name: &str, replica_of: Option<(String, u16)>| -> Result<Node> {
             start_node(
                 &server,
                 &dir.path().join(name),
                 name,
+                place(i).as_ref(),
                 replica_of,
                 pw.as_deref(),
                 &options.extra_conf,
             )
         };
 
-        let master = data_node("master", None)?;
+        let master = data_node(0, "master", None)?;
         let mut replicas = Vec::new();
         for i in 0..options.replicas {
-            replicas.push(data_node(&format!("replica{}", i + 1), Some(master.port))?);
+            replicas.push(data_node(
+                1 + i,
+                &format!("replica{}", i + 1),
+                Some((master.host.clone(), master.port)),
+            )?);
         }
         for r in &mut replicas {
-            let (port, pw) = (r.port, pw.clone());
+            let (host, port, pw) = (r.host.clone(), r.port, pw.clone());
             r.proc.wait_ready(Duration::from_secs(30), || {
-                let info = info(port, pw.as_deref(), "replication")?;
+                let info = info_at(&host, port, pw.as_deref(), "replication")?;
                 anyhow::ensure!(
                     info.contains("master_link_status:up"),
                     "master_link_status not up yet"
@@ -117,18 +134,22 @@ impl RedisStack {
         let mut sentinels = Vec::new();
         for i in 0..options.sentinels {
             let port = free_port()?;
+            let host = place(1 + options.replicas + i);
+            let ip = host
+                .as_ref()
+                .map_or("127.0.0.1".to_string(), |h| h.ip.clone());
             let ndir = dir.path().join(format!("sentinel{}", i + 1));
             std::fs::create_dir_all(&ndir)?;
             let mut conf = vec![
                 format!("port {port}"),
-                "bind 127.0.0.1".into(),
+                format!("bind {ip}"),
                 "protected-mode no".into(),
                 format!("dir {}", ndir.display()),
                 "sentinel resolve-hostnames no".into(),
-                "sentinel announce-ip 127.0.0.1".into(),
+                format!("sentinel announce-ip {ip}"),
                 format!(
-                    "sentinel monitor {MASTER_NAME} 127.0.0.1 {} {quorum}",
-                    master.port
+                    "sentinel monitor {MASTER_NAME} {} {} {quorum}",
+                    master.host, master.port
                 ),
                 format!(
                     "sentinel down-after-milliseconds {MASTER_NAME} {}",
@@ -149,17 +170,22 @@ impl RedisStack {
             if sentinel.ends_with("redis-server") {
                 args.push("--sentinel".into());
             }
+            let (program, args) = match &host {
+                Some(h) => crate::netns::Net::command(h, sentinel.clone(), args),
+                None => (sentinel.clone(), args),
+            };
             let mut proc = Proc::spawn(Spec {
-                name: format!("sentinel{} :{port}", i + 1),
-                program: sentinel.clone(),
+                name: format!("sentinel{} {ip}:{port}", i + 1),
+                program,
                 args,
                 log: ndir.join("sentinel.log"),
                 as_server_user: false,
                 stop_signal: libc::SIGKILL,
                 env: vec![],
             })?;
-            proc.wait_ready(Duration::from_secs(30), || ping(port, None))?;
+            proc.wait_ready(Duration::from_secs(30), || ping_at(&ip, port, None))?;
             sentinels.push(Node {
+                host: ip,
                 port,
                 proc,
                 conf: path,
@@ -186,7 +212,7 @@ impl RedisStack {
             let mut last = String::new();
             let mut all = true;
             for s in &self.sentinels {
-                match sentinel_master(s.port) {
+                match sentinel_master_at(&s.host, s.port) {
                     Ok(m) => {
                         let get = |k: &str| m.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
                         if get("num-slaves").as_deref() != Some(want_replicas.as_str())
@@ -230,7 +256,7 @@ impl RedisStack {
         let mut last = None;
         for s in &self.sentinels {
             let asked = (|| -> Result<(String, u16)> {
-                let mut c = connect(s.port, None)?;
+                let mut c = connect_at(&s.host, s.port, None)?;
                 let (h, p): (String, String) = redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
                     .arg(MASTER_NAME)
@@ -260,50 +286,59 @@ impl RedisStack {
     }
 }
 
-/// One redis-server on a free port with `ndir` as its `dir` (a `dump.rdb` there is loaded).
+/// One redis-server on a free port with `ndir` as its `dir` (a `dump.rdb` there is loaded), on
+/// loopback or in `host`'s namespace.
 fn start_node(
     server: &std::path::Path,
     ndir: &std::path::Path,
     name: &str,
-    replica_of: Option<u16>,
+    host: Option<&crate::netns::Host>,
+    replica_of: Option<(String, u16)>,
     pw: Option<&str>,
     extra_conf: &[String],
 ) -> Result<Node> {
     let port = free_port()?;
+    let ip = host.map_or("127.0.0.1".to_string(), |h| h.ip.clone());
     std::fs::create_dir_all(ndir)?;
     let mut conf = vec![
         format!("port {port}"),
-        "bind 127.0.0.1".into(),
+        format!("bind {ip}"),
         "protected-mode no".into(),
         format!("dir {}", ndir.display()),
         "save \"\"".into(),
         "appendonly no".into(),
         "repl-diskless-sync-delay 0".into(),
         // Sentinel announces replicas by the address they report.
-        "replica-announce-ip 127.0.0.1".into(),
+        format!("replica-announce-ip {ip}"),
     ];
     if let Some(pw) = pw {
         conf.push(format!("requirepass {pw}"));
         conf.push(format!("masterauth {pw}"));
     }
-    if let Some(m) = replica_of {
-        conf.push(format!("replicaof 127.0.0.1 {m}"));
+    if let Some((h, m)) = replica_of {
+        conf.push(format!("replicaof {h} {m}"));
     }
     conf.extend(extra_conf.iter().cloned());
     let path = ndir.join("redis.conf");
     std::fs::write(&path, conf.join("\n") + "\n")?;
+    let args = vec![path.display().to_string()];
+    let (program, args) = match host {
+        Some(h) => crate::netns::Net::command(h, server.to_path_buf(), args),
+        None => (server.to_path_buf(), args),
+    };
     let mut proc = Proc::spawn(Spec {
-        name: format!("redis {name} :{port}"),
-        program: server.to_path_buf(),
-        args: vec![path.display().to_string()],
+        name: format!("redis {name} {ip}:{port}"),
+        program,
+        args,
         log: ndir.join("redis.log"),
         as_server_user: false,
         stop_signal: libc::SIGKILL,
         env: vec![],
     })?;
     // Loading a large dump.rdb takes a while; LOADING errors until then.
-    proc.wait_ready(Duration::from_secs(60), || ping(port, pw))?;
+    proc.wait_ready(Duration::from_secs(60), || ping_at(&ip, port, pw))?;
     Ok(Node {
+        host: ip,
         port,
         proc,
         conf: path,
@@ -318,13 +353,13 @@ pub fn start_standalone(
     extra_conf: &[String],
 ) -> Result<Node> {
     let server = find_program("redis-server", &[])?;
-    start_node(&server, dir, "standalone", None, password, extra_conf)
+    start_node(&server, dir, "standalone", None, None, password, extra_conf)
 }
 
-fn connect(port: u16, password: Option<&str>) -> Result<redis::Connection> {
+fn connect_at(host: &str, port: u16, password: Option<&str>) -> Result<redis::Connection> {
     let url = match password {
-        Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}/"),
-        None => format!("redis://127.0.0.1:{port}/"),
+        Some(pw) => format!("redis://:{pw}@{host}:{port}/"),
+        None => format!("redis://{host}:{port}/"),
     };
     let client = redis::Client::open(url)?;
     let c = client.get_connection_with_timeout(Duration::from_secs(2))?;
@@ -334,7 +369,12 @@ fn connect(port: u16, password: Option<&str>) -> Result<redis::Connection> {
 
 /// PING answered with PONG.
 pub fn ping(port: u16, password: Option<&str>) -> Result<()> {
-    let mut c = connect(port, password)?;
+    ping_at("127.0.0.1", port, password)
+}
+
+/// [`ping`] at an address.
+pub fn ping_at(host: &str, port: u16, password: Option<&str>) -> Result<()> {
+    let mut c = connect_at(host, port, password)?;
     let pong: String = redis::cmd("PING").query(&mut c)?;
     anyhow::ensure!(pong == "PONG", "PING answered {pong:?}");
     Ok(())
@@ -342,13 +382,23 @@ pub fn ping(port: u16, password: Option<&str>) -> Result<()> {
 
 /// `INFO <section>` text.
 pub fn info(port: u16, password: Option<&str>, section: &str) -> Result<String> {
-    let mut c = connect(port, password)?;
+    info_at("127.0.0.1", port, password, section)
+}
+
+/// [`info`] at an address.
+pub fn info_at(host: &str, port: u16, password: Option<&str>, section: &str) -> Result<String> {
+    let mut c = connect_at(host, port, password)?;
     Ok(redis::cmd("INFO").arg(section).query(&mut c)?)
 }
 
 /// `SENTINEL MASTER mymaster` as key/value pairs.
 pub fn sentinel_master(port: u16) -> Result<Vec<(String, String)>> {
-    let mut c = connect(port, None)?;
+    sentinel_master_at("127.0.0.1", port)
+}
+
+/// [`sentinel_master`] at an address.
+pub fn sentinel_master_at(host: &str, port: u16) -> Result<Vec<(String, String)>> {
+    let mut c = connect_at(host, port, None)?;
     let flat: Vec<String> = redis::cmd("SENTINEL")
         .arg("MASTER")
         .arg(MASTER_NAME)
