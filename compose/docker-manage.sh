@@ -11,7 +11,7 @@ Usage: ./docker-manage.sh COMMAND
 
   start                       create secrets from compose/.env if missing, build, start everything
   stop                        stop everything (volumes are kept)
-  health                      run every health check now (exit 0 OK, 1 WARN, 2 CRIT)
+  health                      run every health check now (exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN)
   logs SERVICE                follow a service's logs (e.g. backup-agent, pgbouncer)
   pgbouncer pools|stats       PgBouncer's pools or per-database statistics
   redis sentinel|replicas     Sentinel's view of the master, or the replicas with their lag

@@ -52,6 +52,20 @@ for q in ["pgbouncer_up", "pgbouncer_pools_client_active_connections",
         time.sleep(1)
 print("prometheus: key series present")
 
+# 2b. Every daemon exports the standard process metrics (one series per job).
+for q in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
+          "process_max_fds", "process_start_time_seconds", "process_virtual_memory_bytes"]:
+    deadline = time.time() + 60
+    while True:
+        res = json.loads(get(PROM + "/api/v1/query?query=" + urllib.parse.quote(q)))["data"]["result"]
+        jobs = {r["metric"].get("job") for r in res}
+        if len(jobs) == 4:
+            break
+        if time.time() > deadline:
+            fail("%s from %d of 4 daemons: %s" % (q, len(jobs), sorted(j for j in jobs if j)))
+        time.sleep(1)
+print("prometheus: process_* metrics from all 4 daemons")
+
 # 3. Every metric name the dashboard queries is exported by a daemon.
 exported = set()
 for d in DAEMONS:

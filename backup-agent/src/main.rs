@@ -32,8 +32,12 @@ enum Cmd {
         #[command(subcommand)]
         what: BackupWhat,
     },
-    /// List complete backups: id, kind, finished, size, LSN range.
-    List,
+    /// List complete backups: id, kind, finished, size, LSN range; the cluster and the window a
+    /// point-in-time restore can reach.
+    List {
+        #[command(flatten)]
+        output: common::output::OutputArg,
+    },
     /// Restore a backup.
     Restore {
         #[command(subcommand)]
@@ -62,6 +66,8 @@ enum Cmd {
         /// result in the catalog and the metrics, remove the cluster. Exit 0 when it passed.
         #[arg(long)]
         restore_drill: bool,
+        #[command(flatten)]
+        output: common::output::OutputArg,
     },
     /// Print a new age identity for `encryption`: the secret key (keep it off the backup
     /// machine; restore needs it in `encryption.identity_file`) and its public recipient (put it
@@ -168,7 +174,14 @@ fn main() -> ExitCode {
             let _ = e.print();
             return fatal();
         }
-        Err(e) => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                common::app::EXIT_USAGE
+            } else {
+                0
+            });
+        }
     };
     let wal_fetch = matches!(cli.cmd, Some(Cmd::WalFetch { .. })) && !cli.common.check_config;
     let cfg: Config = match common::app::bootstrap(&cli.common) {
@@ -304,94 +317,16 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Verify { id, .. } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let verdicts =
-                backup_agent::verify::verify(&storage, &Codec::reader(&cfg)?, id.as_deref())
-                    .await?;
-            let rows: Vec<Vec<String>> = verdicts
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.id.clone(),
-                        v.kind.clone(),
-                        if v.problem.is_none() { "ok" } else { "DAMAGED" }.to_string(),
-                        v.problem.clone().unwrap_or_else(|| v.checked.clone()),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                common::table::render(&["ID", "KIND", "RESULT", "DETAIL"], &rows)
-            );
-            Ok(if verdicts.iter().all(|v| v.problem.is_none()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+        Cmd::Verify { id, output, .. } => common::app::run_command(|_| async move {
+            backup_agent::cli::verify(&cfg, id.as_deref(), output).await
         }),
         Cmd::Keygen => {
             let (secret, public) = backup_agent::crypt::generate();
             println!("# public key (encryption.recipients): {public}\n{secret}");
             ExitCode::SUCCESS
         }
-        Cmd::List => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let mut cat = storage.catalog().await?;
-            cat.manifests.sort_by_key(|m| m.finished_at);
-            let rows: Vec<Vec<String>> = cat
-                .manifests
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.id.clone(),
-                        m.kind.as_str().to_string(),
-                        humantime::format_rfc3339_seconds(m.finished_at).to_string(),
-                        m.size().to_string(),
-                        format!(
-                            "{}..{}",
-                            m.start_lsn.as_deref().unwrap_or("-"),
-                            m.end_lsn.as_deref().unwrap_or("-")
-                        ),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                common::table::render(&["ID", "KIND", "FINISHED", "BYTES", "LSN"], &rows)
-            );
-            match &cat.cluster {
-                Some(c) => println!(
-                    "cluster {} (PostgreSQL {}), first seen {}",
-                    c.system_id,
-                    c.pg_version
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    humantime::format_rfc3339_seconds(c.first_seen)
-                ),
-                None => println!("cluster: none recorded yet"),
-            }
-            match cat.recovery_window() {
-                Some((start, end)) => println!(
-                    "recoverable from {} to {}{}",
-                    humantime::format_rfc3339_seconds(start),
-                    humantime::format_rfc3339_seconds(end),
-                    cat.wal
-                        .as_ref()
-                        .map(|w| format!(
-                            " (archived WAL to {}, timeline {})",
-                            w.flushed_lsn, w.timeline
-                        ))
-                        .unwrap_or_else(
-                            || " (no WAL archived: backup consistency points only)".into()
-                        )
-                ),
-                None => println!("recoverable: nothing (no full backup)"),
-            }
-            for u in &cat.unreadable {
-                eprintln!("warning: unreadable catalog file {u}");
-            }
-            Ok(ExitCode::SUCCESS)
+        Cmd::List { output } => common::app::run_command(|_| async move {
+            backup_agent::cli::list(&cfg, output).await
         }),
         Cmd::Restore {
             what:

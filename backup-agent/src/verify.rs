@@ -14,8 +14,8 @@ use tokio::io::AsyncReadExt;
 use crate::compress::Codec;
 use crate::storage::{HashingReader, Storage, check_stored, verify_object};
 
-/// The outcome for one backup.
-#[derive(Clone, Debug)]
+/// The outcome for one backup (also `verify --output json`'s `backups[]`).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Verdict {
     pub id: String,
     /// The backup kind, or `catalog` for a catalog file that cannot be read.

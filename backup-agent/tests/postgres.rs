@@ -1090,6 +1090,18 @@ async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
     succeeded(&out);
     let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
     assert_eq!(listed_rows(&listed), 1, "{listed}");
+    // The same for scripts: one JSON document on stdout.
+    let out = run(&["list", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list: JSON alone");
+    let backups = v["backups"].as_array().expect("backups");
+    assert_eq!(backups.len(), 1, "{v}");
+    assert_eq!(backups[0]["kind"], "postgres-full");
+    assert!(backups[0]["bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    assert!(v["cluster"]["system_id"].is_string(), "{v}");
+    let out = run(&["verify", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify: JSON alone");
+    assert_eq!(v["ok"].as_bool(), Some(out.status.success()), "{v}");
+    assert!(v["backups"].as_array().is_some_and(|b| !b.is_empty()), "{v}");
 }
 
 /// Encrypted WAL archive: the archiver stores `.age` segments; `wal-fetch` (the restored server's

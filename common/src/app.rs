@@ -13,8 +13,28 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DaemonConfig, to_masked_toml};
 use crate::http::{Readiness, Routes};
 
-/// Exit code for a configuration error (and for `--check-config` on a bad config).
-pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a configuration error (and for `--check-config` on a bad config): sysexits'
+/// EX_CONFIG, apart from the 0-3 a monitoring plugin's states use.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Exit code for a command line that does not parse (sysexits' EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Parses the command line; on an error prints clap's message and exits [`EXIT_USAGE`] (`--help`
+/// and `--version` print and exit 0).
+pub fn parse_cli<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                i32::from(EXIT_USAGE)
+            } else {
+                0
+            });
+        }
+    }
+}
 
 /// Flags every daemon has.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -24,17 +44,27 @@ pub struct CommonArgs {
     #[arg(long, short = 'c', global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Print the effective configuration (secrets masked) and exit: 0 when it is valid, 2 with the
-    /// error when it is not.
+    /// Print the effective configuration (secrets masked) and exit: 0 when it is valid, 78 with
+    /// the error when it is not.
     #[arg(long, global = true)]
     pub check_config: bool,
 }
 
 /// Telemetry, then config. Returns the config, or the exit code to leave with: `--check-config`
-/// done (0) or a config error (2), which has been printed to stderr.
+/// done (0) or a config error (78), which has been printed to stderr.
 pub fn bootstrap<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ExitCode> {
+    bootstrap_with(args, Vec::new())
+}
+
+/// [`bootstrap`] with extra `<PREFIX>_<KEY>` settings that win over the environment (a daemon's
+/// own flags, such as pool-exporter's `--web.listen-address`).
+pub fn bootstrap_with<C: DaemonConfig>(
+    args: &CommonArgs,
+    overrides: Vec<(String, String)>,
+) -> Result<C, ExitCode> {
     crate::telemetry::init();
-    match crate::config::load::<C>(args.config.as_deref()) {
+    let vars = std::env::vars().chain(overrides);
+    match crate::config::load_from::<C>(C::ENV_PREFIX, args.config.as_deref(), vars) {
         Ok(cfg) if args.check_config => match to_masked_toml(&cfg) {
             Ok(text) => {
                 print!("{text}");
@@ -91,6 +121,7 @@ where
         let cancel = crate::shutdown::on_signals()?;
         let mut registry = Registry::default();
         crate::metrics::register_build_info(&mut registry, name, version);
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         let readiness = Readiness::default();
         let mut ctx = DaemonContext {
             cancel: cancel.clone(),

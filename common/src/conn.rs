@@ -390,3 +390,210 @@ mod tests {
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }
+
+/// A libpq connection string, as `postgres://user:password@host:port/dbname?sslmode=disable` (or
+/// `postgresql://`) or as `host=h port=6432 user=u password='p w' dbname=d`, applied over `base`.
+/// Keys: host, port, user, password, dbname, sslmode, sslrootcert, connect_timeout (seconds),
+/// options; any other is refused, naming it. Percent-escapes are decoded in the URL form; in the
+/// key/value form a value may be single-quoted with `\'` and `\\`.
+pub fn parse_conninfo(s: &str, base: PgSettings) -> Result<PgSettings, String> {
+    let s = s.trim();
+    let pairs = match s
+        .strip_prefix("postgres://")
+        .or_else(|| s.strip_prefix("postgresql://"))
+    {
+        Some(rest) => url_pairs(rest)?,
+        None => keyword_pairs(s)?,
+    };
+    let mut p = base;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "host" if !v.is_empty() => p.host = v,
+            "port" if !v.is_empty() => {
+                p.port = v
+                    .parse()
+                    .map_err(|_| format!("port {v:?} is not a port number"))?
+            }
+            "user" if !v.is_empty() => p.user = v,
+            "password" => p.password = Some(Secret::new(v)),
+            "dbname" if !v.is_empty() => p.dbname = v,
+            "sslmode" => {
+                p.sslmode = match v.as_str() {
+                    "disable" => TlsMode::Disable,
+                    "allow" | "prefer" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-ca" => TlsMode::VerifyCa,
+                    "verify-full" => TlsMode::VerifyFull,
+                    _ => return Err(format!("sslmode {v:?} is not a libpq sslmode")),
+                }
+            }
+            "sslrootcert" => p.sslrootcert = Some(PathBuf::from(v)),
+            "connect_timeout" => {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("connect_timeout {v:?} is not a number of seconds"))?;
+                p.connect_timeout = Duration::from_secs(secs);
+            }
+            "options" => p.options = Some(v),
+            "host" | "port" | "user" | "dbname" => {}
+            other => return Err(format!("unknown connection parameter {other:?}")),
+        }
+    }
+    Ok(p)
+}
+
+/// `%XX` escapes decoded (URL userinfo, paths and query values).
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-escape in {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+}
+
+/// `user:password@host:port/dbname?k=v&k=v` (after the scheme).
+fn url_pairs(rest: &str) -> Result<Vec<(String, String)>, String> {
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, db) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut pairs = vec![];
+    if let Some(u) = userinfo {
+        let (user, pw) = match u.split_once(':') {
+            Some((user, pw)) => (user, Some(pw)),
+            None => (u, None),
+        };
+        pairs.push(("user".to_string(), percent_decode(user)?));
+        if let Some(pw) = pw.filter(|p| !p.is_empty()) {
+            pairs.push(("password".to_string(), percent_decode(pw)?));
+        }
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("bad IPv6 host in {hostport:?}"))?;
+        (h.to_string(), after.strip_prefix(':').unwrap_or("").to_string())
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.to_string()),
+            None => (hostport.to_string(), String::new()),
+        }
+    };
+    pairs.push(("host".to_string(), percent_decode(&host)?));
+    pairs.push(("port".to_string(), port));
+    pairs.push(("dbname".to_string(), percent_decode(db)?));
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{kv:?} in the query is not key=value"))?;
+        pairs.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    Ok(pairs)
+}
+
+/// `k=v k='quoted \' value'`.
+fn keyword_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = vec![];
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("{key:?} is not followed by = in the connection string"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.push(chars.next().ok_or("a connection string ends in \\")?),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("unterminated quote in the value of {key:?}")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+#[cfg(test)]
+mod conninfo {
+    use super::*;
+
+    #[test]
+    fn urls_and_keyword_strings_as_libpq_writes_them() {
+        let base = PgSettings::default();
+        let cases: Vec<(&str, (&str, u16, &str, Option<&str>, &str, TlsMode))> = vec![
+            (
+                "postgres://postgres:@localhost:6543/pgbouncer?sslmode=disable",
+                ("localhost", 6543, "postgres", None, "pgbouncer", TlsMode::Disable),
+            ),
+            (
+                "postgresql://stats:p%40ss%3Aword@pgb.internal:6432/pgbouncer",
+                ("pgb.internal", 6432, "stats", Some("p@ss:word"), "pgbouncer", TlsMode::Prefer),
+            ),
+            (
+                "postgres://u:0042@[::1]:6432/pgbouncer?sslmode=verify-full",
+                ("::1", 6432, "u", Some("0042"), "pgbouncer", TlsMode::VerifyFull),
+            ),
+            (
+                "host=pgb port=6432 user=exporter password='it\\'s a \\\\ ok' dbname=pgbouncer sslmode=require",
+                ("pgb", 6432, "exporter", Some("it's a \\ ok"), "pgbouncer", TlsMode::Require),
+            ),
+            (
+                "host = pgb dbname=pgbouncer",
+                ("pgb", base.port, &base.user, None, "pgbouncer", TlsMode::Prefer),
+            ),
+        ];
+        for (s, (host, port, user, pw, db, mode)) in cases {
+            let p = parse_conninfo(s, base.clone()).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(
+                (
+                    p.host.as_str(),
+                    p.port,
+                    p.user.as_str(),
+                    p.password.as_ref().map(Secret::expose),
+                    p.dbname.as_str(),
+                    p.sslmode
+                ),
+                (host, port, user, pw, db, mode),
+                "{s}"
+            );
+        }
+        for bad in [
+            "postgres://h:notaport/db",
+            "host=h sslmode=maybe",
+            "host=h colour=blue",
+            "host='h",
+            "postgres://h/db?sslmode",
+        ] {
+            assert!(parse_conninfo(bad, base.clone()).is_err(), "{bad} accepted");
+        }
+    }
+}

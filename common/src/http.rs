@@ -39,16 +39,18 @@ pub struct Reply {
     pub body: String,
 }
 
-/// A route computed per request (`/status`, or a daemon's own `/metrics`).
-pub type Handler =
-    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+/// A route computed per request (`/status`, or a daemon's own `/metrics`); it gets the request's
+/// query string (`target=x` of `/probe?target=x`), if any.
+pub type Handler = Arc<
+    dyn Fn(Option<String>) -> std::pin::Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync,
+>;
 
 /// What the server serves. A path in `extra` wins over the built-in routes, so a daemon can render
 /// `/metrics` itself (pool-exporter scrapes its targets per request).
 pub struct Routes {
     pub registry: Registry,
     pub readiness: Readiness,
-    pub extra: HashMap<&'static str, Handler>,
+    pub extra: HashMap<String, Handler>,
 }
 
 impl Routes {
@@ -119,7 +121,7 @@ async fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Byte
         );
     }
     if let Some(h) = routes.extra.get(req.uri().path()) {
-        let r = h().await;
+        let r = h(req.uri().query().map(str::to_string)).await;
         return reply(r.status, r.content_type, r.body);
     }
     match req.uri().path() {

@@ -12,6 +12,8 @@ pub mod http;
 pub mod httpc;
 pub mod logfmt;
 pub mod metrics;
+pub mod output;
+pub mod process;
 pub mod retry;
 pub mod s3read;
 pub mod shutdown;

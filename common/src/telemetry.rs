@@ -1,4 +1,4 @@
-//! Logs to stdout with `tracing`: text for a terminal, JSON when `LOG_FORMAT=json`; the level comes
+//! Logs to stderr with `tracing` (stdout is for what a command prints: tables, JSON): text for a terminal, JSON when `LOG_FORMAT=json`; the level comes
 //! from `RUST_LOG` (default `info`).
 
 use tracing_subscriber::EnvFilter;
@@ -31,8 +31,8 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_writer(std::io::stdout);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

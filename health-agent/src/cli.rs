@@ -1,5 +1,6 @@
-//! `health-agent check [--only NAME]`: every check once, now, as a table; the exit code is the
-//! worst state (0 OK, 1 WARN, 2 CRIT or UNKNOWN) for `docker-manage.sh health` and HEALTHCHECK.
+//! `health-agent check [--only NAME] [--output json]`: every check once, now, as a table (or one
+//! JSON document); the exit code follows the monitoring-plugin convention (0 OK, 1 WARN, 2 CRIT,
+//! 3 UNKNOWN) for Nagios/Icinga, `docker-manage.sh health` and HEALTHCHECK.
 
 use std::sync::Arc;
 
@@ -7,8 +8,21 @@ use crate::checks::State;
 use crate::config::Config;
 use crate::runner::run_all;
 
-/// Runs the checks, prints the table, returns the worst state.
-pub async fn check(cfg: &Config, only: Option<&str>) -> anyhow::Result<State> {
+#[derive(serde::Serialize)]
+struct CheckRow<'a> {
+    name: &'a str,
+    kind: &'a str,
+    state: State,
+    duration_ms: u128,
+    reason: &'a str,
+}
+
+/// Runs the checks, prints them, returns the overall state ([`State::overall`]).
+pub async fn check(
+    cfg: &Config,
+    only: Option<&str>,
+    out: common::output::OutputArg,
+) -> anyhow::Result<State> {
     let checks: Vec<_> = cfg
         .checks
         .iter()
@@ -27,6 +41,22 @@ pub async fn check(cfg: &Config, only: Option<&str>) -> anyhow::Result<State> {
         }
     }
     let results = run_all(&checks, cfg.default_timeout).await;
+    let overall = State::overall(results.iter().map(|(_, r)| r.outcome.state));
+    if out.is_json() {
+        let rows: Vec<CheckRow> = checks
+            .iter()
+            .zip(&results)
+            .map(|(c, (_, run))| CheckRow {
+                name: &c.name,
+                kind: c.spec.kind(),
+                state: run.outcome.state,
+                duration_ms: run.duration.as_millis(),
+                reason: &run.outcome.reason,
+            })
+            .collect();
+        common::output::print_json(&serde_json::json!({ "state": overall, "checks": rows }))?;
+        return Ok(overall);
+    }
     let rows: Vec<Vec<String>> = checks
         .iter()
         .zip(&results)
@@ -44,9 +74,5 @@ pub async fn check(cfg: &Config, only: Option<&str>) -> anyhow::Result<State> {
         "{}",
         common::table::render(&["CHECK", "KIND", "STATE", "TIME", "REASON"], &rows)
     );
-    Ok(results
-        .iter()
-        .map(|(_, r)| r.outcome.state)
-        .max()
-        .unwrap_or(State::Ok))
+    Ok(overall)
 }

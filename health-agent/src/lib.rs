@@ -38,8 +38,8 @@ pub fn daemon(
     let runner = Arc::new(Runner::new(cfg, alerting, metrics));
     let for_status = runner.clone();
     ctx.routes.extra.insert(
-        "/status",
-        Arc::new(move || {
+        "/status".into(),
+        Arc::new(move |_| {
             let r = for_status.clone();
             Box::pin(async move {
                 match serde_json::to_string_pretty(&serde_json::json!({ "checks": r.status() })) {

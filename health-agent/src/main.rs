@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use common::app::CommonArgs;
 use health_agent::Config;
 
@@ -9,7 +8,7 @@ use health_agent::Config;
 ///
 /// Configuration: built-in defaults < TOML file (--config or HEALTH_AGENT_CONFIG) < environment
 /// (HEALTH_AGENT_<KEY>, nested keys joined by `__`). See docs/health-agent.md.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(flatten)]
@@ -22,16 +21,21 @@ struct Cli {
 enum Cmd {
     /// Run the daemon (the default).
     Run,
-    /// Run every check once now and print a table. Exit 0 all OK, 1 WARN, 2 CRIT or UNKNOWN.
+    /// Run every check once now and print a table (or JSON). Exit codes follow the
+    /// monitoring-plugin convention: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (any CRIT wins, then
+    /// UNKNOWN, then WARN; a check that cannot run, or `--only` naming none, is UNKNOWN). A
+    /// configuration error exits 78 and a bad command line 64, never a state's code.
     Check {
         /// Only the check with this name.
         #[arg(long)]
         only: Option<String>,
+        #[command(flatten)]
+        output: common::output::OutputArg,
     },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::app::parse_cli();
     let cfg: Config = match common::app::bootstrap(&cli.common) {
         Ok(c) => c,
         Err(code) => return code,
@@ -44,9 +48,14 @@ fn main() -> ExitCode {
             common::app::Threads::PerCore,
             |ctx| health_agent::daemon(cfg, ctx),
         ),
-        Cmd::Check { only } => common::app::run_command(|_| async move {
-            let worst = health_agent::cli::check(&cfg, only.as_deref()).await?;
-            Ok(ExitCode::from(worst.exit_code()))
+        Cmd::Check { only, output } => common::app::run_command(|_| async move {
+            match health_agent::cli::check(&cfg, only.as_deref(), output).await {
+                Ok(overall) => Ok(ExitCode::from(overall.exit_code())),
+                Err(e) => {
+                    eprintln!("UNKNOWN: {e:#}");
+                    Ok(ExitCode::from(health_agent::checks::State::Unknown.exit_code()))
+                }
+            }
         }),
     }
 }

@@ -588,61 +588,76 @@ async fn https_webhooks_are_verified_against_the_configured_ca() {
     );
 }
 
+/// `health-agent check` as a monitoring plugin: table-driven exit codes (0 OK, 1 WARN, 2 CRIT,
+/// 3 UNKNOWN, CRIT over UNKNOWN over WARN), a config error (78) and a bad command line (64) apart
+/// from them, the table or JSON alone on stdout.
 #[test]
-fn check_cli_exit_code_is_the_worst_state() {
+fn check_cli_follows_the_plugin_exit_codes_with_tables_on_stdout() {
     let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed_addr = closed.local_addr().expect("addr");
     drop(closed);
     let dir = TempDir::new("health-cli").expect("dir");
-    let run = |toml: &str, only: Option<&str>| {
+    let run = |toml: &str, args: &[&str]| {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, toml).expect("write");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_health-agent"));
-        cmd.arg("-c").arg(&p).arg("check");
-        if let Some(o) = only {
-            cmd.args(["--only", o]);
-        }
+        cmd.arg("-c").arg(&p).arg("check").args(args);
         cmd.output().expect("runs")
     };
-    let ok = format!(
+    let up = format!(
         "[[checks]]\nname = \"up\"\nkind = \"tcp\"\naddress = \"{}\"\n",
         live.local_addr().expect("addr")
     );
-    let both =
-        format!("{ok}[[checks]]\nname = \"down\"\nkind = \"tcp\"\naddress = \"{closed_addr}\"\n");
-    let out = run(&ok, None);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let down = format!("[[checks]]\nname = \"down\"\nkind = \"tcp\"\naddress = \"{closed_addr}\"\n");
+    // Any filesystem in use is above 0.001 %: WARN.
+    let warn = "[[checks]]\nname = \"full\"\nkind = \"disk\"\nused_warn_pct = 0.001\nused_crit_pct = 100.0\n";
+    // A Sentinel address that is not host:port: the check cannot run.
+    let unknown = "[[checks]]\nname = \"odd\"\nkind = \"sentinel\"\nsentinels = [\"nohostport\"]\n";
+    let cases: Vec<(&str, String, &[&str], i32)> = vec![
+        ("all OK", up.clone(), &[], 0),
+        ("a WARN", format!("{up}{warn}"), &[], 1),
+        ("a CRIT", format!("{up}{down}"), &[], 2),
+        ("an UNKNOWN", format!("{up}{unknown}"), &[], 3),
+        ("UNKNOWN over WARN", format!("{warn}{unknown}"), &[], 3),
+        ("CRIT over UNKNOWN", format!("{unknown}{down}"), &[], 2),
+        ("--only the OK one", format!("{up}{down}"), &["--only", "up"], 0),
+        ("--only naming none", up.clone(), &["--only", "nope"], 3),
+        ("a misspelt key (config error)", format!("{up}latency_warnn = \"1s\"\n"), &[], 78),
+        ("a bad command line", up.clone(), &["--no-such-flag"], 64),
+    ];
+    for (what, toml, args, code) in &cases {
+        let out = run(toml, args);
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{what}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The table alone on stdout; the config error names the key and the check.
+    let out = run(&format!("{up}{down}"), &[]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        table.starts_with("CHECK") && table.contains("up") && table.contains("OK"),
-        "{table}"
-    );
-    let out = run(&both, None);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("CRIT"));
-    let out = run(&both, Some("up"));
-    assert_eq!(out.status.code(), Some(0), "--only runs only that check");
-    let out = run(&both, Some("nope"));
-    assert_eq!(out.status.code(), Some(1));
+    assert!(table.starts_with("CHECK") && table.contains("CRIT"), "{table}");
+    assert!(table.lines().all(|l| !l.contains(" INFO ") && !l.contains("WARN health")), "{table}");
+    let out = run(&up, &["--only", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no enabled check named \"nope\""));
-    // A misspelt field of a check is a config error naming it (exit 2).
-    let bad = format!("{ok}latency_warnn = \"1s\"\n");
-    let out = run(&bad, None);
-    assert_eq!(out.status.code(), Some(2));
+    let out = run(&format!("{up}latency_warnn = \"1s\"\n"), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("latency_warnn") && err.contains("\"up\""),
-        "{err}"
-    );
+    assert!(err.contains("latency_warnn") && err.contains("\"up\""), "{err}");
+    // JSON: one document on stdout, stable field names.
+    let out = run(&format!("{up}{down}"), &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON alone");
+    assert_eq!(v["state"], "CRIT");
+    let checks = v["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 2);
+    for c in checks {
+        for k in ["name", "kind", "state", "duration_ms", "reason"] {
+            assert!(c.get(k).is_some(), "{k} missing in {c}");
+        }
+    }
+    assert_eq!(checks[1]["name"], "down");
+    assert_eq!(checks[1]["state"], "CRIT");
 }

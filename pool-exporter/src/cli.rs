@@ -1,5 +1,5 @@
 //! `pool-exporter show pools|stats|...`: the admin console as aligned tables, for people (what
-//! `docker-manage.sh pgbouncer pools|stats` prints).
+//! `docker-manage.sh pgbouncer pools|stats` prints), or with `--output json` one document for scripts.
 
 use crate::admin::Admin;
 use crate::config::Config;
@@ -19,7 +19,12 @@ pub const SHOWABLE: &[(&str, &str)] = &[
 ];
 
 /// Prints `SHOW <what>` of every target (or the one named) and returns false when one failed.
-pub async fn show(cfg: &Config, what: &str, only: Option<&str>) -> anyhow::Result<bool> {
+pub async fn show(
+    cfg: &Config,
+    what: &str,
+    only: Option<&str>,
+    out: common::output::OutputArg,
+) -> anyhow::Result<bool> {
     let command = SHOWABLE
         .iter()
         .find(|(w, _)| *w == what)
@@ -28,13 +33,13 @@ pub async fn show(cfg: &Config, what: &str, only: Option<&str>) -> anyhow::Resul
             let names: Vec<&str> = SHOWABLE.iter().map(|(w, _)| *w).collect();
             anyhow::anyhow!("cannot show {what:?}; one of: {}", names.join(", "))
         })?;
-    let targets: Vec<_> = cfg
-        .targets
+    let all = cfg.effective_targets()?;
+    let targets: Vec<_> = all
         .iter()
         .filter(|t| only.is_none_or(|n| n == t.name))
         .collect();
     if targets.is_empty() {
-        let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
         anyhow::bail!(
             "no target named {:?}; configured: {}",
             only.unwrap_or(""),
@@ -42,25 +47,39 @@ pub async fn show(cfg: &Config, what: &str, only: Option<&str>) -> anyhow::Resul
         );
     }
     let mut ok = true;
+    let mut json = vec![];
     for t in targets {
-        if cfg.targets.len() > 1 {
-            println!("== {} ({}:{})", t.name, t.admin.host, t.admin.port);
+        let address = format!("{}:{}", t.admin.host, t.admin.port);
+        if all.len() > 1 && !out.is_json() {
+            println!("== {} ({address})", t.name);
         }
         let rows = match Admin::connect(&t.admin).await {
             Ok(a) => a.show(command).await,
             Err(e) => Err(e),
         };
-        match rows {
-            Ok(rows) => {
-                let cells = rows.text_rows();
-                let header: Vec<&str> = rows.columns.iter().map(String::as_str).collect();
-                print!("{}", common::table::render(&header, &cells));
-            }
+        let (cells, header, error) = match rows {
+            Ok(rows) => (rows.text_rows(), rows.columns.clone(), None),
             Err(e) => {
-                eprintln!("target {} ({}:{}): {e}", t.name, t.admin.host, t.admin.port);
                 ok = false;
+                tracing::error!("target {} ({address}): {e}", t.name);
+                (vec![], vec![], Some(e.to_string()))
             }
+        };
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        if out.is_json() {
+            json.push(serde_json::json!({
+                "name": t.name,
+                "address": address,
+                "ok": error.is_none(),
+                "error": error,
+                "rows": common::output::rows_as_objects(&header, &cells),
+            }));
+        } else if error.is_none() {
+            print!("{}", common::table::render(&header, &cells));
         }
+    }
+    if out.is_json() {
+        common::output::print_json(&serde_json::json!({ "show": what, "targets": json }))?;
     }
     Ok(ok)
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{ConfigError, DaemonConfig, PgSettings};
+use common::{ConfigError, DaemonConfig, PgSettings, Secret};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,9 +12,60 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address of the `/metrics` server. Default `0.0.0.0:9127` (the Go exporter's port).
     pub listen: SocketAddr,
+    /// The path `/metrics` is served on (the Go exporter's `--web.telemetry-path`). Default
+    /// `/metrics`.
+    pub telemetry_path: String,
     /// The PgBouncers to scrape. Default: one target `pgbouncer` at `127.0.0.1:6432`, user
     /// `pgbouncer_exporter`, database `pgbouncer`.
     pub targets: Vec<Target>,
+    /// One PgBouncer as a libpq connection string, the Go exporter's way
+    /// (`--pgBouncer.connectionString`, `PGBOUNCER_EXPORTER_CONNECTION_STRING`):
+    /// `postgres://user:password@host:6432/pgbouncer?sslmode=disable`. When set, it replaces
+    /// `targets` with one target named `pgbouncer`. Default none.
+    pub connection_string: Option<Secret>,
+}
+
+impl Config {
+    /// The targets to scrape: `connection_string` as one target, else `targets`.
+    pub fn effective_targets(&self) -> Result<Vec<Target>, ConfigError> {
+        match &self.connection_string {
+            Some(cs) => {
+                let admin = common::conn::parse_conninfo(cs.expose(), admin_default())
+                    .map_err(|e| ConfigError::Invalid(format!("connection_string: {e}")))?;
+                Ok(vec![Target {
+                    admin,
+                    ..Target::default()
+                }])
+            }
+            None => Ok(self.targets.clone()),
+        }
+    }
+
+    /// A target for `/probe?target=ADDR` when ADDR names no configured target: the first target's
+    /// settings (credentials, TLS, timeout) at `host[:port]`, named ADDR.
+    pub fn probe_target(&self, addr: &str) -> Result<Target, String> {
+        let targets = self.effective_targets().map_err(|e| e.to_string())?;
+        if let Some(t) = targets.iter().find(|t| t.name == addr) {
+            return Ok(t.clone());
+        }
+        let template = targets.first().cloned().unwrap_or_default();
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| format!("target {addr:?}: {p:?} is not a port"))?,
+            ),
+            _ => (addr.to_string(), template.admin.port),
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(format!("target {addr:?} is neither a configured target nor host[:port]"));
+        }
+        let mut t = template;
+        t.name = addr.to_string();
+        t.admin.host = host;
+        t.admin.port = port;
+        Ok(t)
+    }
 }
 
 /// One PgBouncer admin console.
@@ -64,7 +115,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9127)),
+            telemetry_path: "/metrics".into(),
             targets: vec![Target::default()],
+            connection_string: None,
         }
     }
 }
@@ -73,6 +126,15 @@ impl DaemonConfig for Config {
     const ENV_PREFIX: &'static str = "POOL_EXPORTER";
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !self.telemetry_path.starts_with('/')
+            || ["/healthz", "/readyz", "/probe"].contains(&self.telemetry_path.as_str())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry_path = {:?} must be a path starting with / other than /healthz, /readyz and /probe",
+                self.telemetry_path
+            )));
+        }
+        self.effective_targets()?;
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             if !seen.insert(&t.name) {

@@ -21,6 +21,39 @@ use common::http::Reply;
 pub use config::Config;
 use target::{Scrape, TargetState};
 
+/// `/probe?target=X`: X a configured target's name, or `host[:port]` reached with the first
+/// target's credentials; one scrape on a connection of its own, closed after it.
+pub async fn probe(cfg: &Config, query: Option<&str>) -> Reply {
+    let bad = |msg: String| Reply {
+        status: common::http::StatusCode::BAD_REQUEST,
+        content_type: "text/plain",
+        body: msg + "\n",
+    };
+    let target = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "target")
+        .map(|(_, v)| v.replace('+', " "));
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
+        return bad("missing ?target=NAME or ?target=HOST[:PORT]".into());
+    };
+    let target = match common::conn::percent_decode(&target) {
+        Ok(t) => t,
+        Err(e) => return bad(format!("target: {e}")),
+    };
+    let t = match cfg.probe_target(&target) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let state = Arc::new(vec![TargetState::new(t)]);
+    Reply {
+        status: common::http::StatusCode::OK,
+        content_type: exposition::CONTENT_TYPE,
+        body: metrics_text(&state).await,
+    }
+}
+
 /// Scrapes every target concurrently; each is bounded by its own timeout.
 pub async fn scrape_all(targets: &Arc<Vec<TargetState>>) -> Vec<Scrape> {
     let mut set = tokio::task::JoinSet::new();
@@ -55,17 +88,23 @@ pub async fn metrics_text(targets: &Arc<Vec<TargetState>>) -> String {
     metrics::render_scrapes(&pairs, env!("CARGO_PKG_VERSION"))
 }
 
-/// Registers `/metrics` (scraped per request, like the Go exporter) and returns the daemon's work.
+/// Registers `/metrics` at `telemetry_path` (scraped per request, like the Go exporter) and
+/// `/probe?target=NAME|HOST[:PORT]` (one target per request, for Prometheus multi-target configs),
+/// and returns the daemon's work.
 pub fn daemon(
     cfg: Config,
     ctx: &mut DaemonContext,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
-    let targets: Arc<Vec<TargetState>> =
-        Arc::new(cfg.targets.into_iter().map(TargetState::new).collect());
+    let targets: Arc<Vec<TargetState>> = Arc::new(
+        cfg.effective_targets()?
+            .into_iter()
+            .map(TargetState::new)
+            .collect(),
+    );
     let for_http = targets.clone();
     ctx.routes.extra.insert(
-        "/metrics",
-        Arc::new(move || {
+        cfg.telemetry_path.clone(),
+        Arc::new(move |_| {
             let t = for_http.clone();
             Box::pin(async move {
                 Reply {
@@ -74,6 +113,30 @@ pub fn daemon(
                     body: metrics_text(&t).await,
                 }
             })
+        }),
+    );
+    if cfg.telemetry_path != "/metrics" {
+        let moved = format!("metrics are at {}\n", cfg.telemetry_path);
+        ctx.routes.extra.insert(
+            "/metrics".into(),
+            Arc::new(move |_| {
+                let body = moved.clone();
+                Box::pin(async move {
+                    Reply {
+                        status: common::http::StatusCode::NOT_FOUND,
+                        content_type: "text/plain",
+                        body,
+                    }
+                })
+            }),
+        );
+    }
+    let cfg = Arc::new(cfg);
+    ctx.routes.extra.insert(
+        "/probe".into(),
+        Arc::new(move |query| {
+            let cfg = cfg.clone();
+            Box::pin(async move { probe(&cfg, query.as_deref()).await })
         }),
     );
     let cancel = ctx.cancel.clone();

@@ -10,6 +10,8 @@ pub const SCRAPE_DURATION: &str = "pgbouncer_exporter_scrape_duration_seconds";
 pub const LAST_SCRAPE_ERROR: &str = "pgbouncer_exporter_last_scrape_error";
 pub const CONNECTIONS_OPENED: &str = "pgbouncer_exporter_connections_opened_total";
 pub const BUILD_INFO: &str = "pool_exporter_build_info";
+/// The Go exporter's build-info name, kept for dashboards and alerts that check it.
+pub const LEGACY_BUILD_INFO: &str = "pgbouncer_exporter_build_info";
 
 /// Renders one scrape of every target.
 pub fn render_scrapes(scrapes: &[(&TargetState, Scrape)], version: &str) -> String {
@@ -51,8 +53,39 @@ pub fn render_scrapes(scrapes: &[(&TargetState, Scrape)], version: &str) -> Stri
     build
         .samples
         .push((LabelSet::new([("version", version)]), 1.0));
-    for f in [up, duration, error, opened, build] {
+    let mut legacy = Family::new(
+        LEGACY_BUILD_INFO,
+        "Build information, as the Go pgbouncer_exporter exports it; always 1",
+        Kind::Gauge,
+    );
+    legacy.samples.push((
+        LabelSet::new([
+            ("version", version),
+            ("goos", std::env::consts::OS),
+            ("goarch", goarch()),
+        ]),
+        1.0,
+    ));
+    for f in [up, duration, error, opened, build, legacy] {
         all.add(f);
     }
+    if let Some(p) = common::process::read() {
+        for (name, help, counter, value) in common::process::samples(&p) {
+            let kind = if counter { Kind::Counter } else { Kind::Gauge };
+            let mut f = Family::new(name, help, kind);
+            f.samples.push((LabelSet::default(), value));
+            all.add(f);
+        }
+    }
     render(&all)
+}
+
+/// Go's name for this machine's architecture.
+fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
 }

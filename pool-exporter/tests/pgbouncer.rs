@@ -161,9 +161,21 @@ impl Exporter {
         let port = harness::process::free_port().expect("port");
         let addr = format!("127.0.0.1:{port}");
         std::fs::write(&cfg, format!("listen = \"{addr}\"\n{config}")).expect("config");
+        let cfg = cfg.display().to_string();
+        Self::spawn(dir, addr, &["--config", &cfg], &[])
+    }
+
+    /// The binary with these arguments and environment, serving on `addr`.
+    fn spawn(
+        dir: harness::process::TempDir,
+        addr: String,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Exporter {
         let child = Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
-            .arg("--config")
-            .arg(&cfg)
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("POOL_EXPORTER_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -190,6 +202,10 @@ impl Exporter {
 
 /// `pool-exporter show pools` with a config holding `toml`.
 fn show_pools(toml: &str) -> std::process::Output {
+    show_pools_with(toml, &[])
+}
+
+fn show_pools_with(toml: &str, args: &[&str]) -> std::process::Output {
     let dir = harness::process::TempDir::new("show").expect("dir");
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, toml).expect("write");
@@ -197,6 +213,7 @@ fn show_pools(toml: &str) -> std::process::Output {
         .arg("--config")
         .arg(&cfg)
         .args(["show", "pools"])
+        .args(args)
         .output()
         .expect("runs")
 }
@@ -741,6 +758,131 @@ fn maxwait_keeps_microseconds_and_show_prints_a_table() {
     let col = header.find("cl_active").expect("column");
     assert_ne!(&app_line[col..col + 1], " ", "{table}");
     assert_eq!(&app_line[col - 1..col], " ", "{table}");
+    // The same as one JSON document, rows keyed by PgBouncer's column names.
+    let out = show_pools_with(
+        &toml_target(
+            "main",
+            b.port,
+            pgbouncer::STATS_USER,
+            pgbouncer::STATS_PASSWORD,
+        ),
+        &["--output", "json"],
+    );
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON alone");
+    assert_eq!(v["show"], "pools");
+    let t = &v["targets"][0];
+    assert_eq!((t["name"].as_str(), t["ok"].as_bool()), (Some("main"), Some(true)));
+    let app = t["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["database"] == "app")
+        .expect("app row");
+    assert!(app["cl_waiting"].is_string() && app["cl_active"].is_string(), "{app}");
     let _ = holder.wait();
     let _ = waiter.wait();
+}
+
+/// The Go exporter's flags and env for a drop-in switch, `/probe?target=` for multi-target
+/// configs, the Go exporter's build-info name and the standard process metrics.
+#[test]
+fn go_exporter_flags_probe_and_process_metrics() {
+    let pg = Postgres::start().expect("postgres");
+    let b = PgBouncer::start(&pg).expect("pgbouncer");
+    let other = PgBouncer::start(&pg).expect("second pgbouncer");
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/pgbouncer?sslmode=disable",
+        pgbouncer::STATS_USER,
+        pgbouncer::STATS_PASSWORD,
+        b.port
+    );
+    let get = |addr: &str, path: &str| harness::http::get(addr, path).expect("GET");
+
+    // --web.listen-address :PORT, --web.telemetry-path, --pgBouncer.connectionString.
+    let port = harness::process::free_port().expect("port");
+    let e = Exporter::spawn(
+        harness::process::TempDir::new("pool-exporter").expect("dir"),
+        format!("127.0.0.1:{port}"),
+        &[
+            "--web.listen-address",
+            &format!(":{port}"),
+            "--web.telemetry-path",
+            "/custom",
+            "--pgBouncer.connectionString",
+            &url,
+        ],
+        &[],
+    );
+    let (status, body) = get(&e.addr, "/custom");
+    assert_eq!(status, 200, "{body}");
+    let (_, samples) = parse_exposition(&body).expect("exposition");
+    assert_eq!(
+        find(&samples, "pgbouncer_up", &[("pgbouncer", "pgbouncer")]).map(|s| s.2),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(find(&samples, "pgbouncer_exporter_build_info", &[("goos", "linux")]).is_some(), "{body}");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        let v = find(&samples, name, &[]).unwrap_or_else(|| panic!("{name} missing:\n{body}"));
+        assert!(v.2 >= 0.0, "{name}");
+    }
+    assert!(
+        find(&samples, "process_resident_memory_bytes", &[]).is_some_and(|s| s.2 > 1e6),
+        "{body}"
+    );
+    assert_eq!(get(&e.addr, "/metrics").0, 404, "the default path is gone");
+    drop(e);
+
+    // PGBOUNCER_EXPORTER_CONNECTION_STRING, as the Go exporter reads it.
+    let port = harness::process::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let listen = format!("POOL_EXPORTER_LISTEN");
+    let e = Exporter::spawn(
+        harness::process::TempDir::new("pool-exporter").expect("dir"),
+        addr.clone(),
+        &[],
+        &[(listen.as_str(), addr.as_str()), ("PGBOUNCER_EXPORTER_CONNECTION_STRING", url.as_str())],
+    );
+    let (_, samples, body) = e.scrape();
+    assert_eq!(
+        find(&samples, "pgbouncer_up", &[("pgbouncer", "pgbouncer")]).map(|s| s.2),
+        Some(1.0),
+        "{body}"
+    );
+    drop(e);
+
+    // /probe: a configured target by name, another PgBouncer by address (the first target's
+    // credentials), an address nobody answers, and no target at all.
+    let e = Exporter::start(&toml_target(
+        "main",
+        b.port,
+        pgbouncer::STATS_USER,
+        pgbouncer::STATS_PASSWORD,
+    ));
+    let probe = |q: &str| {
+        let (status, body) = harness::http::get_with(&e.addr, "/probe", q, &[]).expect("GET");
+        (status, body)
+    };
+    let (status, body) = probe("target=main");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pgbouncer_up{pgbouncer=\"main\",cluster=\"test\"} 1"), "{body}");
+    let other_addr = format!("127.0.0.1:{}", other.port);
+    let (status, body) = probe(&format!("target=127.0.0.1%3A{}", other.port));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("pgbouncer_up{{pgbouncer=\"{other_addr}\",cluster=\"test\"}} 1")), "{body}");
+    let closed = harness::process::free_port().expect("port");
+    let (status, body) = probe(&format!("target=127.0.0.1:{closed}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("} 0") && body.contains("pgbouncer_up{"), "{body}");
+    let (status, body) = probe("");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("target"), "{body}");
 }

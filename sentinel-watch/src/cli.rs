@@ -1,17 +1,22 @@
 //! `sentinel-watch status`: aligned tables of masters, replicas (link, lag) and Sentinels — what
-//! `docker-manage.sh redis sentinel|replicas` prints.
+//! `docker-manage.sh redis sentinel|replicas` prints; `--output json` for scripts.
 
 use crate::config::Config;
 use crate::view::master_view;
 
-pub async fn status(cfg: &Config) -> anyhow::Result<bool> {
+/// Prints the status (a table, or JSON with `--output json`: `{"healthy", "masters": [...]}`) and
+/// returns whether all is well.
+pub async fn status(cfg: &Config, out: common::output::OutputArg) -> anyhow::Result<bool> {
     let mut healthy = true;
+    let mut views = vec![];
     let mut masters = vec![];
     let mut replicas = vec![];
     let mut sentinels = vec![];
     for name in &cfg.masters {
         let v = master_view(cfg, name).await;
         healthy &= v.master.is_some() && v.quorum_ok && v.agreeing == cfg.sentinels.len();
+        healthy &= v.replicas.iter().all(|r| r.link_up);
+        views.push(v.clone());
         masters.push(vec![
             v.name.clone(),
             v.master.clone().unwrap_or_else(|| "?".into()),
@@ -25,7 +30,6 @@ pub async fn status(cfg: &Config) -> anyhow::Result<bool> {
             v.replicas.len().to_string(),
         ]);
         for r in &v.replicas {
-            healthy &= r.link_up;
             replicas.push(vec![
                 v.name.clone(),
                 r.addr.clone(),
@@ -63,6 +67,13 @@ pub async fn status(cfg: &Config) -> anyhow::Result<bool> {
                 s.error.clone().unwrap_or_default(),
             ]);
         }
+    }
+    if out.is_json() {
+        common::output::print_json(&serde_json::json!({
+            "healthy": healthy,
+            "masters": views,
+        }))?;
+        return Ok(healthy);
     }
     use common::table::render;
     println!("MASTERS");

@@ -254,8 +254,8 @@ pub fn daemon(
     let slot: Arc<Mutex<Option<Handle>>> = Arc::default();
     let for_status = slot.clone();
     ctx.routes.extra.insert(
-        "/status",
-        Arc::new(move || {
+        "/status".into(),
+        Arc::new(move |_| {
             let slot = for_status.clone();
             Box::pin(async move {
                 let views = slot

@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use common::app::CommonArgs;
 use sentinel_watch::Config;
 
@@ -9,7 +8,7 @@ use sentinel_watch::Config;
 ///
 /// Configuration: built-in defaults < TOML file (--config or SENTINEL_WATCH_CONFIG) < environment
 /// (SENTINEL_WATCH_<KEY>, nested keys joined by `__`). See docs/sentinel-watch.md.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(flatten)]
@@ -24,7 +23,10 @@ enum Cmd {
     Run,
     /// Print masters, replicas (link, lag) and Sentinels as tables; exit 1 when something is off
     /// (no master, no quorum, a Sentinel disagreeing or unreachable, a replica link down).
-    Status,
+    Status {
+        #[command(flatten)]
+        output: common::output::OutputArg,
+    },
     /// Planned change of master without losing acknowledged writes: pause writes on the master
     /// (bounded), wait until the target has every write, SENTINEL FAILOVER towards it, demote and
     /// unpause the old master. Prints the write downtime and the writes lost (the prober runs
@@ -55,7 +57,7 @@ struct SwitchoverArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::app::parse_cli();
     let cfg: Config = match common::app::bootstrap(&cli.common) {
         Ok(c) => c,
         Err(code) => return code,
@@ -93,8 +95,8 @@ fn main() -> ExitCode {
             println!("{}", report.line());
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Status => common::app::run_command(|_| async move {
-            let ok = sentinel_watch::cli::status(&cfg).await?;
+        Cmd::Status { output } => common::app::run_command(|_| async move {
+            let ok = sentinel_watch::cli::status(&cfg, output).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

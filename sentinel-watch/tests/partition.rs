@@ -359,7 +359,7 @@ fn lost_quorum_is_reported_and_no_failover_is_counted() {
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(sentinel_watch::cli::status(&cfg))
+            .block_on(sentinel_watch::cli::status(&cfg, Default::default()))
     })
     .expect("thread")
     .expect("status");

@@ -1,5 +1,6 @@
-//! The command-line contract every daemon keeps (issue: `--help`, `--version`, `--check-config`
-//! with a clear error for an unknown key and for a missing password file). Each daemon's
+//! The command-line contract every daemon keeps: `--help`, `--version`, `--check-config` with a
+//! clear error for an unknown key and for a missing password file (exit 78), a bad command line
+//! (exit 64). Each daemon's
 //! `tests/cli.rs` calls [`check_contract`] on its own binary.
 
 use std::path::Path;
@@ -71,15 +72,24 @@ pub fn check_contract(bin: &Path, name: &str, prefix: &str, secret_toml: &str) -
         text(&ok)
     );
 
+    // A command line that does not parse: EX_USAGE (64), never a monitoring state's 0-3.
+    let usage = run(bin, &["--no-such-flag"], &[])?;
+    ensure!(
+        usage.status.code() == Some(64),
+        "bad command line: exit {:?}: {}",
+        usage.status.code(),
+        text(&usage)
+    );
+
     let dir = TempDir::new("cli")?;
-    // An unknown key in the file: exit 2, the key and the file named.
+    // An unknown key in the file: exit 78, the key and the file named.
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_typo = 1\n")?;
     let f = file.display().to_string();
     let bad = run(bin, &["--check-config", "--config", &f], &[])?;
     let t = text(&bad);
     ensure!(
-        bad.status.code() == Some(2),
+        bad.status.code() == Some(78),
         "unknown key: exit {:?}: {t}",
         bad.status.code()
     );
@@ -93,13 +103,13 @@ pub fn check_contract(bin: &Path, name: &str, prefix: &str, secret_toml: &str) -
     let bad = run(bin, &["--check-config"], &[(&var, "1")])?;
     let t = text(&bad);
     ensure!(
-        bad.status.code() == Some(2),
+        bad.status.code() == Some(78),
         "unknown env key: exit {:?}: {t}",
         bad.status.code()
     );
     ensure!(t.contains(&var), "unknown env key not named: {t}");
 
-    // A password file that does not exist: exit 2, the key and the path named.
+    // A password file that does not exist: exit 78, the key and the path named.
     let with_secret = |key: &str, value: &str| -> Result<String> {
         let p = dir.path().join(format!("secret-{key}.toml"));
         std::fs::write(
@@ -120,7 +130,7 @@ pub fn check_contract(bin: &Path, name: &str, prefix: &str, secret_toml: &str) -
     )?;
     let t = text(&bad);
     ensure!(
-        bad.status.code() == Some(2),
+        bad.status.code() == Some(78),
         "missing password file: exit {:?}: {t}",
         bad.status.code()
     );

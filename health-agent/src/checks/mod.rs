@@ -43,13 +43,26 @@ impl State {
         *self as i64
     }
 
-    /// The CLI's exit code for the worst state: 0 OK, 1 WARN, 2 CRIT or UNKNOWN.
+    /// The monitoring-plugin exit code (Nagios, Icinga, Sensu): 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Ok => 0,
             Self::Warn => 1,
-            Self::Crit | Self::Unknown => 2,
+            Self::Crit => 2,
+            Self::Unknown => 3,
         }
+    }
+
+    /// The state several checks add up to, as plugin aggregators rank them: any CRIT is CRIT, then
+    /// any UNKNOWN, then any WARN, else OK.
+    pub fn overall(states: impl IntoIterator<Item = State>) -> State {
+        let rank = |s: &State| match s {
+            Self::Ok => 0,
+            Self::Warn => 1,
+            Self::Unknown => 2,
+            Self::Crit => 3,
+        };
+        states.into_iter().max_by_key(rank).unwrap_or(Self::Ok)
     }
 
     pub fn is_ok(&self) -> bool {
@@ -198,7 +211,12 @@ mod tests {
         assert_eq!(State::Ok.exit_code(), 0);
         assert_eq!(State::Warn.exit_code(), 1);
         assert_eq!(State::Crit.exit_code(), 2);
-        assert_eq!(State::Unknown.exit_code(), 2);
+        assert_eq!(State::Unknown.exit_code(), 3);
+        use State::*;
+        assert_eq!(State::overall([]), Ok);
+        assert_eq!(State::overall([Ok, Warn]), Warn);
+        assert_eq!(State::overall([Warn, Unknown]), Unknown);
+        assert_eq!(State::overall([Unknown, Crit, Warn]), Crit);
         let mut f = Findings::default();
         f.add(State::Ok, "fine");
         f.add(State::Warn, "slow");
