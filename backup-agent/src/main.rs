@@ -325,9 +325,9 @@ fn main() -> ExitCode {
             println!("# public key (encryption.recipients): {public}\n{secret}");
             ExitCode::SUCCESS
         }
-        Cmd::List { output } => common::app::run_command(|_| async move {
-            backup_agent::cli::list(&cfg, output).await
-        }),
+        Cmd::List { output } => {
+            common::app::run_command(|_| async move { backup_agent::cli::list(&cfg, output).await })
+        }
         Cmd::Restore {
             what:
                 RestoreWhat::Postgres {

@@ -1101,7 +1101,10 @@ async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
     let out = run(&["verify", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify: JSON alone");
     assert_eq!(v["ok"].as_bool(), Some(out.status.success()), "{v}");
-    assert!(v["backups"].as_array().is_some_and(|b| !b.is_empty()), "{v}");
+    assert!(
+        v["backups"].as_array().is_some_and(|b| !b.is_empty()),
+        "{v}"
+    );
 }
 
 /// Encrypted WAL archive: the archiver stores `.age` segments; `wal-fetch` (the restored server's

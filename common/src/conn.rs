@@ -486,7 +486,10 @@ fn url_pairs(rest: &str) -> Result<Vec<(String, String)>, String> {
         let (h, after) = v6
             .split_once(']')
             .ok_or_else(|| format!("bad IPv6 host in {hostport:?}"))?;
-        (h.to_string(), after.strip_prefix(':').unwrap_or("").to_string())
+        (
+            h.to_string(),
+            after.strip_prefix(':').unwrap_or("").to_string(),
+        )
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.to_string()),
@@ -520,7 +523,9 @@ fn keyword_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!("{key:?} is not followed by = in the connection string"));
+            return Err(format!(
+                "{key:?} is not followed by = in the connection string"
+            ));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -549,26 +554,62 @@ mod conninfo {
     #[test]
     fn urls_and_keyword_strings_as_libpq_writes_them() {
         let base = PgSettings::default();
-        let cases: Vec<(&str, (&str, u16, &str, Option<&str>, &str, TlsMode))> = vec![
+        type Want<'a> = (&'a str, u16, &'a str, Option<&'a str>, &'a str, TlsMode);
+        let cases: Vec<(&str, Want)> = vec![
             (
                 "postgres://postgres:@localhost:6543/pgbouncer?sslmode=disable",
-                ("localhost", 6543, "postgres", None, "pgbouncer", TlsMode::Disable),
+                (
+                    "localhost",
+                    6543,
+                    "postgres",
+                    None,
+                    "pgbouncer",
+                    TlsMode::Disable,
+                ),
             ),
             (
                 "postgresql://stats:p%40ss%3Aword@pgb.internal:6432/pgbouncer",
-                ("pgb.internal", 6432, "stats", Some("p@ss:word"), "pgbouncer", TlsMode::Prefer),
+                (
+                    "pgb.internal",
+                    6432,
+                    "stats",
+                    Some("p@ss:word"),
+                    "pgbouncer",
+                    TlsMode::Prefer,
+                ),
             ),
             (
                 "postgres://u:0042@[::1]:6432/pgbouncer?sslmode=verify-full",
-                ("::1", 6432, "u", Some("0042"), "pgbouncer", TlsMode::VerifyFull),
+                (
+                    "::1",
+                    6432,
+                    "u",
+                    Some("0042"),
+                    "pgbouncer",
+                    TlsMode::VerifyFull,
+                ),
             ),
             (
                 "host=pgb port=6432 user=exporter password='it\\'s a \\\\ ok' dbname=pgbouncer sslmode=require",
-                ("pgb", 6432, "exporter", Some("it's a \\ ok"), "pgbouncer", TlsMode::Require),
+                (
+                    "pgb",
+                    6432,
+                    "exporter",
+                    Some("it's a \\ ok"),
+                    "pgbouncer",
+                    TlsMode::Require,
+                ),
             ),
             (
                 "host = pgb dbname=pgbouncer",
-                ("pgb", base.port, &base.user, None, "pgbouncer", TlsMode::Prefer),
+                (
+                    "pgb",
+                    base.port,
+                    &base.user,
+                    None,
+                    "pgbouncer",
+                    TlsMode::Prefer,
+                ),
             ),
         ];
         for (s, (host, port, user, pw, db, mode)) in cases {

@@ -149,7 +149,10 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs_f64();
-        assert!(s.start_time_seconds > now - 3600.0 && s.start_time_seconds <= now + 1.0, "{s:?}");
+        assert!(
+            s.start_time_seconds > now - 3600.0 && s.start_time_seconds <= now + 1.0,
+            "{s:?}"
+        );
         assert!(s.cpu_seconds >= 0.0);
     }
 
@@ -163,7 +166,10 @@ mod tests {
             let kind = if counter { "counter" } else { "gauge" };
             let family = name.trim_end_matches("_total");
             assert!(text.contains(&format!("# TYPE {family} {kind}")), "{text}");
-            assert!(text.contains(&format!("\n{name} ")), "{name} missing:\n{text}");
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing:\n{text}"
+            );
         }
     }
 }

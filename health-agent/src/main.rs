@@ -53,7 +53,9 @@ fn main() -> ExitCode {
                 Ok(overall) => Ok(ExitCode::from(overall.exit_code())),
                 Err(e) => {
                     eprintln!("UNKNOWN: {e:#}");
-                    Ok(ExitCode::from(health_agent::checks::State::Unknown.exit_code()))
+                    Ok(ExitCode::from(
+                        health_agent::checks::State::Unknown.exit_code(),
+                    ))
                 }
             }
         }),

@@ -609,7 +609,8 @@ fn check_cli_follows_the_plugin_exit_codes_with_tables_on_stdout() {
         "[[checks]]\nname = \"up\"\nkind = \"tcp\"\naddress = \"{}\"\n",
         live.local_addr().expect("addr")
     );
-    let down = format!("[[checks]]\nname = \"down\"\nkind = \"tcp\"\naddress = \"{closed_addr}\"\n");
+    let down =
+        format!("[[checks]]\nname = \"down\"\nkind = \"tcp\"\naddress = \"{closed_addr}\"\n");
     // Any filesystem in use is above 0.001 %: WARN.
     let warn = "[[checks]]\nname = \"full\"\nkind = \"disk\"\nused_warn_pct = 0.001\nused_crit_pct = 100.0\n";
     // A Sentinel address that is not host:port: the check cannot run.
@@ -621,9 +622,19 @@ fn check_cli_follows_the_plugin_exit_codes_with_tables_on_stdout() {
         ("an UNKNOWN", format!("{up}{unknown}"), &[], 3),
         ("UNKNOWN over WARN", format!("{warn}{unknown}"), &[], 3),
         ("CRIT over UNKNOWN", format!("{unknown}{down}"), &[], 2),
-        ("--only the OK one", format!("{up}{down}"), &["--only", "up"], 0),
+        (
+            "--only the OK one",
+            format!("{up}{down}"),
+            &["--only", "up"],
+            0,
+        ),
         ("--only naming none", up.clone(), &["--only", "nope"], 3),
-        ("a misspelt key (config error)", format!("{up}latency_warnn = \"1s\"\n"), &[], 78),
+        (
+            "a misspelt key (config error)",
+            format!("{up}latency_warnn = \"1s\"\n"),
+            &[],
+            78,
+        ),
         ("a bad command line", up.clone(), &["--no-such-flag"], 64),
     ];
     for (what, toml, args, code) in &cases {
@@ -639,13 +650,24 @@ fn check_cli_follows_the_plugin_exit_codes_with_tables_on_stdout() {
     // The table alone on stdout; the config error names the key and the check.
     let out = run(&format!("{up}{down}"), &[]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(table.starts_with("CHECK") && table.contains("CRIT"), "{table}");
-    assert!(table.lines().all(|l| !l.contains(" INFO ") && !l.contains("WARN health")), "{table}");
+    assert!(
+        table.starts_with("CHECK") && table.contains("CRIT"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .all(|l| !l.contains(" INFO ") && !l.contains("WARN health")),
+        "{table}"
+    );
     let out = run(&up, &["--only", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no enabled check named \"nope\""));
     let out = run(&format!("{up}latency_warnn = \"1s\"\n"), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("latency_warnn") && err.contains("\"up\""), "{err}");
+    assert!(
+        err.contains("latency_warnn") && err.contains("\"up\""),
+        "{err}"
+    );
     // JSON: one document on stdout, stable field names.
     let out = run(&format!("{up}{down}"), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(2));

@@ -58,7 +58,9 @@ impl Config {
             _ => (addr.to_string(), template.admin.port),
         };
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(format!("target {addr:?} is neither a configured target nor host[:port]"));
+            return Err(format!(
+                "target {addr:?} is neither a configured target nor host[:port]"
+            ));
         }
         let mut t = template;
         t.name = addr.to_string();

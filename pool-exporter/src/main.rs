@@ -31,7 +31,11 @@ struct Compat {
     telemetry_path: Option<String>,
     /// Sets `connection_string` (one PgBouncer, a libpq URL or key=value string). Also read
     /// from PGBOUNCER_EXPORTER_CONNECTION_STRING when POOL_EXPORTER_CONNECTION_STRING is unset.
-    #[arg(long = "pgBouncer.connectionString", value_name = "CONNSTR", global = true)]
+    #[arg(
+        long = "pgBouncer.connectionString",
+        value_name = "CONNSTR",
+        global = true
+    )]
     connection_string: Option<String>,
 }
 

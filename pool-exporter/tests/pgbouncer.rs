@@ -772,14 +772,20 @@ fn maxwait_keeps_microseconds_and_show_prints_a_table() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON alone");
     assert_eq!(v["show"], "pools");
     let t = &v["targets"][0];
-    assert_eq!((t["name"].as_str(), t["ok"].as_bool()), (Some("main"), Some(true)));
+    assert_eq!(
+        (t["name"].as_str(), t["ok"].as_bool()),
+        (Some("main"), Some(true))
+    );
     let app = t["rows"]
         .as_array()
         .expect("rows")
         .iter()
         .find(|r| r["database"] == "app")
         .expect("app row");
-    assert!(app["cl_waiting"].is_string() && app["cl_active"].is_string(), "{app}");
+    assert!(
+        app["cl_waiting"].is_string() && app["cl_active"].is_string(),
+        "{app}"
+    );
     let _ = holder.wait();
     let _ = waiter.wait();
 }
@@ -822,7 +828,15 @@ fn go_exporter_flags_probe_and_process_metrics() {
         Some(1.0),
         "{body}"
     );
-    assert!(find(&samples, "pgbouncer_exporter_build_info", &[("goos", "linux")]).is_some(), "{body}");
+    assert!(
+        find(
+            &samples,
+            "pgbouncer_exporter_build_info",
+            &[("goos", "linux")]
+        )
+        .is_some(),
+        "{body}"
+    );
     for name in [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -844,12 +858,14 @@ fn go_exporter_flags_probe_and_process_metrics() {
     // PGBOUNCER_EXPORTER_CONNECTION_STRING, as the Go exporter reads it.
     let port = harness::process::free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let listen = format!("POOL_EXPORTER_LISTEN");
     let e = Exporter::spawn(
         harness::process::TempDir::new("pool-exporter").expect("dir"),
         addr.clone(),
         &[],
-        &[(listen.as_str(), addr.as_str()), ("PGBOUNCER_EXPORTER_CONNECTION_STRING", url.as_str())],
+        &[
+            (listen.as_str(), addr.as_str()),
+            ("PGBOUNCER_EXPORTER_CONNECTION_STRING", url.as_str()),
+        ],
     );
     let (_, samples, body) = e.scrape();
     assert_eq!(
@@ -873,15 +889,26 @@ fn go_exporter_flags_probe_and_process_metrics() {
     };
     let (status, body) = probe("target=main");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("pgbouncer_up{pgbouncer=\"main\",cluster=\"test\"} 1"), "{body}");
+    assert!(
+        body.contains("pgbouncer_up{pgbouncer=\"main\",cluster=\"test\"} 1"),
+        "{body}"
+    );
     let other_addr = format!("127.0.0.1:{}", other.port);
     let (status, body) = probe(&format!("target=127.0.0.1%3A{}", other.port));
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains(&format!("pgbouncer_up{{pgbouncer=\"{other_addr}\",cluster=\"test\"}} 1")), "{body}");
+    assert!(
+        body.contains(&format!(
+            "pgbouncer_up{{pgbouncer=\"{other_addr}\",cluster=\"test\"}} 1"
+        )),
+        "{body}"
+    );
     let closed = harness::process::free_port().expect("port");
     let (status, body) = probe(&format!("target=127.0.0.1:{closed}"));
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("} 0") && body.contains("pgbouncer_up{"), "{body}");
+    assert!(
+        body.contains("} 0") && body.contains("pgbouncer_up{"),
+        "{body}"
+    );
     let (status, body) = probe("");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("target"), "{body}");

@@ -351,7 +351,12 @@ async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON alone");
     assert_eq!(v["healthy"].as_bool() == Some(true), out.status.success());
     assert_eq!(v["masters"][0]["master"], new.to_string(), "{v}");
-    assert!(v["masters"][0]["sentinels"].as_array().is_some_and(|s| s.len() == 3), "{v}");
+    assert!(
+        v["masters"][0]["sentinels"]
+            .as_array()
+            .is_some_and(|s| s.len() == 3),
+        "{v}"
+    );
     r.stop().await;
 }
 
