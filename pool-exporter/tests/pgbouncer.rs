@@ -863,7 +863,7 @@ fn go_exporter_flags_probe_and_process_metrics() {
         addr.clone(),
         &[],
         &[
-            (listen.as_str(), addr.as_str()),
+            ("POOL_EXPORTER_LISTEN", addr.as_str()),
             ("PGBOUNCER_EXPORTER_CONNECTION_STRING", url.as_str()),
         ],
     );
