@@ -944,6 +944,35 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
     let _ = archiver.await;
 }
 
+/// `sslmode = "disable"` against a server with `ssl = off`, as people write it: a full backup
+/// (replication protocol) and the SQL connections (tokio-postgres, which asks for a TLS connector
+/// even when it will not use one) both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_disable_backs_up_a_server_without_tls() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("backup-notls").expect("dir");
+    let mut cfg = config(&pg, &dir.path().join("storage"));
+    cfg.postgres.sslmode = common::TlsMode::Disable;
+    let client = cfg.postgres.connect("test").await.expect("SQL without TLS");
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(!ssl);
+    let log = LogFile::open(&cfg.log_file).expect("log");
+    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup with sslmode disable");
+    assert!(m.objects.iter().any(|o| o.key.ends_with("base.tar.zst")));
+}
+
 /// TLS: a server that accepts TCP connections only over TLS. A full backup with
 /// `sslmode = verify-full` against the test CA works; without TLS the server refuses; a
 /// certificate that does not chain to a trusted root is refused by us; the SQL connections

@@ -8,8 +8,14 @@
 //! `sentinel-watch switchover` against a plain `SENTINEL FAILOVER`, alternating, BENCH_SWITCHOVERS
 //! (default 20) of each on the same stack; write downtime and acknowledged writes lost for both.
 //!
-//! `cargo bench -p sentinel-watch --bench failover` (several minutes; BENCH_ONLY=kill or
-//! BENCH_ONLY=switchover runs one part). Prints figures only.
+//! Then the faults at the shipped settings (down-after 2000 ms, `min-replicas-to-write 1`,
+//! `min-replicas-max-lag 10`) beside stock Sentinel and Redis (down-after 30000 ms, no
+//! min-replicas), in the same run: the master SIGKILLed, SIGSTOPped (until a replica is promoted),
+//! and cut off by a network partition (root: every node in its own network namespace) with the
+//! prober beside it. Each on a fresh stack; write downtime and acknowledged writes lost.
+//!
+//! `cargo bench -p sentinel-watch --bench failover` (several minutes; BENCH_ONLY=kill,
+//! BENCH_ONLY=switchover or BENCH_ONLY=faults runs one part). Prints figures only.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -105,8 +111,145 @@ fn main() {
     if only != "switchover" {
         kills(&rt);
     }
-    if only != "kill" {
+    if only.is_empty() || only == "switchover" {
         switchovers(&rt);
+    }
+    if only.is_empty() || only == "faults" {
+        faults();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill,
+    Stop,
+    Partition,
+}
+
+/// One fault on a fresh stack in network namespaces (master host 0, prober beside it):
+/// (write downtime, acknowledged writes lost), or why not.
+fn fault(f: Fault, down_after_ms: u64, extra_conf: Vec<String>) -> Result<(f64, usize), String> {
+    use harness::netns::Net;
+    let net = Arc::new(Net::new(6).map_err(|e| format!("{e:#}"))?);
+    let options = RedisOptions {
+        password: Some(PW.into()),
+        down_after_ms,
+        failover_timeout_ms: 10_000,
+        extra_conf,
+        net: Some(net.clone()),
+        ..Default::default()
+    };
+    let mut stack = Net::run_in(&net.client, move || RedisStack::start_with(options))
+        .map_err(|e| format!("{e:#}"))?
+        .map_err(|e| format!("{e:#}"))?;
+    let dir = TempDir::new("sw-bench").expect("dir");
+    let cfg = config(&stack, dir.path().join("events.log"));
+    let old = sentinel_watch::events::Addr {
+        ip: stack.master.host.clone(),
+        port: stack.master.port,
+    };
+    // The prober, in the master's namespace.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let prober = Net::spawn_in(&net.hosts[0], {
+        let (cfg, old) = (cfg.clone(), old.clone());
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let s = sentinel_watch::probe::Session::start(&cfg, "mymaster").await;
+                let _ = started_tx.send(s.is_ok());
+                s.ok()?
+                    .switch(&old, Duration::from_secs(down_after_ms / 1000 + 90))
+                    .await
+            })
+        }
+    })
+    .map_err(|e| format!("{e:#}"))?;
+    if started_rx.recv() != Ok(true) {
+        return Err("the prober could not start".into());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Waits until the Sentinels (asked from the client namespace) name another master.
+    let promoted = |within: Duration| -> bool {
+        let addrs: Vec<String> = stack.sentinel_addrs();
+        let old = old.clone();
+        Net::run_in(&net.client, move || {
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                for a in &addrs {
+                    let asked = redis::Client::open(format!("redis://{a}/"))
+                        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                        .and_then(|mut c| {
+                            redis::cmd("SENTINEL")
+                                .arg("get-master-addr-by-name")
+                                .arg("mymaster")
+                                .query::<(String, String)>(&mut c)
+                        });
+                    if let Ok((h, p)) = asked
+                        && (h != old.ip || p != old.port.to_string())
+                    {
+                        return true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+        .unwrap_or(false)
+    };
+    let within = Duration::from_millis(down_after_ms) + Duration::from_secs(60);
+    match f {
+        Fault::Kill => stack.master.proc.kill(),
+        Fault::Stop => {
+            stack.master.proc.signal(libc::SIGSTOP);
+            let ok = promoted(within);
+            stack.master.proc.signal(libc::SIGCONT);
+            if !ok {
+                return Err("no promotion".into());
+            }
+        }
+        Fault::Partition => {
+            net.cut(0).map_err(|e| format!("{e:#}"))?;
+            let ok = promoted(within);
+            // A partition outlives the failover by a few seconds.
+            std::thread::sleep(Duration::from_secs(3));
+            net.heal(0).map_err(|e| format!("{e:#}"))?;
+            if !ok {
+                return Err("no promotion".into());
+            }
+        }
+    }
+    let measured = prober.join().map_err(|_| "the prober panicked".to_string())?;
+    drop(stack);
+    measured
+        .map(|s| (s.downtime.as_secs_f64(), s.lost.len()))
+        .ok_or_else(|| "the prober saw no new master".into())
+}
+
+/// The faults at the shipped settings beside stock Sentinel/Redis, same run.
+fn faults() {
+    if !harness::netns::available() {
+        println!("\nfaults: skipped (network namespaces need root)");
+        return;
+    }
+    let shipped = vec![
+        "min-replicas-to-write 1".to_string(),
+        "min-replicas-max-lag 10".to_string(),
+    ];
+    println!("\nfaults, prober beside the master (one run each, fresh stack)");
+    println!("fault      settings                               write downtime  lost writes");
+    for f in [Fault::Kill, Fault::Stop, Fault::Partition] {
+        for (name, down_after, conf) in [
+            ("shipped (2000 ms, min-replicas 1/10)", 2000, shipped.clone()),
+            ("stock (30000 ms, no min-replicas)", 30_000, vec![]),
+        ] {
+            match fault(f, down_after, conf) {
+                Ok((d, lost)) => println!("{:<10} {name:<38} {d:>12.2} s  {lost:>11}", format!("{f:?}")),
+                Err(e) => println!("{:<10} {name:<38} failed: {e}", format!("{f:?}")),
+            }
+        }
     }
 }
 

@@ -326,13 +326,16 @@ async fn steer(
             m.get("port").map(String::as_str).unwrap_or("")
         )
     };
+    // The target's own setting decides; Sentinel's copy may be up to 10 s old (a previous
+    // switchover's steering). When the target does not answer, Sentinel's copy is all there is.
+    let own = get_priority(cfg, target).await.ok();
     let seen = sentinel_replicas(cfg, sentinel, name).await?;
-    match seen.iter().find(|m| key(m) == target.to_string()) {
+    let cached = match seen.iter().find(|m| key(m) == target.to_string()) {
         None => bail!("Sentinel {sentinel} does not know {target} as a replica of {name}"),
-        Some(m) if m.get("slave-priority").map(String::as_str) == Some("0") => {
-            bail!("{target} has replica-priority 0: Sentinel never promotes it")
-        }
-        Some(_) => {}
+        Some(m) => m.get("slave-priority").cloned(),
+    };
+    if own.as_deref().or(cached.as_deref()) == Some("0") {
+        bail!("{target} has replica-priority 0: Sentinel never promotes it");
     }
     for r in online.iter().filter(|r| *r != target) {
         let p = get_priority(cfg, r).await?;
