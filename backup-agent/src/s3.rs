@@ -8,6 +8,7 @@
 //! An upload interrupted by a crash stays incomplete (never listed) until `cleanup` aborts it.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -47,7 +48,10 @@ pub struct S3Config {
     pub server_side_encryption: Option<String>,
     /// Storage class, e.g. `STANDARD_IA`. Default the bucket's.
     pub storage_class: Option<String>,
-    /// Multipart part size in bytes (the memory an upload holds). Default 8 MiB (minimum 5 MiB).
+    /// First multipart part size in bytes. Parts double every 1000 parts (up to S3's 5 GiB) so that
+    /// an object fits S3's 10 000 parts however large: with 8 MiB, parts stay 8 MiB up to
+    /// 7.8 GiB, and an object can reach 5 TiB. An upload holds one part in memory. Default
+    /// 8 MiB (minimum 5 MiB).
     pub part_size: usize,
     /// Bound on one request attempt (a part upload included): an S3 that stops answering fails
     /// the job instead of hanging it. Default `2m`.
@@ -78,6 +82,41 @@ impl Default for S3Config {
     }
 }
 
+/// How multipart parts grow: `base` bytes for the first `grow_every` parts, then twice as much
+/// every `grow_every` parts, at most `max_part`; at most `max_parts` parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartPlan {
+    pub base: usize,
+    pub grow_every: usize,
+    pub max_parts: usize,
+    pub max_part: usize,
+}
+
+impl PartPlan {
+    /// S3's limits: 10 000 parts of at most 5 GiB; doubling every 1000 parts.
+    pub fn s3(base: usize) -> Self {
+        Self {
+            base,
+            grow_every: 1000,
+            max_parts: 10_000,
+            max_part: 5 << 30,
+        }
+    }
+
+    /// The size of part `n` (from 1).
+    pub fn size(&self, n: usize) -> usize {
+        let doublings = (n.saturating_sub(1) / self.grow_every.max(1)).min(40) as u32;
+        self.base
+            .saturating_mul(1usize << doublings)
+            .min(self.max_part)
+    }
+
+    /// The largest object the plan can upload.
+    pub fn max_object(&self) -> u64 {
+        (1..=self.max_parts).map(|n| self.size(n) as u64).sum()
+    }
+}
+
 /// An S3 bucket (and prefix) as storage.
 #[derive(Clone, Debug)]
 pub struct S3 {
@@ -86,7 +125,7 @@ pub struct S3 {
     prefix: String,
     sse: Option<ServerSideEncryption>,
     class: Option<StorageClass>,
-    part_size: usize,
+    plan: PartPlan,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
@@ -153,8 +192,15 @@ impl S3 {
                 .as_deref()
                 .map(ServerSideEncryption::from),
             class: c.storage_class.as_deref().map(StorageClass::from),
-            part_size: c.part_size.max(5 << 20),
+            plan: PartPlan::s3(c.part_size.max(5 << 20)),
         })
+    }
+
+    /// This bucket with another part plan (tests: tiny parts and a low part ceiling).
+    #[doc(hidden)]
+    pub fn with_part_plan(mut self, plan: PartPlan) -> Self {
+        self.plan = plan;
+        self
     }
 
     pub fn describe(&self) -> String {
@@ -171,11 +217,14 @@ impl S3 {
         let (commit_tx, commit_rx) = oneshot::channel();
         let me = self.clone();
         let k = key.to_string();
-        let task = tokio::spawn(async move { me.upload(k, rx, commit_rx).await });
+        let failure = Arc::new(Mutex::new(None));
+        let why = failure.clone();
+        let task = tokio::spawn(async move { me.upload(k, rx, commit_rx, why).await });
         S3Writer {
             pipe: Some(tx),
             commit: Some(commit_tx),
             task: Some(task),
+            failure,
         }
     }
 
@@ -184,30 +233,45 @@ impl S3 {
         key: String,
         mut rx: DuplexStream,
         commit: oneshot::Receiver<()>,
+        failure: Arc<Mutex<Option<String>>>,
     ) -> std::io::Result<Stored> {
         let full = self.full(&key);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut upload_id: Option<String> = None;
         let mut parts: Vec<CompletedPart> = vec![];
-        let mut buf: Vec<u8> = Vec::with_capacity(self.part_size);
+        let mut buf: Vec<u8> = Vec::with_capacity(self.plan.size(1));
         let result: std::io::Result<()> = async {
             loop {
+                // Fill one part (or reach the end of the stream). Parts grow with the object.
+                let part_size = self.plan.size(parts.len() + 1);
                 buf.clear();
-                // Fill one part (or reach the end of the stream).
-                while buf.len() < self.part_size {
-                    let mut chunk = vec![0u8; (self.part_size - buf.len()).min(256 * 1024)];
-                    let n = rx.read(&mut chunk).await?;
+                buf.reserve(part_size);
+                while buf.len() < part_size {
+                    let start = buf.len();
+                    let want = (part_size - start).min(256 * 1024);
+                    buf.resize(start + want, 0);
+                    let n = rx.read(&mut buf[start..]).await?;
+                    buf.truncate(start + n);
                     if n == 0 {
                         break;
                     }
-                    buf.extend_from_slice(&chunk[..n]);
                 }
-                let last = buf.len() < self.part_size;
+                let last = buf.len() < part_size;
                 hasher.update(&buf);
                 size += buf.len() as u64;
                 if upload_id.is_none() && last {
                     return Ok(()); // small object: one PUT after the commit check below
+                }
+                if parts.len() == self.plan.max_parts && !buf.is_empty() {
+                    return Err(io_err(
+                        "upload",
+                        format!(
+                            "{key} is larger than {} parts can hold ({} bytes)",
+                            self.plan.max_parts,
+                            self.plan.max_object()
+                        ),
+                    ));
                 }
                 let id = match &upload_id {
                     Some(id) => id.clone(),
@@ -234,6 +298,9 @@ impl S3 {
                 };
                 if !buf.is_empty() {
                     let n = parts.len() as i32 + 1;
+                    // The part's bytes move into the request (retries share them); the next
+                    // part gets a fresh buffer: one part in memory at a time.
+                    let body = bytes::Bytes::from(std::mem::take(&mut buf));
                     let out = self
                         .client
                         .upload_part()
@@ -241,7 +308,7 @@ impl S3 {
                         .key(&full)
                         .upload_id(&id)
                         .part_number(n)
-                        .body(ByteStream::from(buf.clone()))
+                        .body(ByteStream::from(body))
                         .send()
                         .await
                         .map_err(|e| io_err("upload part", sdk_err(e)))?;
@@ -258,8 +325,11 @@ impl S3 {
             }
         }
         .await;
-        // Stop reading: a writer still writing (after a failed upload) gets an error at once
+        // Stop reading: a writer still writing (after a failed upload) gets this error at once
         // instead of waiting on a full pipe.
+        if let Err(e) = &result {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
         drop(rx);
         // Only a finished writer commits; a dropped one (an error half way) aborts.
         let committed = commit.await.is_ok();
@@ -270,7 +340,9 @@ impl S3 {
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&full)
-                    .body(ByteStream::from(buf.clone()));
+                    .body(ByteStream::from(bytes::Bytes::from(std::mem::take(
+                        &mut buf,
+                    ))));
                 if let Some(s) = &self.sse {
                     req = req.server_side_encryption(s.clone());
                 }
@@ -474,6 +546,8 @@ pub struct S3Writer {
     pipe: Option<DuplexStream>,
     commit: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<Stored>>>,
+    /// Why the uploader stopped, for the writer's next write.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl S3Writer {
@@ -499,12 +573,22 @@ impl tokio::io::AsyncWrite for S3Writer {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.pipe.as_mut() {
-            // The uploader stopped reading: it failed; finish() returns its error.
+            // The uploader stopped reading: it failed, and said why.
             Some(p) => match std::pin::Pin::new(p).poll_write(cx, buf) {
-                std::task::Poll::Ready(Err(_)) => std::task::Poll::Ready(Err(io_err(
-                    "upload",
-                    "the uploader stopped (S3 unreachable or refused the upload)",
-                ))),
+                std::task::Poll::Ready(Err(_)) => {
+                    let why = self
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    std::task::Poll::Ready(Err(match why {
+                        Some(w) => std::io::Error::other(w),
+                        None => io_err(
+                            "upload",
+                            "the uploader stopped (S3 unreachable or refused the upload)",
+                        ),
+                    }))
+                }
                 other => other,
             },
             None => std::task::Poll::Ready(Err(io_err("upload", "already finished"))),
@@ -528,5 +612,27 @@ impl tokio::io::AsyncWrite for S3Writer {
             Some(p) => std::pin::Pin::new(p).poll_flush(cx),
             None => std::task::Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod part_plan {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_that_ten_thousand_hold_five_tib() {
+        let p = PartPlan::s3(8 << 20);
+        assert_eq!(p.size(1), 8 << 20);
+        assert_eq!(p.size(1000), 8 << 20);
+        assert_eq!(p.size(1001), 16 << 20);
+        assert_eq!(p.size(10_000), 4 << 30);
+        assert!(p.max_object() >= 5u64 << 40, "{}", p.max_object());
+        // At the 5 MiB minimum as well.
+        assert!(PartPlan::s3(5 << 20).max_object() >= 4u64 << 40);
+        // Never past 5 GiB a part.
+        let big = PartPlan::s3(1 << 30);
+        assert_eq!(big.size(10_000), 5 << 30);
+        // The old fixed 8 MiB parts stopped at 78 GiB.
+        assert!(p.max_object() > 10_000 * (8u64 << 20));
     }
 }

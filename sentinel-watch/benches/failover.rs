@@ -108,7 +108,7 @@ fn config(stack: &RedisStack, log: std::path::PathBuf) -> Config {
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only != "switchover" {
+    if only.is_empty() || only == "kill" {
         kills(&rt);
     }
     if only.is_empty() || only == "switchover" {
@@ -221,7 +221,9 @@ fn fault(f: Fault, down_after_ms: u64, extra_conf: Vec<String>) -> Result<(f64, 
             }
         }
     }
-    let measured = prober.join().map_err(|_| "the prober panicked".to_string())?;
+    let measured = prober
+        .join()
+        .map_err(|_| "the prober panicked".to_string())?;
     drop(stack);
     measured
         .map(|s| (s.downtime.as_secs_f64(), s.lost.len()))
@@ -242,11 +244,18 @@ fn faults() {
     println!("fault      settings                               write downtime  lost writes");
     for f in [Fault::Kill, Fault::Stop, Fault::Partition] {
         for (name, down_after, conf) in [
-            ("shipped (2000 ms, min-replicas 1/10)", 2000, shipped.clone()),
+            (
+                "shipped (2000 ms, min-replicas 1/10)",
+                2000,
+                shipped.clone(),
+            ),
             ("stock (30000 ms, no min-replicas)", 30_000, vec![]),
         ] {
             match fault(f, down_after, conf) {
-                Ok((d, lost)) => println!("{:<10} {name:<38} {d:>12.2} s  {lost:>11}", format!("{f:?}")),
+                Ok((d, lost)) => println!(
+                    "{:<10} {name:<38} {d:>12.2} s  {lost:>11}",
+                    format!("{f:?}")
+                ),
                 Err(e) => println!("{:<10} {name:<38} failed: {e}", format!("{f:?}")),
             }
         }
