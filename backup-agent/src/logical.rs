@@ -122,9 +122,11 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         }
         let key = format!("{}{db}.dump{ext}", prefix(&id));
         let mut cmd = tokio::process::Command::new(l.tool("pg_dump"));
-        // -Z0: the archive is compressed once, by us.
+        // -Z0: the archive is compressed once, by us. The name goes in as a quoted conninfo
+        // value: a bare `--dbname` holding `=` would be read as a connection string, and a
+        // database named `host=elsewhere dbname=x` would send the dump and the password there.
         cmd.args(["--format=custom", "--compress=0", "--dbname"])
-            .arg(db)
+            .arg(conninfo_dbname(db))
             .envs(env.iter().map(|(k, v)| (k, v)));
         let stored = dump_to(storage, &key, &codec, cmd, &format!("pg_dump of {db}")).await?;
         objects.push(stored);
@@ -320,5 +322,34 @@ mod tests {
         assert!(check_versions("pg_dump", 16, 150_004).is_ok());
         let e = check_versions("pg_dump", 15, 160_001).expect_err("older tool");
         assert!(e.to_string().contains("postgresql-client-16"), "{e}");
+    }
+}
+
+/// `dbname='<name>'`, quoted as libpq reads a conninfo value (`\\` and `\'` escaped), so the
+/// name is only ever a database name.
+pub fn conninfo_dbname(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod dbname {
+    use super::conninfo_dbname;
+
+    #[test]
+    fn names_are_quoted_as_conninfo_values() {
+        assert_eq!(conninfo_dbname("app"), "dbname='app'");
+        assert_eq!(
+            conninfo_dbname("host=evil dbname=x"),
+            "dbname='host=evil dbname=x'"
+        );
+        assert_eq!(conninfo_dbname(r"it's\x"), r"dbname='it\'s\\x'");
+        // Parsed back the way libpq does, it is the one key with the whole name.
+        let parsed = common::conn::parse_conninfo(
+            &conninfo_dbname("host=evil port=1 dbname='x'"),
+            common::PgSettings::default(),
+        )
+        .expect("parses");
+        assert_eq!(parsed.dbname, "host=evil port=1 dbname='x'");
+        assert_eq!(parsed.host, common::PgSettings::default().host);
     }
 }

@@ -241,6 +241,39 @@ fn backups_in_the_same_second_get_their_own_ids() {
     ok(&out);
 }
 
+/// A database whose name reads like a connection string is dumped as that database: it never
+/// redirects pg_dump (and the password) to another server.
+#[test]
+fn a_database_named_like_a_conninfo_is_only_a_name() {
+    let pg = Postgres::start().expect("postgres");
+    let store = TempDir::new("logical-names").expect("dir");
+    // Read as a conninfo, this would send pg_dump to a port nothing listens on.
+    let name = "host=127.0.0.1 port=1 dbname=postgres";
+    pg.psql_super(&format!("CREATE DATABASE \"{name}\""))
+        .expect("create");
+    let out = agent_cmd(
+        &pg,
+        store.path(),
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+    )
+    .env("BACKUP_AGENT_LOGICAL__DATABASES", format!("[\"{name}\"]"))
+    .args(["backup", "postgres-logical"])
+    .output()
+    .expect("run");
+    ok(&out);
+    let cat = catalog(store.path());
+    let m = cat.manifests.last().expect("dump");
+    assert_eq!(m.info["databases"], name);
+    assert!(
+        m.objects
+            .iter()
+            .any(|o| o.key.contains(&format!("{name}.dump"))),
+        "{:?}",
+        m.objects
+    );
+}
+
 fn zstd_text(p: &Path) -> String {
     use tokio::io::AsyncReadExt;
     let bytes = std::fs::read(p).expect("read");
