@@ -202,12 +202,20 @@ async fn dump_to(
         .ok_or_else(|| anyhow::anyhow!("{what}: no stdout"))?;
     let mut enc = codec.encoder(storage.create(key).await?)?;
     let copied = tokio::io::copy(&mut stdout, &mut enc).await;
+    // A storage error leaves the tool blocked on a full pipe: close it and stop the tool before
+    // waiting for it.
+    drop(stdout);
+    if copied.is_err() {
+        let _ = child.start_kill();
+    }
     let status = child.wait().await?;
     let errors = errors.await.unwrap_or_default();
+    if let Err(e) = copied {
+        anyhow::bail!("{what}: storing the dump failed: {e}; {what} was stopped");
+    }
     if !status.success() {
         anyhow::bail!("{what} failed ({status}): {}", errors.trim());
     }
-    copied.map_err(|e| anyhow::anyhow!("{what}: storing the dump: {e}"))?;
     Ok(enc.finish().await?.finish().await?)
 }
 

@@ -274,6 +274,107 @@ fn a_database_named_like_a_conninfo_is_only_a_name() {
     );
 }
 
+/// A tmpfs of `size` mounted on a new directory, unmounted on drop (root only).
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = TempDir::new("small-disk").expect("dir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Storage that fills up in the middle of a dump: the job fails at once with the storage's
+/// error (the tool is stopped, not left blocked on its pipe), nothing is listed, and the next
+/// dump works once there is space.
+#[test]
+fn a_full_disk_mid_dump_fails_the_job_and_the_next_one_works() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        assert!(
+            std::env::var_os("OUTRIGGER_REQUIRE_TOOLS").is_none(),
+            "mounting a tmpfs needs root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let pg = Postgres::start().expect("postgres");
+    // About 13 MB that compresses to several: more than the disk and the pipe hold.
+    pg.psql(
+        postgres::APP_USER,
+        postgres::APP_PASSWORD,
+        postgres::APP_DB,
+        "CREATE TABLE noise AS SELECT md5(random()::text) || md5(random()::text) AS a \
+         FROM generate_series(1, 200000)",
+    )
+    .expect("data");
+    let store = disk.dir.path();
+    let mut cmd = agent_cmd(
+        &pg,
+        store,
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+    );
+    cmd.env("BACKUP_AGENT_LOGICAL__DATABASES", "[\"app\"]")
+        .args(["backup", "postgres-logical"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run");
+    // Bounded: before the fix the agent waited forever on a pg_dump blocked on its full pipe.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the dump hung on a full disk");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a dump to a full disk succeeded");
+    assert!(
+        err.contains("storing the dump failed") && err.to_lowercase().contains("space"),
+        "{err}"
+    );
+    // Nothing listed: no catalog entry was written.
+    let entries = std::fs::read_dir(store.join("catalog/postgres-logical"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "a failed dump is listed");
+    // Space again: the next dump works.
+    disk.resize("256m");
+    let out = agent(
+        &pg,
+        store,
+        postgres::SUPERUSER,
+        postgres::SUPERUSER_PASSWORD,
+        &["backup", "postgres-logical"],
+    );
+    ok(&out);
+    assert_eq!(catalog(store).manifests.len(), 1);
+}
+
 fn zstd_text(p: &Path) -> String {
     use tokio::io::AsyncReadExt;
     let bytes = std::fs::read(p).expect("read");
