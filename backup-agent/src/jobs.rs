@@ -284,6 +284,19 @@ pub async fn cleanup(
             .iter()
             .map(|k| (k.clone(), "below the oldest kept full backup")),
     );
+    // Id claims outlive their job by a day (a job still running keeps its id).
+    let day_ago = SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    keys.extend(
+        storage
+            .keys("claims")
+            .await?
+            .into_iter()
+            .filter(|k| {
+                let id = k.rsplit('/').next().unwrap_or("");
+                crate::pg::basebackup::id_time(id).is_some_and(|t| t < day_ago)
+            })
+            .map(|k| (k, "backup id claim older than a day")),
+    );
     let mut done: Vec<String> = leftovers.iter().map(ToString::to_string).collect();
     done.extend(keys.iter().map(|(k, _)| k.clone()));
     if !dry_run {

@@ -406,6 +406,32 @@ impl S3 {
             .map_err(|e| not_found_or(key, e))
     }
 
+    /// PUT with `If-None-Match: *`: `Ok(false)` when the key exists (412 or 409).
+    pub async fn put_if_absent(&self, key: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .if_none_match("*")
+            .body(ByteStream::from(bytes.to_vec()));
+        if let Some(s) = &self.sse {
+            req = req.server_side_encryption(s.clone());
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(io_err(&format!("put {key} if absent"), sdk_err(e))),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
         let out = self.get_object(key).await?;
         let bytes = out.body.collect().await.map_err(|e| io_err("read", e))?;

@@ -77,6 +77,42 @@ impl Storage {
         w.finish().await
     }
 
+    /// Writes a small object only if `key` does not exist yet, atomically: an exclusive create
+    /// locally, a conditional PUT (`If-None-Match: *`) on S3. `Ok(false)`: someone has it.
+    pub async fn create_exclusive(&self, key: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        match self {
+            Self::Local(l) => {
+                let path = l.path(key);
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot create {}: {e}", dir.display()),
+                        )
+                    })?;
+                }
+                let created = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .await;
+                match created {
+                    Ok(mut f) => {
+                        f.write_all(bytes).await?;
+                        f.sync_all().await?;
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot create {}: {e}", path.display()),
+                    )),
+                }
+            }
+            Self::S3(s) => s.put_if_absent(key, bytes).await,
+        }
+    }
+
     pub async fn open(&self, key: &str) -> std::io::Result<Reader> {
         match self {
             Self::Local(l) => Ok(Box::pin(l.open(key).await?)),

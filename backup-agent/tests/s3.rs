@@ -86,3 +86,63 @@ async fn parts_grow_past_the_part_count_ceiling() {
         "the failed multipart upload was not aborted: {leftovers:?}"
     );
 }
+
+/// Backups of one kind started in the same second (the CLI and the daemon, two agents on one
+/// bucket) get their own ids: each id is claimed atomically before anything is written, on S3
+/// with a conditional PUT and locally with an exclusive create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_claimed_once_on_s3_and_locally() {
+    use backup_agent::pg::basebackup::{claim_key, fresh_id, id_time};
+    use backup_agent::storage::Storage;
+    use common::catalog::BackupKind;
+    let server = tokio::task::spawn_blocking(harness::s3::S3Server::start)
+        .await
+        .expect("join")
+        .expect("s3");
+    let dir = harness::process::TempDir::new("claims").expect("dir");
+    let stores = [
+        Storage::S3(bucket(&server).await),
+        Storage::local(dir.path()),
+    ];
+    for storage in &stores {
+        // A claim made by someone else for this very second is respected.
+        let now = std::time::SystemTime::now();
+        let taken = backup_agent::pg::basebackup::new_id(now);
+        assert!(
+            storage
+                .create_exclusive(&claim_key(BackupKind::Redis, &taken), b"other agent\n")
+                .await
+                .expect("claim")
+        );
+        assert!(
+            !storage
+                .create_exclusive(&claim_key(BackupKind::Redis, &taken), b"again\n")
+                .await
+                .expect("second claim"),
+            "{}: a claim was made twice",
+            storage.describe()
+        );
+        let (a, b, c) = tokio::join!(
+            fresh_id(storage, BackupKind::Redis),
+            fresh_id(storage, BackupKind::Redis),
+            fresh_id(storage, BackupKind::Redis),
+        );
+        let ids: std::collections::BTreeSet<String> =
+            [a, b, c].into_iter().map(|r| r.expect("id").0).collect();
+        assert_eq!(ids.len(), 3, "{}: {ids:?}", storage.describe());
+        assert!(
+            !ids.contains(&taken),
+            "{}: took a claimed id",
+            storage.describe()
+        );
+        for id in &ids {
+            assert!(id_time(id).is_some(), "{id}");
+            assert!(
+                storage
+                    .exists(&claim_key(BackupKind::Redis, id))
+                    .await
+                    .expect("exists")
+            );
+        }
+    }
+}
