@@ -346,10 +346,13 @@ impl Local {
                 std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        // The owner: pid and the process' start time, so that a pid reused after a restart
+        // (the agent is often pid 7 under tini in every container) is not taken for the writer.
         let temp = PathBuf::from(format!(
-            "{}{TEMP_MARK}{}-{}",
+            "{}{TEMP_MARK}{}-{}-{}",
             final_path.display(),
             std::process::id(),
+            process_start(std::process::id()).unwrap_or(0),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let file = tokio::fs::File::create(&temp).await.map_err(|e| {
@@ -381,18 +384,14 @@ impl Local {
         }
     }
 
-    /// Temporary objects left by an interrupted upload: those whose writer process is gone.
+    /// Temporary objects left by an interrupted upload: those whose writer process is gone (no
+    /// process with that pid, or one started at another time).
     pub fn leftovers(&self) -> std::io::Result<Vec<String>> {
         Ok(self
             .list("", true)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| {
-                k.rsplit_once(TEMP_MARK)
-                    .and_then(|(_, rest)| rest.split('-').next())
-                    .and_then(|pid| pid.parse::<u32>().ok())
-                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-            })
+            .filter(|k| k.rsplit_once(TEMP_MARK).is_some_and(|(_, rest)| writer_gone(rest)))
             .collect())
     }
 
@@ -411,6 +410,27 @@ impl Local {
         out.retain(|(k, _)| temps || !k.contains(TEMP_MARK));
         out.sort();
         Ok(out)
+    }
+}
+
+/// A process' start time (clock ticks since boot, /proc/<pid>/stat field 22).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the writer named by a temporary file's suffix (`<pid>-<start>-<n>`, or the older
+/// `<pid>-<n>`) is gone.
+fn writer_gone(suffix: &str) -> bool {
+    let parts: Vec<&str> = suffix.split('-').collect();
+    let Some(pid) = parts.first().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    match (process_start(pid), parts.len()) {
+        (None, _) => true,
+        (Some(now), 3) => parts[1].parse::<u64>().is_ok_and(|recorded| recorded != now),
+        (Some(_), _) => false,
     }
 }
 
@@ -610,6 +630,36 @@ mod tests {
         drop(w);
         assert_eq!(s.list("postgres").await.expect("list").len(), 1);
         assert_eq!(local.list("postgres", true).expect("list").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod leftovers {
+    use super::*;
+
+    /// A temporary file is the writer's while that very process runs: same pid and start time.
+    /// The same pid with another start time (reused after a restart) or a pid that is gone
+    /// means a leftover.
+    #[test]
+    fn the_writer_is_the_pid_and_its_start_time() {
+        let me = std::process::id();
+        let start = process_start(me).expect("own start time");
+        assert!(!writer_gone(&format!("{me}-{start}-0")), "the live writer");
+        assert!(writer_gone(&format!("{me}-{}-0", start + 1)), "a reused pid");
+        assert!(writer_gone("4194304000-1-0"), "no such pid");
+        assert!(!writer_gone(&format!("{me}-0")), "old names: pid only");
+        assert!(!writer_gone("x-1-2"), "not ours to judge");
+        // And through the listing: only the reused-pid file is a leftover.
+        let dir = std::env::temp_dir().join(format!("leftovers-{me}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("wal")).expect("dir");
+        let live = format!("wal/a{TEMP_MARK}{me}-{start}-0");
+        let stale = format!("wal/b{TEMP_MARK}{me}-{}-0", start + 1);
+        std::fs::write(dir.join(&live), b"x").expect("write");
+        std::fs::write(dir.join(&stale), b"x").expect("write");
+        let l = Local { root: dir.clone() };
+        assert_eq!(l.leftovers().expect("list"), vec![stale]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
