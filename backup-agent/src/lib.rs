@@ -69,11 +69,28 @@ pub fn daemon(
             ))
         });
         let fetcher = restore::Fetcher::current(config_path.as_deref())?;
-        let scheduler = tokio::spawn(schedule::run(
-            scheduled(&cfg, &log, &metrics, fetcher),
-            log.clone(),
-            cancel.clone(),
-        ));
+        let jobs = scheduled(&cfg, &log, &metrics, fetcher);
+        let mut fire_now = vec![];
+        if cfg.schedule.initial_full && jobs.iter().any(|j| j.name == "postgres-full") {
+            match storage.catalog().await {
+                Ok(c)
+                    if !c
+                        .manifests
+                        .iter()
+                        .any(|m| m.kind == common::catalog::BackupKind::PostgresFull) =>
+                {
+                    log.emit(
+                        Line::new("initial_full").field("why", "the catalog holds no full backup"),
+                    );
+                    fire_now.push("postgres-full");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "cannot read the catalog ({e}): no initial full backup; the schedule takes the first"
+                ),
+            }
+        }
+        let scheduler = tokio::spawn(schedule::run(jobs, log.clone(), cancel.clone(), fire_now));
         let mut ticks = 0u64;
         let mut warned = false;
         loop {

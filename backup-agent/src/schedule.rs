@@ -36,6 +36,9 @@ pub struct Schedules {
     /// The time zone the expressions are in (IANA name). Default `UTC`. An expression may name
     /// its own: `CRON_TZ=Europe/Berlin 0 3 * * *`.
     pub timezone: String,
+    /// On start, when the catalog holds no full backup, take one now instead of waiting for
+    /// `full`'s first time: WAL archived without a base backup restores nothing. Default `true`.
+    pub initial_full: bool,
 }
 
 impl Default for Schedules {
@@ -48,6 +51,7 @@ impl Default for Schedules {
             logical: String::new(),
             drill: String::new(),
             timezone: "UTC".into(),
+            initial_full: true,
         }
     }
 }
@@ -149,11 +153,20 @@ impl Job {
 }
 
 /// Fires each job at its times until cancelled.
-pub async fn run(jobs: Vec<Job>, log: Arc<LogFile>, cancel: CancellationToken) {
+pub async fn run(
+    jobs: Vec<Job>,
+    log: Arc<LogFile>,
+    cancel: CancellationToken,
+    fire_now: Vec<&'static str>,
+) {
     let mut set = tokio::task::JoinSet::new();
     for job in jobs {
         let (log, cancel) = (log.clone(), cancel.clone());
+        let now = fire_now.contains(&job.name);
         set.spawn(async move {
+            if now {
+                job.fire(&log);
+            }
             loop {
                 let Some(next) = job.schedule.next_after(chrono::Utc::now()) else {
                     return;

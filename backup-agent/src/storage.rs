@@ -391,7 +391,10 @@ impl Local {
             .list("", true)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| k.rsplit_once(TEMP_MARK).is_some_and(|(_, rest)| writer_gone(rest)))
+            .filter(|k| {
+                k.rsplit_once(TEMP_MARK)
+                    .is_some_and(|(_, rest)| writer_gone(rest))
+            })
             .collect())
     }
 
@@ -429,7 +432,9 @@ fn writer_gone(suffix: &str) -> bool {
     };
     match (process_start(pid), parts.len()) {
         (None, _) => true,
-        (Some(now), 3) => parts[1].parse::<u64>().is_ok_and(|recorded| recorded != now),
+        (Some(now), 3) => parts[1]
+            .parse::<u64>()
+            .is_ok_and(|recorded| recorded != now),
         (Some(_), _) => false,
     }
 }
@@ -646,7 +651,10 @@ mod leftovers {
         let me = std::process::id();
         let start = process_start(me).expect("own start time");
         assert!(!writer_gone(&format!("{me}-{start}-0")), "the live writer");
-        assert!(writer_gone(&format!("{me}-{}-0", start + 1)), "a reused pid");
+        assert!(
+            writer_gone(&format!("{me}-{}-0", start + 1)),
+            "a reused pid"
+        );
         assert!(writer_gone("4194304000-1-0"), "no such pid");
         assert!(!writer_gone(&format!("{me}-0")), "old names: pid only");
         assert!(!writer_gone("x-1-2"), "not ours to judge");

@@ -2211,3 +2211,67 @@ async fn one_prefix_one_cluster_and_pitr_across_a_promotion() {
     let verified = succeeded(&cli(&store, &["verify"]));
     assert!(verified.contains("WAL complete"), "{verified}");
 }
+
+/// The daemon on an empty catalog takes a full backup at once (WAL archived without one restores
+/// nothing until the first scheduled full); restarted with one in the catalog, it does not; with
+/// `schedule.initial_full = false`, it never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_on_an_empty_catalog_takes_a_full_backup() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("initial-full").expect("dir");
+    let store = dir.path().join("storage");
+    let fulls = || {
+        std::fs::read_dir(store.join("catalog/postgres-full"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let daemon = |initial: bool| {
+        let port = harness::process::free_port().expect("port");
+        Command::new(exe())
+            .env("BACKUP_AGENT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BACKUP_AGENT_STORAGE__PATH", &store)
+            .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+            .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
+            .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
+            .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+            .env("BACKUP_AGENT_WAL__ENABLED", "false")
+            // A schedule that will not fire during the test.
+            .env("BACKUP_AGENT_SCHEDULE__FULL", "0 2 29 2 *")
+            .env("BACKUP_AGENT_SCHEDULE__INITIAL_FULL", initial.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("daemon")
+    };
+    let stop = |mut c: std::process::Child| {
+        harness::process::send(c.id(), libc::SIGTERM);
+        let _ = c.wait();
+    };
+    // Off: nothing in 5 s.
+    let d = daemon(false);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop(d);
+    assert_eq!(fulls(), 0, "initial_full = false took a backup");
+    // On, empty catalog: one full backup, logged as the initial one.
+    let d = daemon(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fulls() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no initial full backup:\n{}",
+            std::fs::read_to_string(store.join("logs/backup.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop(d);
+    let log = std::fs::read_to_string(store.join("logs/backup.log")).expect("backup.log");
+    assert!(log.contains("event=initial_full"), "{log}");
+    // On again, with a full backup in the catalog: no second one.
+    let d = daemon(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop(d);
+    assert_eq!(fulls(), 1);
+}
