@@ -57,10 +57,9 @@ pub fn daemon(
                 .field("storage", storage.describe())
                 .field("wal", cfg.wal.enabled),
         );
-        readiness.set(true);
         let shared = pg::wal::Shared::default();
         let archiver = cfg.wal.enabled.then(|| {
-            tokio::spawn(pg::wal::run(
+            tokio::spawn(supervise_archiver(
                 cfg.clone(),
                 storage.clone(),
                 log.clone(),
@@ -90,6 +89,8 @@ pub fn daemon(
                 ),
             }
         }
+        let job_failed: Vec<(&'static str, Arc<std::sync::atomic::AtomicBool>)> =
+            jobs.iter().map(|j| (j.name, j.last_failed())).collect();
         let scheduler = tokio::spawn(schedule::run(jobs, log.clone(), cancel.clone(), fire_now));
         let mut ticks = 0u64;
         let mut warned = false;
@@ -98,6 +99,12 @@ pub fn daemon(
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     let p = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    // Ready: the archiver streams (when enabled) and no scheduled job's last run
+                    // failed.
+                    let failed = job_failed
+                        .iter()
+                        .any(|(_, f)| f.load(std::sync::atomic::Ordering::SeqCst));
+                    readiness.set((!cfg.wal.enabled || p.streaming) && !failed);
                     metrics.wal_lag_bytes.set(p.server_end.saturating_sub(p.flushed) as i64);
                     let behind = p
                         .caught_up_at
@@ -124,6 +131,50 @@ pub fn daemon(
     })
 }
 
+/// The WAL archiver, restarted with backoff (1 s doubling to 30 s) if it ever ends or panics
+/// while the daemon runs; each stop is logged (`wal_archiver_stopped`).
+async fn supervise_archiver(
+    cfg: Arc<Config>,
+    storage: storage::Storage,
+    log: Arc<LogFile>,
+    shared: pg::wal::Shared,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let ended = tokio::spawn(pg::wal::run(
+            cfg.clone(),
+            storage.clone(),
+            log.clone(),
+            shared.clone(),
+            cancel.clone(),
+        ))
+        .await;
+        shared.lock().unwrap_or_else(|p| p.into_inner()).streaming = false;
+        if cancel.is_cancelled() {
+            return;
+        }
+        let why = match ended {
+            Ok(()) => "it returned".to_string(),
+            Err(j) if j.is_panic() => {
+                format!("it panicked: {}", schedule::panic_text(j.into_panic()))
+            }
+            Err(e) => e.to_string(),
+        };
+        log.emit(
+            Line::new("wal_archiver_stopped")
+                .field("why", &why)
+                .field("restart_in_s", delay.as_secs()),
+        );
+        tracing::error!("WAL archiver stopped ({why}); restarting in {delay:?}");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// The scheduled jobs of the config (an empty expression disables a job).
 fn scheduled(
     cfg: &Arc<Config>,
@@ -143,12 +194,15 @@ fn scheduled(
             return;
         }
         let ctx = ctx.clone();
+        let failures = ctx.metrics.failures.clone();
         match schedule::parse(expr, &cfg.schedule.timezone) {
-            Ok(s) => jobs.push(schedule::Job::new(
-                name,
-                s,
-                Arc::new(move || run(ctx.clone())),
-            )),
+            Ok(s) => jobs.push(
+                schedule::Job::new(name, s, Arc::new(move || run(ctx.clone()))).on_panic(Arc::new(
+                    move || {
+                        failures.get_or_create(&metrics::kind(name)).inc();
+                    },
+                )),
+            ),
             Err(e) => tracing::error!("schedule of {name}: {e}"),
         }
     };

@@ -112,12 +112,24 @@ pub type JobRun = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 pub type JobFn = Arc<dyn Fn() -> JobRun + Send + Sync>;
 
+/// A panic's message (the `panic!` text), or "" when it is not text.
+pub fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// One scheduled job.
 pub struct Job {
     pub name: &'static str,
     pub schedule: Schedule,
     pub run: JobFn,
     running: Arc<AtomicBool>,
+    /// The last run failed (an error or a panic); cleared by a run that succeeds.
+    last_failed: Arc<AtomicBool>,
+    /// Called when a run panics (the failures metric), after backup.log says so.
+    on_panic: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Job {
@@ -127,7 +139,20 @@ impl Job {
             schedule,
             run,
             running: Arc::new(AtomicBool::new(false)),
+            last_failed: Arc::new(AtomicBool::new(false)),
+            on_panic: None,
         }
+    }
+
+    /// Set while the job's last run failed (for `/readyz`).
+    pub fn last_failed(&self) -> Arc<AtomicBool> {
+        self.last_failed.clone()
+    }
+
+    /// What else to do when a run panics.
+    pub fn on_panic(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.on_panic = Some(f);
+        self
     }
 
     /// Starts a run unless one is going: returns false (and logs) when it would overlap.
@@ -141,10 +166,31 @@ impl Job {
             return false;
         }
         let (run, running, name) = (self.run.clone(), self.running.clone(), self.name);
+        let (log, on_panic) = (log.clone(), self.on_panic.clone());
+        let failed = self.last_failed.clone();
         tokio::spawn(async move {
-            // The job writes its own start and end lines (with the error) to backup.log.
-            if let Err(e) = run().await {
-                tracing::error!("{name}: {e:#}");
+            // The job writes its own start and end lines (with the error) to backup.log. A panic
+            // is caught here (the run is a task of its own): reported failed, and the job stays
+            // schedulable instead of looking "still going" forever.
+            let outcome = tokio::spawn(run()).await;
+            failed.store(!matches!(outcome, Ok(Ok(()))), Ordering::SeqCst);
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("{name}: {e:#}"),
+                Err(j) if j.is_panic() => {
+                    let msg = panic_text(j.into_panic());
+                    log.emit(
+                        Line::new("job_end")
+                            .field("job", name)
+                            .field("outcome", "failed")
+                            .field("error", format!("the job panicked: {msg}")),
+                    );
+                    tracing::error!("{name}: the job panicked: {msg}");
+                    if let Some(f) = on_panic {
+                        f();
+                    }
+                }
+                Err(_) => {}
             }
             running.store(false, Ordering::SeqCst);
         });
@@ -330,6 +376,57 @@ mod tests {
         }
         let e = parse("0 3 * * *", "Mars/Olympus").expect_err("no such zone");
         assert!(e.contains("Mars/Olympus") && e.contains("IANA"), "{e}");
+    }
+
+    /// A run that panics is reported failed in backup.log, and the job runs again next time
+    /// (before, its "running" flag stayed set and every later run was skipped).
+    #[tokio::test]
+    async fn a_panicking_run_is_reported_and_the_next_one_happens() {
+        let dir = std::env::temp_dir().join(format!("ba-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = Arc::new(LogFile::open(dir.join("backup.log")).expect("log"));
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let p = panics.clone();
+        let job = Job::new(
+            "postgres-full",
+            parse("0 2 * * *", "UTC").expect("cron"),
+            Arc::new(move || {
+                let c = c.clone();
+                Box::pin(async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("out of cheese");
+                    }
+                    Ok(())
+                })
+            }),
+        )
+        .on_panic(Arc::new(move || {
+            p.fetch_add(1, Ordering::SeqCst);
+        }));
+        for run in 1..=2 {
+            assert!(job.fire(&log), "run {run} was skipped");
+            for _ in 0..200 {
+                if count.load(Ordering::SeqCst) >= run && !job.running.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                !job.running.load(Ordering::SeqCst),
+                "run {run} still marked running"
+            );
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(panics.load(Ordering::SeqCst), 1);
+        let text = std::fs::read_to_string(dir.join("backup.log")).expect("log");
+        assert!(
+            text.contains("event=job_end job=postgres-full outcome=failed")
+                && text.contains("out of cheese"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -2229,22 +2229,18 @@ async fn first_start_on_an_empty_catalog_takes_a_full_backup() {
             .unwrap_or(0)
     };
     let daemon = |initial: bool| {
-        let port = harness::process::free_port().expect("port");
-        Command::new(exe())
-            .env("BACKUP_AGENT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BACKUP_AGENT_STORAGE__PATH", &store)
-            .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
-            .env("BACKUP_AGENT_POSTGRES__PORT", pg.port.to_string())
-            .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
-            .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
-            .env("BACKUP_AGENT_WAL__ENABLED", "false")
-            // A schedule that will not fire during the test.
-            .env("BACKUP_AGENT_SCHEDULE__FULL", "0 2 29 2 *")
-            .env("BACKUP_AGENT_SCHEDULE__INITIAL_FULL", initial.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("daemon")
+        daemon_cmd(
+            &pg.port.to_string(),
+            &store,
+            &[
+                ("BACKUP_AGENT_WAL__ENABLED", "false"),
+                (
+                    "BACKUP_AGENT_SCHEDULE__INITIAL_FULL",
+                    if initial { "true" } else { "false" },
+                ),
+            ],
+        )
+        .1
     };
     let stop = |mut c: std::process::Child| {
         harness::process::send(c.id(), libc::SIGTERM);
@@ -2274,4 +2270,83 @@ async fn first_start_on_an_empty_catalog_takes_a_full_backup() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop(d);
     assert_eq!(fulls(), 1);
+}
+
+/// The daemon on local storage `store` with PostgreSQL at `pg_port` (replication user), a full
+/// schedule that never fires during a test, and `env` on top: (its listen address, the process).
+fn daemon_cmd(pg_port: &str, store: &Path, env: &[(&str, &str)]) -> (String, std::process::Child) {
+    let port = harness::process::free_port().expect("port");
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(exe())
+        .env("BACKUP_AGENT_LISTEN", &listen)
+        .env("BACKUP_AGENT_STORAGE__PATH", store)
+        .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+        .env("BACKUP_AGENT_POSTGRES__PORT", pg_port)
+        .env("BACKUP_AGENT_POSTGRES__USER", postgres::REPL_USER)
+        .env("BACKUP_AGENT_POSTGRES__PASSWORD", postgres::REPL_PASSWORD)
+        .env("BACKUP_AGENT_WAL__FLUSH_INTERVAL", "500ms")
+        .env("BACKUP_AGENT_SCHEDULE__FULL", "0 2 29 2 *")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    (listen, child)
+}
+
+/// Waits until `/readyz` answers `status`.
+async fn readyz_becomes(listen: &str, status: u16, within: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let got = harness::http::get(listen, "/readyz").map(|(s, _)| s).ok();
+        if got == Some(status) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: /readyz answered {got:?}, not {status}, within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `/readyz` says whether the daemon is doing its work: 503 until the WAL archiver streams, 200
+/// while it does, 503 again once PostgreSQL is gone; and 503 while a scheduled job's last run
+/// failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_archiver_and_the_last_job_runs() {
+    let mut pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    let dir = TempDir::new("readyz").expect("dir");
+    let store = dir.path().join("storage");
+    let (listen, mut d) = daemon_cmd(
+        &pg.port.to_string(),
+        &store,
+        &[("BACKUP_AGENT_SCHEDULE__INITIAL_FULL", "false")],
+    );
+    readyz_becomes(&listen, 200, Duration::from_secs(30), "archiver streaming").await;
+    pg.proc().stop();
+    readyz_becomes(&listen, 503, Duration::from_secs(30), "PostgreSQL stopped").await;
+    harness::process::send(d.id(), libc::SIGTERM);
+    let _ = d.wait();
+
+    // No archiver; the first full backup fails (nothing listens on the port).
+    let closed = harness::process::free_port().expect("port").to_string();
+    let (listen, mut d) = daemon_cmd(&closed, &store, &[("BACKUP_AGENT_WAL__ENABLED", "false")]);
+    readyz_becomes(
+        &listen,
+        503,
+        Duration::from_secs(30),
+        "the initial full backup failed",
+    )
+    .await;
+    harness::process::send(d.id(), libc::SIGTERM);
+    let _ = d.wait();
+    let log = std::fs::read_to_string(store.join("logs/backup.log")).expect("backup.log");
+    assert!(
+        log.contains("event=job_end job=postgres-full outcome=failed"),
+        "{log}"
+    );
 }

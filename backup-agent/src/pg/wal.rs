@@ -73,6 +73,8 @@ pub struct Progress {
     pub timeline: u32,
     /// When everything received so far was last stored.
     pub caught_up_at: Option<SystemTime>,
+    /// A replication session is streaming now (false while reconnecting).
+    pub streaming: bool,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Progress>>;
@@ -92,7 +94,9 @@ pub async fn run(
     };
     loop {
         let r = common::retry::retry(&backoff, &cancel, "wal archiver", || async {
-            match session(&cfg, &storage, &log, &shared, &cancel).await {
+            let ended = session(&cfg, &storage, &log, &shared, &cancel).await;
+            shared.lock().unwrap_or_else(|p| p.into_inner()).streaming = false;
+            match ended {
                 Ok(()) => Ok(()),
                 Err(e) if e.is_transient() => Err(Failure::Transient(e)),
                 Err(e) => {
@@ -282,6 +286,7 @@ async fn session(
                 message: format!("expected CopyBothResponse, got {:?}", tag as char),
             });
         }
+        shared.lock().unwrap_or_else(|p| p.into_inner()).streaming = true;
         let mut seg = Segment {
             tli,
             start: pos,
