@@ -29,6 +29,10 @@ pub struct Config {
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
     pub log_file: PathBuf,
+    /// On SIGTERM, how long a running backup may take to finish before it is aborted (its
+    /// objects removed, `outcome=aborted` in the log). Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: std::time::Duration,
     /// Compression of stored backups and WAL.
     pub compression: Compression,
     /// Continuous WAL archiving.
@@ -207,6 +211,7 @@ impl Default for Config {
             drill: crate::drill::Drill::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
+            shutdown_grace: std::time::Duration::from_secs(300),
             compression: Compression::default(),
             wal: Wal::default(),
             retention: crate::retention::Policy::default(),

@@ -91,7 +91,13 @@ pub fn daemon(
         }
         let job_failed: Vec<(&'static str, Arc<std::sync::atomic::AtomicBool>)> =
             jobs.iter().map(|j| (j.name, j.last_failed())).collect();
-        let scheduler = tokio::spawn(schedule::run(jobs, log.clone(), cancel.clone(), fire_now));
+        let scheduler = tokio::spawn(schedule::run(
+            jobs,
+            log.clone(),
+            cancel.clone(),
+            fire_now,
+            cfg.shutdown_grace,
+        ));
         let mut ticks = 0u64;
         let mut warned = false;
         loop {

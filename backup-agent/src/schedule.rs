@@ -128,6 +128,8 @@ pub struct Job {
     running: Arc<AtomicBool>,
     /// The last run failed (an error or a panic); cleared by a run that succeeds.
     last_failed: Arc<AtomicBool>,
+    /// The run going now, to abort it when a shutdown's grace runs out.
+    current: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Called when a run panics (the failures metric), after backup.log says so.
     on_panic: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -140,8 +142,14 @@ impl Job {
             run,
             running: Arc::new(AtomicBool::new(false)),
             last_failed: Arc::new(AtomicBool::new(false)),
+            current: Arc::default(),
             on_panic: None,
         }
+    }
+
+    /// Whether a run is going.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
     }
 
     /// Set while the job's last run failed (for `/readyz`).
@@ -168,11 +176,13 @@ impl Job {
         let (run, running, name) = (self.run.clone(), self.running.clone(), self.name);
         let (log, on_panic) = (log.clone(), self.on_panic.clone());
         let failed = self.last_failed.clone();
+        let inner = tokio::spawn(run());
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(inner.abort_handle());
         tokio::spawn(async move {
             // The job writes its own start and end lines (with the error) to backup.log. A panic
             // is caught here (the run is a task of its own): reported failed, and the job stays
             // schedulable instead of looking "still going" forever.
-            let outcome = tokio::spawn(run()).await;
+            let outcome = inner.await;
             failed.store(!matches!(outcome, Ok(Ok(()))), Ordering::SeqCst);
             match outcome {
                 Ok(Ok(())) => {}
@@ -190,11 +200,25 @@ impl Job {
                         f();
                     }
                 }
+                // Aborted at the end of a shutdown's grace: `run` below says so.
                 Err(_) => {}
             }
             running.store(false, Ordering::SeqCst);
         });
         true
+    }
+
+    /// Aborts the run going now (its objects are dropped unfinished: a local temporary file is
+    /// removed, an S3 multipart upload aborted).
+    fn abort(&self) {
+        if let Some(h) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            h.abort();
+        }
     }
 }
 
@@ -204,9 +228,11 @@ pub async fn run(
     log: Arc<LogFile>,
     cancel: CancellationToken,
     fire_now: Vec<&'static str>,
+    grace: Duration,
 ) {
+    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
     let mut set = tokio::task::JoinSet::new();
-    for job in jobs {
+    for job in jobs.iter().cloned() {
         let (log, cancel) = (log.clone(), cancel.clone());
         let now = fire_now.contains(&job.name);
         set.spawn(async move {
@@ -240,6 +266,60 @@ pub async fn run(
         });
     }
     while set.join_next().await.is_some() {}
+    shutdown(&jobs, &log, grace).await;
+}
+
+/// After the stop signal: running jobs get `grace` to finish; then they are aborted and logged
+/// `job_end outcome=aborted`. Nothing is dropped silently.
+pub async fn shutdown(jobs: &[Arc<Job>], log: &Arc<LogFile>, grace: Duration) {
+    let running = || -> Vec<&'static str> {
+        jobs.iter()
+            .filter(|j| j.is_running())
+            .map(|j| j.name)
+            .collect()
+    };
+    if running().is_empty() {
+        return;
+    }
+    log.emit(
+        Line::new("shutdown_wait")
+            .field("jobs", running().join(","))
+            .field("grace_s", grace.as_secs()),
+    );
+    tracing::info!(
+        "waiting up to {grace:?} for {} to finish",
+        running().join(", ")
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while !running().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = running();
+    for j in jobs.iter().filter(|j| j.is_running()) {
+        j.abort();
+        log.emit(
+            Line::new("job_end")
+                .field("job", j.name)
+                .field("outcome", "aborted")
+                .field(
+                    "error",
+                    format!("still running when the shutdown grace of {grace:?} ended"),
+                ),
+        );
+    }
+    if !left.is_empty() {
+        tracing::warn!(
+            "aborted {} at the end of the shutdown grace",
+            left.join(", ")
+        );
+        // Let the aborted jobs' uploads clean up (abort multipart uploads) before the runtime
+        // goes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !running().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]

@@ -2350,3 +2350,91 @@ async fn readyz_follows_the_archiver_and_the_last_job_runs() {
         "{log}"
     );
 }
+
+/// SIGTERM in the middle of a backup: with the grace (default 5 min) the backup finishes and is
+/// listed before the daemon exits; with no grace it is aborted, logged `outcome=aborted`, nothing
+/// listed and no temporary file left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_backup_finish_within_the_grace_or_aborts_it_cleanly() {
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("join")
+        .expect("postgres");
+    // Enough data that the backup is still running when the signal comes.
+    app(
+        &pg,
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5((i * 7)::text) AS t \
+         FROM generate_series(1, 600000) i",
+    );
+    let dir = TempDir::new("grace").expect("dir");
+    for (grace, finishes) in [("5m", true), ("0s", false)] {
+        let store = dir.path().join(format!("storage-{grace}"));
+        let log_path = store.join("logs/backup.log");
+        let (_, mut d) = daemon_cmd(
+            &pg.port.to_string(),
+            &store,
+            &[
+                ("BACKUP_AGENT_WAL__ENABLED", "false"),
+                ("BACKUP_AGENT_SHUTDOWN_GRACE", grace),
+            ],
+        );
+        // The initial full backup starts; the signal comes at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("event=job_start job=postgres-full")
+        {
+            assert!(std::time::Instant::now() < deadline, "no backup started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        harness::process::send(d.id(), libc::SIGTERM);
+        let exited = tokio::task::spawn_blocking(move || d.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(exited.success(), "grace {grace}: exit {exited:?}");
+        let log = std::fs::read_to_string(&log_path).expect("backup.log");
+        let fulls = std::fs::read_dir(store.join("catalog/postgres-full"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let partials: Vec<String> = walk_names(&store)
+            .into_iter()
+            .filter(|n| n.contains(".partial-"))
+            .collect();
+        assert!(partials.is_empty(), "grace {grace}: left {partials:?}");
+        if finishes {
+            assert!(
+                log.contains("event=shutdown_wait jobs=postgres-full"),
+                "{log}"
+            );
+            assert!(
+                log.contains("event=job_end job=postgres-full outcome=ok"),
+                "{log}"
+            );
+            assert_eq!(fulls, 1, "grace {grace}");
+        } else {
+            assert!(
+                log.contains("event=job_end job=postgres-full outcome=aborted"),
+                "{log}"
+            );
+            assert!(!log.contains("outcome=ok"), "{log}");
+            assert_eq!(fulls, 0, "an aborted backup is listed");
+        }
+    }
+}
+
+/// Every file name under `dir`, recursively.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_names(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -15,7 +15,7 @@ pub fn on_signals() -> anyhow::Result<CancellationToken> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!("{name} received: finishing current work; a second signal aborts");
+        tracing::info!("{name} received: stopping; a second signal aborts at once");
         root.cancel();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
