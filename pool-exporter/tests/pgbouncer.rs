@@ -913,3 +913,55 @@ fn go_exporter_flags_probe_and_process_metrics() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("target"), "{body}");
 }
+
+/// RELOAD, PAUSE and RESUME while scrapes run: PgBouncer stays reachable, so every scrape says
+/// `pgbouncer_up 1` and carries every family the first one had (never half a scrape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_pause_and_resume_never_make_a_scrape_down_or_partial() {
+    let pg = Postgres::start().expect("postgres");
+    let b = PgBouncer::start(&pg).expect("pgbouncer");
+    let targets = Arc::new(vec![TargetState::new(stats_target("main", &b))]);
+    let families = |text: &str| -> std::collections::BTreeSet<String> {
+        let (types, _) = parse_exposition(text).expect("parses");
+        types.keys().cloned().collect()
+    };
+    let first = pool_exporter::metrics_text(&targets).await;
+    let want = families(&first);
+    assert!(want.contains("pgbouncer_pools_client_active_connections"), "{first}");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (targets, stop) = (targets.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = vec![];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.push(pool_exporter::metrics_text(&targets).await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let admin = |sql: &'static str| {
+        let out = b.admin(sql);
+        assert!(out.is_ok(), "{sql}: {out:?}");
+    };
+    for sql in ["RELOAD", "PAUSE", "RESUME", "RELOAD", "PAUSE app", "RESUME app"] {
+        tokio::task::block_in_place(|| admin(sql));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = scraper.await.expect("scraper");
+    assert!(seen.len() > 20, "only {} scrapes", seen.len());
+    for text in &seen {
+        assert!(
+            text.contains("pgbouncer_up{pgbouncer=\"main\"} 1"),
+            "a scrape said down:\n{text}"
+        );
+        let got = families(text);
+        assert!(
+            want.is_subset(&got),
+            "a scrape lacked {:?}",
+            want.difference(&got).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(targets[0].connects(), 1, "the admin connection was reopened");
+}
