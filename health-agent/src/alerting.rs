@@ -44,6 +44,29 @@ impl Alerting {
     /// never delays the next check cycle).
     pub fn event(self: &Arc<Self>, check: &str, kind: &str, e: &Event, now: SystemTime) {
         let (line, notice) = match e {
+            // Flapping is a line (and the health_check_flapping gauge), not a webhook: the state
+            // the webhook reports has not changed.
+            Event::Flapping { flips, reason } => {
+                self.log.emit(
+                    Line::at(now, "flapping")
+                        .field("check", check)
+                        .field("kind", kind)
+                        .field("changes", flips)
+                        .field("of_results", crate::state::FLAP_WINDOW)
+                        .field("last_reason", reason),
+                );
+                return;
+            }
+            Event::StoppedFlapping { flips } => {
+                self.log.emit(
+                    Line::at(now, "stopped_flapping")
+                        .field("check", check)
+                        .field("kind", kind)
+                        .field("changes", flips)
+                        .field("of_results", crate::state::FLAP_WINDOW),
+                );
+                return;
+            }
             Event::Changed {
                 from,
                 to,

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub last_success: Family<CheckLabels, Gauge<f64, AtomicU64>>,
     /// health_check_failures_total{check,kind}: results that were not OK.
     pub failures: Family<CheckLabels, Counter>,
+    /// health_check_flapping{check,kind}: 1 while the check's results keep alternating.
+    pub flapping: Family<CheckLabels, Gauge>,
     /// health_cycle_duration_seconds: the last full cycle.
     pub cycle_duration: Gauge<f64, AtomicU64>,
     /// health_cycles_total.
@@ -54,6 +56,11 @@ impl Metrics {
             "health_check_failures",
             "Results of a check that were not OK",
             m.failures.clone(),
+        );
+        registry.register(
+            "health_check_flapping",
+            "1 while a check's results keep alternating between good and bad (5 or more changes in its last 10 results)",
+            m.flapping.clone(),
         );
         registry.register(
             "health_cycle_duration_seconds",

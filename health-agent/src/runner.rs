@@ -121,6 +121,13 @@ impl Runner {
                 if let Some(event) = entry.tracker.observe(&run.outcome, now, &self.policy) {
                     self.alerting.event(name, kind, &event, now);
                 }
+                if let Some(event) = entry.tracker.flap(&run.outcome) {
+                    self.alerting.event(name, kind, &event, now);
+                }
+                self.metrics
+                    .flapping
+                    .get_or_create(&l)
+                    .set(i64::from(entry.tracker.flapping));
                 self.metrics
                     .state
                     .get_or_create(&l)

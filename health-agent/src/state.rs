@@ -1,6 +1,8 @@
 //! Debouncing: a check is reported bad after `failure_threshold` consecutive bad results and
 //! recovered after `success_threshold` good ones; a reminder is due every `remind_every` while it
-//! stays bad. Pure logic: time comes in as an argument.
+//! stays bad. Flapping: a check whose results keep alternating between good and bad faster than
+//! the thresholds can follow (so its reported state never changes) is reported as flapping
+//! instead of being hidden. Pure logic: time comes in as an argument.
 
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +32,19 @@ pub enum Event {
         reason: String,
         lasted: Duration,
     },
+    /// The results alternate: `flips` changes between good and bad among the last
+    /// [`FLAP_WINDOW`] results.
+    Flapping { flips: u32, reason: String },
+    /// The results settled again (at most [`FLAP_STOP`] changes in the window).
+    StoppedFlapping { flips: u32 },
 }
+
+/// How many recent results flapping is judged on.
+pub const FLAP_WINDOW: u32 = 10;
+/// Flapping starts at this many changes between good and bad within the window (of 9 possible).
+pub const FLAP_START: u32 = 5;
+/// And ends at this many or fewer.
+pub const FLAP_STOP: u32 = 1;
 
 /// The reported state of one check.
 #[derive(Clone, Debug)]
@@ -40,6 +54,10 @@ pub struct Tracker {
     /// Consecutive results that disagree with `reported`: (they are OK, how many).
     pending: Option<(bool, u32)>,
     last_line: SystemTime,
+    /// The last results, newest in bit 0 (1 = good), and how many are known.
+    recent: u32,
+    known: u32,
+    pub flapping: bool,
 }
 
 impl Tracker {
@@ -50,7 +68,32 @@ impl Tracker {
             since: now,
             pending: None,
             last_line: now,
+            recent: 0,
+            known: 0,
+            flapping: false,
         }
+    }
+
+    /// Records one result for flap detection; returns an event when flapping starts or ends.
+    pub fn flap(&mut self, outcome: &Outcome) -> Option<Event> {
+        self.recent = (self.recent << 1) | u32::from(outcome.state.is_ok());
+        self.known = (self.known + 1).min(FLAP_WINDOW);
+        let mask = (1u32 << self.known) - 1;
+        let bits = self.recent & mask;
+        // Adjacent results that differ, within the known window.
+        let flips = ((bits ^ (bits >> 1)) & (mask >> 1)).count_ones();
+        if !self.flapping && flips >= FLAP_START {
+            self.flapping = true;
+            return Some(Event::Flapping {
+                flips,
+                reason: outcome.reason.clone(),
+            });
+        }
+        if self.flapping && flips <= FLAP_STOP {
+            self.flapping = false;
+            return Some(Event::StoppedFlapping { flips });
+        }
+        None
     }
 
     /// Whether a change is being considered (the runner then rechecks sooner).
@@ -106,6 +149,52 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A check alternating OK/CRIT never reaches failure_threshold 2, so its reported state stays
+    /// OK; it is reported flapping once (not at every flip), and settled once it stays up.
+    #[test]
+    fn alternating_results_are_reported_as_flapping_once() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut t = Tracker::new(t0);
+        let p = policy();
+        let mut events = vec![];
+        for i in 0..12u64 {
+            let o = if i % 2 == 0 {
+                Outcome::ok("up")
+            } else {
+                Outcome::crit("refused")
+            };
+            let at = t0 + Duration::from_secs(30 * i);
+            assert_eq!(t.observe(&o, at, &p), None, "debouncing hides each flip");
+            events.extend(t.flap(&o));
+        }
+        assert_eq!(t.reported, State::Ok);
+        assert!(
+            matches!(events.as_slice(), [Event::Flapping { flips: 5, .. }]),
+            "{events:?}"
+        );
+        assert!(t.flapping);
+        let mut settled = vec![];
+        for _ in 0..10 {
+            settled.extend(t.flap(&Outcome::ok("up")));
+        }
+        assert!(
+            matches!(settled.as_slice(), [Event::StoppedFlapping { .. }]),
+            "{settled:?}"
+        );
+        // A check that goes down and stays down is not flapping.
+        let mut t = Tracker::new(t0);
+        let mut events = vec![];
+        for i in 0..12 {
+            let o = if i < 3 {
+                Outcome::ok("up")
+            } else {
+                Outcome::crit("down")
+            };
+            events.extend(t.flap(&o));
+        }
+        assert!(events.is_empty(), "{events:?}");
+    }
 
     fn policy() -> Policy {
         Policy {

@@ -683,3 +683,51 @@ fn check_cli_follows_the_plugin_exit_codes_with_tables_on_stdout() {
     assert_eq!(checks[1]["name"], "down");
     assert_eq!(checks[1]["state"], "CRIT");
 }
+
+/// A service that comes and goes between every check (a TCP listener opened and closed): with
+/// failure_threshold 2 it never changes the reported state, and before it was never seen at all.
+/// Now health.log says it flaps (once), and says when it has settled.
+#[tokio::test]
+async fn a_flapping_service_is_reported_not_hidden() {
+    let port = harness::process::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let dir = TempDir::new("health-flap").expect("dir");
+    let r = runner(
+        &dir,
+        vec![check(
+            "flappy",
+            CheckSpec::Tcp(TcpCheck {
+                address: addr.clone(),
+            }),
+        )],
+        None,
+    );
+    let log = dir.path().join("logs/health.log");
+    let events = |name: &str| {
+        lines(&log)
+            .iter()
+            .filter(|l| field(l, "event") == Some(name) && field(l, "check") == Some("flappy"))
+            .count()
+    };
+    for i in 0..12 {
+        let listener = (i % 2 == 0).then(|| std::net::TcpListener::bind(&addr).expect("bind"));
+        r.cycle().await;
+        drop(listener);
+    }
+    assert!(
+        changes(&log, "flappy").is_empty(),
+        "debouncing hid every flip"
+    );
+    assert_eq!(
+        events("flapping"),
+        1,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // It stays up: settled.
+    let _up = std::net::TcpListener::bind(&addr).expect("bind");
+    for _ in 0..10 {
+        r.cycle().await;
+    }
+    assert_eq!(events("stopped_flapping"), 1);
+}

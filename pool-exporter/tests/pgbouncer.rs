@@ -927,7 +927,10 @@ async fn reload_pause_and_resume_never_make_a_scrape_down_or_partial() {
     };
     let first = pool_exporter::metrics_text(&targets).await;
     let want = families(&first);
-    assert!(want.contains("pgbouncer_pools_client_active_connections"), "{first}");
+    assert!(
+        want.contains("pgbouncer_pools_client_active_connections"),
+        "{first}"
+    );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scraper = {
         let (targets, stop) = (targets.clone(), stop.clone());
@@ -944,7 +947,14 @@ async fn reload_pause_and_resume_never_make_a_scrape_down_or_partial() {
         let out = b.admin(sql);
         assert!(out.is_ok(), "{sql}: {out:?}");
     };
-    for sql in ["RELOAD", "PAUSE", "RESUME", "RELOAD", "PAUSE app", "RESUME app"] {
+    for sql in [
+        "RELOAD",
+        "PAUSE",
+        "RESUME",
+        "RELOAD",
+        "PAUSE app",
+        "RESUME app",
+    ] {
         tokio::task::block_in_place(|| admin(sql));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -963,5 +973,9 @@ async fn reload_pause_and_resume_never_make_a_scrape_down_or_partial() {
             want.difference(&got).collect::<Vec<_>>()
         );
     }
-    assert_eq!(targets[0].connects(), 1, "the admin connection was reopened");
+    assert_eq!(
+        targets[0].connects(),
+        1,
+        "the admin connection was reopened"
+    );
 }
