@@ -154,6 +154,23 @@ pub fn generate() -> (String, String) {
     )
 }
 
+/// Writes an identity (and its public key as a comment, as age-keygen does) into a new file of
+/// mode 0600: never over an existing file, never through a symlink.
+pub fn write_identity(path: &std::path::Path, secret: &str, public: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    writeln!(f, "# public key: {public}\n{secret}")?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// A writer that encrypts into `W` on a blocking thread. [`AgeWriter::finish`] ends the age
 /// stream and gives `W` back; dropped unfinished, `W` is dropped unfinished too.
 pub struct AgeWriter<W> {

@@ -71,8 +71,13 @@ enum Cmd {
     },
     /// Print a new age identity for `encryption`: the secret key (keep it off the backup
     /// machine; restore needs it in `encryption.identity_file`) and its public recipient (put it
-    /// in `encryption.recipients`).
-    Keygen,
+    /// in `encryption.recipients`). With `--output FILE` the identity goes into a new file of
+    /// mode 0600 (never over an existing one) and only the public key is printed.
+    Keygen {
+        /// Write the identity here (created 0600; refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// PostgreSQL's restore_command: fetch WAL file NAME from storage into PATH, checked
     /// (SHA-256, compression checksum) before it is renamed into place. Exit 0 when written, 1
     /// only when storage says the file does not exist (the end of the archive), 126 for any
@@ -320,10 +325,28 @@ fn main() -> ExitCode {
         Cmd::Verify { id, output, .. } => common::app::run_command(|_| async move {
             backup_agent::cli::verify(&cfg, id.as_deref(), output).await
         }),
-        Cmd::Keygen => {
+        Cmd::Keygen { output } => {
             let (secret, public) = backup_agent::crypt::generate();
-            println!("# public key (encryption.recipients): {public}\n{secret}");
-            ExitCode::SUCCESS
+            match output {
+                None => {
+                    println!("# public key (encryption.recipients): {public}\n{secret}");
+                    ExitCode::SUCCESS
+                }
+                Some(path) => match backup_agent::crypt::write_identity(&path, &secret, &public) {
+                    Ok(()) => {
+                        println!("{public}");
+                        eprintln!(
+                            "identity written to {} (mode 0600); the line above is its public key",
+                            path.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+            }
         }
         Cmd::List { output } => {
             common::app::run_command(|_| async move { backup_agent::cli::list(&cfg, output).await })

@@ -21,3 +21,47 @@ fn serves_metrics_health_and_stops_on_sigterm() {
     )
     .expect("metrics server");
 }
+
+/// `keygen --output FILE`: the identity lands in a new 0600 file (never over an existing one,
+/// never through a symlink); stdout has only the public key.
+#[test]
+fn keygen_writes_the_identity_0600_and_never_over_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = harness::process::TempDir::new("keygen").expect("dir");
+    let key = dir.path().join("backup.key");
+    let run = |p: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+            .arg("keygen")
+            .arg("--output")
+            .arg(p)
+            .output()
+            .expect("runs")
+    };
+    let out = run(&key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        public.starts_with("age1") && !public.contains("SECRET"),
+        "{public}"
+    );
+    let text = std::fs::read_to_string(&key).expect("identity");
+    assert!(
+        text.contains("AGE-SECRET-KEY-") && text.contains(&public),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Not over an existing file.
+    let again = run(&key);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&key).expect("identity"), text);
+    // Not through a symlink.
+    let link = dir.path().join("link.key");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).expect("symlink");
+    assert!(!run(&link).status.success());
+    assert!(!dir.path().join("elsewhere").exists());
+}
