@@ -43,6 +43,10 @@ need_docker() {
   [ -f "$HERE/.env" ] || die "no compose/.env: copy compose/.env.example to compose/.env and set the passwords"
 }
 
+# Compose bind-mounts file secrets with the host file's owner and mode (the long syntax's
+# uid/gid/mode are ignored for them), and the services run as their own users (postgres, our
+# daemons' uid 10001, pgbouncer, prometheus): the files are 0644 so that each can read its own,
+# inside compose/secrets, which is 0700 so that no other user on the host can.
 secrets() {
   mkdir -p "$SECRETS"
   chmod 700 "$SECRETS"
@@ -56,7 +60,7 @@ secrets() {
     [ -n "${!var:-}" ] || die "$var is not set in compose/.env"
     if [ ! -s "$SECRETS/${name}_password" ]; then
       printf '%s' "${!var}" > "$SECRETS/${name}_password"
-      chmod 600 "$SECRETS/${name}_password"
+      chmod 644 "$SECRETS/${name}_password"
     fi
   done
   {
@@ -64,7 +68,7 @@ secrets() {
     printf '"pgb_admin" "%s"\n' "$PGB_ADMIN_PASSWORD"
     printf '"pgb_stats" "%s"\n' "$PGB_STATS_PASSWORD"
   } > "$SECRETS/userlist.txt"
-  chmod 600 "$SECRETS/userlist.txt"
+  chmod 644 "$SECRETS/userlist.txt"
 }
 
 exec_in() { # exec_in SERVICE COMMAND...

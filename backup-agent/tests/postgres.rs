@@ -2540,3 +2540,39 @@ async fn the_archiver_loses_nothing_across_restarts_a_sigkill_and_an_s3_outage()
     drop(restored);
     drop(s3);
 }
+
+/// Compose's pg_hba.conf, on a real PostgreSQL 15 (the compose network's range swapped for
+/// loopback): the replicator may open a replication connection with scram (BASE_BACKUP and the
+/// WAL archiver need it; the stock image's pg_hba has no replication line), and another role may
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_pg_hba_lets_the_replicator_replicate() {
+    let dir = TempDir::new("compose-hba").expect("dir");
+    dir.give_to_server_user().expect("chown");
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/postgres/pg_hba.conf"),
+    )
+    .expect("compose/postgres/pg_hba.conf");
+    assert!(shipped.contains("172.25.0.0/16"), "{shipped}");
+    let hba = dir.path().join("pg_hba.conf");
+    std::fs::write(&hba, shipped.replace("172.25.0.0/16", "127.0.0.1/32")).expect("hba");
+    harness::process::give_to_server_user(&hba).expect("chown");
+    let opts = postgres::PgOptions {
+        extra_conf: vec![format!("hba_file = '{}'", hba.display())],
+        ..Default::default()
+    };
+    let pg = tokio::task::spawn_blocking(move || Postgres::start_with(opts))
+        .await
+        .expect("join")
+        .expect("postgres with compose's pg_hba");
+    let repl = settings(&pg, postgres::REPL_USER, postgres::REPL_PASSWORD);
+    let mut c = ReplConn::connect(&repl)
+        .await
+        .expect("replication as the replicator");
+    c.query("IDENTIFY_SYSTEM").await.expect("IDENTIFY_SYSTEM");
+    let app = settings(&pg, postgres::APP_USER, postgres::APP_PASSWORD);
+    assert!(
+        ReplConn::connect(&app).await.is_err(),
+        "another role got a replication connection"
+    );
+}
