@@ -190,10 +190,7 @@ fn ids(pg: &Postgres) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backup_then_point_in_time_restore() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("backup").expect("dir");
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
@@ -301,10 +298,7 @@ async fn full_backup_then_point_in_time_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     // Enough data that the backup is still streaming when it is killed.
     app(
         &pg,
@@ -378,10 +372,7 @@ async fn a_killed_backup_is_never_listed_and_cleanup_removes_its_leftovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_missing_replication_and_unreachable_are_clear() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let e = ReplConn::connect(&settings(&pg, postgres::REPL_USER, "wrong"))
         .await
         .err()
@@ -427,10 +418,7 @@ async fn wrong_password_missing_replication_and_unreachable_are_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("backup-retention").expect("dir");
     let store = dir.path().join("storage");
     let mut cfg = config(&pg, &store);
@@ -545,10 +533,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_checks_the_wal_has_no_gap() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     for f in ["pg_switch_wal()", "pg_create_restore_point(text)"] {
         pg.psql_super(&format!(
             "GRANT EXECUTE ON FUNCTION {f} TO {}",
@@ -616,11 +601,16 @@ async fn incremental_checks_the_wal_has_no_gap() {
 }
 
 /// A PostgreSQL server and an S3-compatible server for one test.
-async fn pg_and_s3() -> (Postgres, harness::s3::S3Server) {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
+/// A PostgreSQL of the harness, started off the async threads.
+async fn started() -> Postgres {
+    tokio::task::spawn_blocking(Postgres::start)
         .await
         .expect("join")
-        .expect("postgres");
+        .expect("postgres")
+}
+
+async fn pg_and_s3() -> (Postgres, harness::s3::S3Server) {
+    let pg = started().await;
     let s3 = tokio::task::spawn_blocking(harness::s3::S3Server::start)
         .await
         .expect("join")
@@ -845,10 +835,7 @@ async fn encrypted_backup_to_s3_restores_only_with_the_key() {
 /// cluster is gone either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("drill").expect("dir");
     let store = dir.path().join("storage");
     let work = dir.path().join("work");
@@ -949,10 +936,7 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
 /// even when it will not use one) both work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmode_disable_backs_up_a_server_without_tls() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("backup-notls").expect("dir");
     let mut cfg = config(&pg, &dir.path().join("storage"));
     cfg.postgres.sslmode = common::TlsMode::Disable;
@@ -1141,10 +1125,7 @@ async fn killed_during_an_s3_upload_nothing_listed_and_cleanup_aborts_it() {
 /// nothing where PostgreSQL would read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_wal_is_fetched_only_with_the_key() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("wal-age").expect("dir");
     let store = dir.path().join("storage");
     let (secret, public) = backup_agent::crypt::generate();
@@ -1419,10 +1400,7 @@ async fn hostile_archives_write_nothing_outside_the_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tablespaces_are_backed_up_and_restored_where_mapped() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let location = pg.dir().join("ts");
     std::fs::create_dir(&location).expect("mkdir");
     harness::process::give_to_server_user(&location).expect("chown");
@@ -1873,10 +1851,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("restore-exact").expect("dir");
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
@@ -2089,10 +2064,7 @@ fn wal_snapshot(store: &Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_prefix_one_cluster_and_pitr_across_a_promotion() {
     let _serial = harness::serial();
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("one-cluster").expect("dir");
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
@@ -2217,10 +2189,7 @@ async fn one_prefix_one_cluster_and_pitr_across_a_promotion() {
 /// `schedule.initial_full = false`, it never does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_on_an_empty_catalog_takes_a_full_backup() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     let dir = TempDir::new("initial-full").expect("dir");
     let store = dir.path().join("storage");
     let fulls = || {
@@ -2315,10 +2284,7 @@ async fn readyz_becomes(listen: &str, status: u16, within: Duration, what: &str)
 /// failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_archiver_and_the_last_job_runs() {
-    let mut pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let mut pg = started().await;
     let dir = TempDir::new("readyz").expect("dir");
     let store = dir.path().join("storage");
     let (listen, mut d) = daemon_cmd(
@@ -2356,10 +2322,7 @@ async fn readyz_follows_the_archiver_and_the_last_job_runs() {
 /// listed and no temporary file left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_running_backup_finish_within_the_grace_or_aborts_it_cleanly() {
-    let pg = tokio::task::spawn_blocking(Postgres::start)
-        .await
-        .expect("join")
-        .expect("postgres");
+    let pg = started().await;
     // Enough data that the backup is still running when the signal comes.
     app(
         &pg,

@@ -507,12 +507,13 @@ async fn catalog_is_read_from_s3() {
     assert_eq!(run.outcome.state, State::Crit, "{:?}", run.outcome);
 }
 
-/// A check that goes OK -> CRIT: a TCP check on a port that was free, then closed.
-fn alert_once(dir: &TempDir, webhook: Webhook) -> Runner {
+/// Two cycles of a check that goes OK -> CRIT (a TCP check on a closed port, failure threshold 2):
+/// one state change for the webhook.
+async fn alert_once(dir: &TempDir, webhook: Webhook) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed_addr = closed.local_addr().expect("addr");
     drop(closed);
-    runner(
+    let r = runner(
         dir,
         vec![check(
             "gone",
@@ -521,22 +522,23 @@ fn alert_once(dir: &TempDir, webhook: Webhook) -> Runner {
             }),
         )],
         Some(webhook),
-    )
+    );
+    r.cycle().await;
+    r.cycle().await;
 }
 
 #[tokio::test]
 async fn state_changes_reach_the_webhook() {
     let mut hook = WebhookReceiver::http().await.expect("receiver");
     let dir = TempDir::new("health").expect("dir");
-    let r = alert_once(
+    alert_once(
         &dir,
         Webhook {
             url: hook.url.clone(),
             ..Default::default()
         },
-    );
-    r.cycle().await;
-    r.cycle().await;
+    )
+    .await;
     let body = hook
         .next(Duration::from_secs(10))
         .await
@@ -553,16 +555,15 @@ async fn https_webhooks_are_verified_against_the_configured_ca() {
     let mut hook = WebhookReceiver::https().await.expect("receiver");
     assert!(hook.url.starts_with("https://"), "{}", hook.url);
     let dir = TempDir::new("health").expect("dir");
-    let r = alert_once(
+    alert_once(
         &dir,
         Webhook {
             url: hook.url.clone(),
             ca_file: hook.certs.as_ref().map(|c| c.ca.clone()),
             ..Default::default()
         },
-    );
-    r.cycle().await;
-    r.cycle().await;
+    )
+    .await;
     let body = hook
         .next(Duration::from_secs(10))
         .await
@@ -572,16 +573,15 @@ async fn https_webhooks_are_verified_against_the_configured_ca() {
 
     // The same server checked against the system's roots: refused, never sent in clear.
     let dir = TempDir::new("health").expect("dir");
-    let r = alert_once(
+    alert_once(
         &dir,
         Webhook {
             url: hook.url.clone(),
             attempts: 1,
             ..Default::default()
         },
-    );
-    r.cycle().await;
-    r.cycle().await;
+    )
+    .await;
     assert!(
         !hook.called_within(Duration::from_secs(3)).await,
         "a certificate from an untrusted CA was accepted"

@@ -20,7 +20,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{RedisSettings, Secret};
 use harness::process::TempDir;
 use harness::redis::{RedisOptions, RedisStack};
 use sentinel_watch::Config;
@@ -88,21 +87,11 @@ fn tail(
     });
 }
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 fn config(stack: &RedisStack, log: std::path::PathBuf) -> Config {
-    Config {
-        sentinels: stack.sentinel_addrs(),
-        redis_auth: RedisSettings {
-            password: Some(Secret::new(PW)),
-            timeout: Duration::from_secs(1),
-            ..RedisSettings::default()
-        },
-        sentinel_auth: RedisSettings {
-            timeout: Duration::from_secs(1),
-            ..RedisSettings::default()
-        },
-        event_log: log,
-        ..Config::default()
-    }
+    support::config(stack.sentinel_addrs(), PW, &log)
 }
 
 fn main() {

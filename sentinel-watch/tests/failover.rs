@@ -2,10 +2,11 @@
 //! and a Sentinel killed and restarted meanwhile.
 
 use std::path::Path;
+
+mod support;
 use std::time::{Duration, Instant};
 
 use common::logfmt::parse;
-use common::{RedisSettings, Secret};
 use harness::process::TempDir;
 use harness::redis::{MASTER_NAME, RedisOptions, RedisStack};
 use harness::webhook::WebhookReceiver;
@@ -97,22 +98,7 @@ async fn stack(down_after_ms: u64) -> RedisStack {
 }
 
 fn config(stack: &RedisStack, log: &Path) -> Config {
-    Config {
-        sentinels: stack.sentinel_addrs(),
-        masters: vec![MASTER_NAME.into()],
-        redis_auth: RedisSettings {
-            password: Some(Secret::new(PW)),
-            timeout: Duration::from_secs(1),
-            ..RedisSettings::default()
-        },
-        sentinel_auth: RedisSettings {
-            timeout: Duration::from_secs(1),
-            ..RedisSettings::default()
-        },
-        event_log: log.to_path_buf(),
-        poll_interval: Duration::from_secs(1),
-        ..Config::default()
-    }
+    support::config(stack.sentinel_addrs(), PW, log)
 }
 
 async fn start(stack: &RedisStack) -> Running {

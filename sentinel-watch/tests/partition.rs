@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{RedisSettings, Secret};
 use harness::netns::Net;
 use harness::process::TempDir;
 use harness::redis::{MASTER_NAME, RedisOptions, RedisStack};
@@ -14,6 +13,8 @@ use sentinel_watch::failover::Failover;
 use sentinel_watch::metrics::Metrics;
 use sentinel_watch::{Config, Handle};
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const PW: &str = "partition-test-pw";
 
@@ -48,21 +49,8 @@ impl Watch {
         let dir = TempDir::new("sw-partition").expect("dir");
         let log = dir.path().join("events.log");
         let cfg = Config {
-            sentinels: stack.sentinel_addrs(),
-            masters: vec![MASTER_NAME.into()],
-            redis_auth: RedisSettings {
-                password: Some(Secret::new(PW)),
-                timeout: Duration::from_secs(1),
-                ..RedisSettings::default()
-            },
-            sentinel_auth: RedisSettings {
-                timeout: Duration::from_secs(1),
-                ..RedisSettings::default()
-            },
-            event_log: log.clone(),
-            poll_interval: Duration::from_secs(1),
             sentinel_down_after: Duration::from_secs(1),
-            ..Config::default()
+            ..support::config(stack.sentinel_addrs(), PW, &log)
         };
         let metrics = Metrics::new();
         let cancel = CancellationToken::new();
