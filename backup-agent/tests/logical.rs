@@ -274,44 +274,12 @@ fn a_database_named_like_a_conninfo_is_only_a_name() {
     );
 }
 
-/// A tmpfs of `size` mounted on a new directory, unmounted on drop (root only).
-struct SmallDisk {
-    dir: TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<Self> {
-        let dir = TempDir::new("small-disk").expect("dir");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Self { dir })
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 /// Storage that fills up in the middle of a dump: the job fails at once with the storage's
 /// error (the tool is stopped, not left blocked on its pipe), nothing is listed, and the next
 /// dump works once there is space.
 #[test]
 fn a_full_disk_mid_dump_fails_the_job_and_the_next_one_works() {
-    let Some(disk) = SmallDisk::mount("1m") else {
+    let Some(disk) = harness::disk::SmallDisk::mount("1m") else {
         assert!(
             std::env::var_os("OUTRIGGER_REQUIRE_TOOLS").is_none(),
             "mounting a tmpfs needs root"
@@ -329,7 +297,7 @@ fn a_full_disk_mid_dump_fails_the_job_and_the_next_one_works() {
          FROM generate_series(1, 200000)",
     )
     .expect("data");
-    let store = disk.dir.path();
+    let store = disk.path();
     let mut cmd = agent_cmd(
         &pg,
         store,

@@ -2539,3 +2539,46 @@ async fn compose_pg_hba_lets_the_replicator_replicate() {
         "another role got a replication connection"
     );
 }
+
+/// Local storage fills up during a full backup: the job fails naming the storage error, nothing
+/// is listed, no temporary file is left, and the next backup works once there is space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_full_backup_fails_it_cleanly() {
+    let Some(disk) = harness::disk::SmallDisk::mount("1m") else {
+        assert!(
+            std::env::var_os("OUTRIGGER_REQUIRE_TOOLS").is_none(),
+            "mounting a tmpfs needs root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let pg = started().await;
+    app(
+        &pg,
+        "CREATE TABLE noise AS SELECT md5(random()::text) || md5(random()::text) AS a \
+         FROM generate_series(1, 100000)",
+    );
+    let store = disk.path().to_path_buf();
+    let out = full_backup_cmd(&pg, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a backup to a full disk succeeded");
+    assert!(err.to_lowercase().contains("space"), "{err}");
+    let listed = std::fs::read_dir(store.join("catalog/postgres-full"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(listed, 0, "a failed backup is listed");
+    let partials: Vec<String> = files(&store)
+        .into_iter()
+        .filter(|f| f.contains(".partial-"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    disk.resize("512m");
+    let out = full_backup_cmd(&pg, &store, postgres::REPL_USER, postgres::REPL_PASSWORD)
+        .output()
+        .expect("runs");
+    succeeded(&out);
+    let listed = cli(&store, &["list"]);
+    assert_eq!(listed_rows(&String::from_utf8_lossy(&listed.stdout)), 1);
+}

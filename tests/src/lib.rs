@@ -13,6 +13,7 @@
 //! PostgreSQL and PgBouncer refuse to run as root: as root the harness runs them as `postgres`.
 
 pub mod cli;
+pub mod disk;
 pub mod http;
 pub mod measure;
 pub mod netns;
