@@ -22,6 +22,20 @@ impl SmallDisk {
         ok.then_some(Self { dir })
     }
 
+    /// [`SmallDisk::mount`] for a test: `None` means skip (said on stderr), unless
+    /// `OUTRIGGER_REQUIRE_TOOLS` is set (as `./dev test` does), where a failed mount fails the test.
+    pub fn for_test(size: &str) -> Option<Self> {
+        let disk = Self::mount(size);
+        if disk.is_none() {
+            assert!(
+                std::env::var_os("OUTRIGGER_REQUIRE_TOOLS").is_none(),
+                "mounting a tmpfs needs root"
+            );
+            eprintln!("skipped: mounting a tmpfs needs root");
+        }
+        disk
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
