@@ -542,23 +542,30 @@ impl DaemonConfig for Config {
 }
 
 #[cfg(test)]
-mod partial_tables {
+mod tests {
     use super::*;
+
+    /// Loads `toml` as a config file (and no environment).
+    fn load(toml: &str) -> Result<Config, String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ha-cfg-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("h.toml");
+        std::fs::write(&f, toml).expect("write");
+        let r = common::config::load_from("HEALTH_AGENT", Some(&f), Vec::new())
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
 
     /// `[checks.conn] host = "pgb"` on a pgbouncer check is the admin console on port 6432.
     #[test]
     fn a_partial_pgbouncer_conn_keeps_the_consoles_defaults() {
-        let dir = std::env::temp_dir().join(format!("ha-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("h.toml");
-        std::fs::write(
-            &f,
+        let c = load(
             "[[checks]]\nname = \"pgb\"\nkind = \"pgbouncer\"\n[checks.conn]\nhost = \"pgb\"\nuser = \"stats\"\n",
         )
-        .expect("write");
-        let c: Config =
-            common::config::load_from("HEALTH_AGENT", Some(&f), Vec::new()).expect("loads");
-        let _ = std::fs::remove_dir_all(&dir);
+        .expect("loads");
         let CheckSpec::Pgbouncer(p) = &c.checks[0].spec else {
             panic!("{:?}", c.checks[0].spec);
         };
@@ -571,23 +578,6 @@ mod partial_tables {
             ),
             ("pgb", 6432, "stats", "pgbouncer")
         );
-    }
-}
-
-#[cfg(test)]
-mod urls {
-    use super::*;
-
-    fn load(toml: &str) -> Result<Config, String> {
-        let dir =
-            std::env::temp_dir().join(format!("ha-url-{}-{}", std::process::id(), toml.len()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("h.toml");
-        std::fs::write(&f, toml).expect("write");
-        let r = common::config::load_from("HEALTH_AGENT", Some(&f), Vec::new())
-            .map_err(|e| e.to_string());
-        let _ = std::fs::remove_dir_all(&dir);
-        r
     }
 
     /// https:// webhooks and HTTP checks are accepted with a CA file; other schemes are refused

@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::config::{Config, split_addr};
 use crate::events::Addr;
 use crate::probe;
+use crate::view::info_field as field;
 
 /// What to do.
 #[derive(Clone, Debug)]
@@ -476,26 +477,18 @@ async fn info_replication(c: &mut MultiplexedConnection) -> anyhow::Result<Strin
     Ok(redis::cmd("INFO").arg("replication").query_async(c).await?)
 }
 
-fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.trim_end().strip_prefix(key)?.strip_prefix(':'))
-}
-
 fn offset(info: &str, key: &str) -> anyhow::Result<u64> {
     field(info, key)
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no {key} in INFO replication"))
 }
 
-/// `slaveN:ip=..,port=..,state=online,...` lines of a master's INFO replication.
+/// The online replicas of a master's INFO replication.
 fn online_replicas(info: &str) -> Vec<Addr> {
-    info.lines()
-        .filter_map(|l| {
-            let (k, v) = l.trim_end().split_once(':')?;
-            k.strip_prefix("slave")?.parse::<u32>().ok()?;
-            let f: BTreeMap<&str, &str> =
-                v.split(',').filter_map(|kv| kv.split_once('=')).collect();
-            (f.get("state") == Some(&"online")).then_some(())?;
+    crate::view::replica_lines(info)
+        .into_iter()
+        .filter(|f| f.get("state") == Some(&"online"))
+        .filter_map(|f| {
             Some(Addr {
                 ip: f.get("ip")?.to_string(),
                 port: f.get("port")?.parse().ok()?,

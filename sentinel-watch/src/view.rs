@@ -141,6 +141,24 @@ async fn sentinel_view(cfg: &Config, sentinel: &str, name: &str) -> SentinelView
     v
 }
 
+/// The value of `key:` in INFO text.
+pub(crate) fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.trim_end().strip_prefix(key)?.strip_prefix(':'))
+}
+
+/// The `slaveN:ip=..,port=..,state=..,offset=..,lag=..` lines of a master's INFO replication,
+/// each as its fields.
+pub(crate) fn replica_lines(info: &str) -> Vec<BTreeMap<&str, &str>> {
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim_end().split_once(':')?;
+            k.strip_prefix("slave")?.parse::<u32>().ok()?;
+            Some(v.split(',').filter_map(|kv| kv.split_once('=')).collect())
+        })
+        .collect()
+}
+
 /// The master's INFO replication: its replicas with offsets and lag.
 async fn replicas(cfg: &Config, master: &Addr) -> anyhow::Result<Vec<ReplicaView>> {
     let mut c = cfg.redis_auth.at(&master.ip, master.port).connect().await?;
@@ -148,41 +166,22 @@ async fn replicas(cfg: &Config, master: &Addr) -> anyhow::Result<Vec<ReplicaView
         .arg("replication")
         .query_async(&mut c)
         .await?;
-    let mut offset = 0u64;
-    let mut out = Vec::new();
-    for line in info.lines() {
-        let line = line.trim_end();
-        if let Some(v) = line.strip_prefix("master_repl_offset:") {
-            offset = v.parse().unwrap_or(0);
-        }
-    }
-    for line in info.lines() {
-        let line = line.trim_end();
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !key.starts_with("slave")
-            || key
-                .strip_prefix("slave")
-                .is_some_and(|n| n.parse::<u32>().is_err())
-        {
-            continue;
-        }
-        let f: BTreeMap<&str, &str> = value
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
-        let (Some(ip), Some(port)) = (f.get("ip"), f.get("port")) else {
-            continue;
-        };
-        let their: Option<u64> = f.get("offset").and_then(|o| o.parse().ok());
-        out.push(ReplicaView {
-            addr: format!("{ip}:{port}"),
-            link_up: f.get("state") == Some(&"online"),
-            lag_bytes: their.map(|t| offset.saturating_sub(t)),
-            lag_seconds: f.get("lag").and_then(|l| l.parse().ok()),
-        });
-    }
+    let offset: u64 = info_field(&info, "master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let out = replica_lines(&info)
+        .into_iter()
+        .filter_map(|f| {
+            let (ip, port) = (f.get("ip")?, f.get("port")?);
+            let their: Option<u64> = f.get("offset").and_then(|o| o.parse().ok());
+            Some(ReplicaView {
+                addr: format!("{ip}:{port}"),
+                link_up: f.get("state") == Some(&"online"),
+                lag_bytes: their.map(|t| offset.saturating_sub(t)),
+                lag_seconds: f.get("lag").and_then(|l| l.parse().ok()),
+            })
+        })
+        .collect();
     Ok(out)
 }
 
