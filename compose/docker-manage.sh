@@ -3,13 +3,21 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SECRETS="$HERE/secrets"
+# Where the passwords come from and where their files go, and an optional compose override file
+# (another stack on the same engine, a test): defaults compose/.env, compose/secrets, none.
+ENV_FILE=${OUTRIGGER_ENV_FILE:-$HERE/.env}
+SECRETS=${OUTRIGGER_SECRETS_DIR:-$HERE/secrets}
+export OUTRIGGER_SECRETS_DIR="$SECRETS"
+OVERRIDE=${OUTRIGGER_COMPOSE_OVERRIDE:-}
+# Seconds to wait for a service to become healthy after start or restore.
+WAIT=${OUTRIGGER_WAIT:-300}
 
 usage() {
   cat <<'TXT'
 Usage: ./docker-manage.sh COMMAND
 
-  start                       create secrets from compose/.env if missing, build, start everything
+  start [SERVICE...]          create secrets from compose/.env if missing, build, start everything
+                              (or the services named, with what they depend on), wait until healthy
   stop                        stop everything (volumes are kept)
   health                      run every health check now (exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN)
   logs SERVICE                follow a service's logs (e.g. backup-agent, pgbouncer)
@@ -19,19 +27,28 @@ Usage: ./docker-manage.sh COMMAND
                               planned change of master without losing acknowledged writes
   backup postgres-full|postgres-incr|postgres-logical|redis
                               run a backup now
-  restore postgres|redis [ID] list backups (no ID) or restore one (ID) into /backups/restore/ID
+  list                        the backups, and the span PostgreSQL can be recovered to
+  restore postgres [--time T | --lsn L | --backup ID]
+                              stop postgres, restore into its volume (default: to the end of the
+                              archived WAL), replay and promote, start it; prints the point reached.
+                              The old data directory is replaced only once recovery succeeded.
+  restore redis [--backup ID] load a snapshot (default: the newest) into the current master, then
+                              restart the replicas from it
   verify [ID]                 re-read backups from storage and check every checksum
   help                        this text
 TXT
 }
 
 die() { printf 'docker-manage.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf 'docker-manage.sh: %s\n' "$*" >&2; }
 
 compose() {
+  local files=(-f "$HERE/docker-compose.yml")
+  if [ -n "$OVERRIDE" ]; then files+=(-f "$OVERRIDE"); fi
   if docker compose version >/dev/null 2>&1; then
-    docker compose -f "$HERE/docker-compose.yml" --env-file "$HERE/.env" "$@"
+    docker compose "${files[@]}" --env-file "$ENV_FILE" "$@"
   elif command -v docker-compose >/dev/null 2>&1; then
-    docker-compose -f "$HERE/docker-compose.yml" --env-file "$HERE/.env" "$@"
+    docker-compose "${files[@]}" --env-file "$ENV_FILE" "$@"
   else
     die "docker compose is not installed (https://docs.docker.com/compose/install/)"
   fi
@@ -40,7 +57,7 @@ compose() {
 need_docker() {
   command -v docker >/dev/null 2>&1 || die "docker is not installed"
   docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is it running, and may this user use it?)"
-  [ -f "$HERE/.env" ] || die "no compose/.env: copy compose/.env.example to compose/.env and set the passwords"
+  [ -f "$ENV_FILE" ] || die "no $ENV_FILE: copy compose/.env.example to compose/.env and set the passwords"
 }
 
 # Compose bind-mounts file secrets with the host file's owner and mode (the long syntax's
@@ -52,12 +69,12 @@ secrets() {
   chmod 700 "$SECRETS"
   set -a
   # shellcheck source=/dev/null
-  . "$HERE/.env"
+  . "$ENV_FILE"
   set +a
   local name var
   for name in postgres app replicator monitor pgb_admin pgb_stats redis grafana_admin; do
     var=$(printf '%s_PASSWORD' "$name" | tr '[:lower:]' '[:upper:]')
-    [ -n "${!var:-}" ] || die "$var is not set in compose/.env"
+    [ -n "${!var:-}" ] || die "$var is not set in $ENV_FILE"
     if [ ! -s "$SECRETS/${name}_password" ]; then
       printf '%s' "${!var}" > "$SECRETS/${name}_password"
       chmod 644 "$SECRETS/${name}_password"
@@ -76,12 +93,70 @@ exec_in() { # exec_in SERVICE COMMAND...
   compose exec -T "$svc" "$@"
 }
 
+# Waits until every service named (default: every running one) is healthy; names the laggards.
+wait_healthy() {
+  local deadline=$((SECONDS + WAIT)) ids id state bad
+  while :; do
+    bad=""
+    ids=$(compose ps -q "$@")
+    [ -n "$ids" ] || die "no container for: ${*:-any service}"
+    for id in $ids; do
+      state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+      case $state in
+        *" running healthy" | *" running ") ;;
+        *) bad="$bad ${state%% *}(${state#* })" ;;
+      esac
+    done
+    [ -z "$bad" ] && return 0
+    [ "$SECONDS" -lt "$deadline" ] || die "not healthy after ${WAIT}s:$bad (docker-manage.sh logs SERVICE)"
+    sleep 2
+  done
+}
+
+# "HOST PORT" of the Redis master, as the first Sentinel that answers names it.
+redis_master() {
+  local s a
+  for s in redis-sentinel-1 redis-sentinel-2 redis-sentinel-3; do
+    a=$(exec_in "$s" redis-cli -p 26379 --raw sentinel get-master-addr-by-name mymaster 2>/dev/null | tr '\n' ' ') || continue
+    if [ -n "${a// /}" ]; then printf '%s\n' "${a% }"; return 0; fi
+  done
+  return 1
+}
+
+restore_postgres() {
+  local rc=0
+  say "stopping postgres"
+  compose stop postgres
+  compose run --rm --no-deps -T restore sh /usr/local/bin/outrigger-restore.sh postgres "$@" || rc=$?
+  say "starting postgres"
+  compose start postgres
+  wait_healthy postgres
+  [ "$rc" = 0 ] || die "restore failed (exit $rc): postgres runs on its old data"
+}
+
+restore_redis() {
+  local master node nodes=(redis-master redis-replica-1 redis-replica-2) n
+  master=$(redis_master) || die "no Sentinel names the Redis master"
+  node=${master% *}
+  say "the master is $node: loading the snapshot there"
+  compose run --rm --no-deps -T restore sh /usr/local/bin/outrigger-restore.sh redis "$node" "$@"
+  compose stop "${nodes[@]}"
+  compose start "$node"
+  wait_healthy "$node"
+  for n in "${nodes[@]}"; do
+    if [ "$n" != "$node" ]; then compose start "$n"; fi
+  done
+  wait_healthy "${nodes[@]}"
+  say "restored into $node; the replicas resynchronised from it"
+}
+
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case $cmd in
   start)
     need_docker; secrets
-    compose up -d --build
+    compose up -d --build "$@"
+    wait_healthy
     compose ps ;;
   stop)
     need_docker; compose stop ;;
@@ -112,18 +187,14 @@ case $cmd in
         exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml backup "$1" ;;
       *) die "usage: backup postgres-full|postgres-incr|postgres-logical|redis" ;;
     esac ;;
+  list)
+    need_docker; exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml list ;;
   restore)
     need_docker
     case ${1:-} in
-      postgres|redis)
-        what=$1
-        if [ $# -lt 2 ]; then
-          exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml list
-        else
-          exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml \
-            restore "$what" --backup "$2" --target-dir "/backups/restore/$2"
-        fi ;;
-      *) die "usage: restore postgres|redis [ID]" ;;
+      postgres) shift; restore_postgres "$@" ;;
+      redis) shift; restore_redis "$@" ;;
+      *) die "usage: restore postgres [--time T | --lsn L | --backup ID] | restore redis [--backup ID]" ;;
     esac ;;
   verify)
     need_docker

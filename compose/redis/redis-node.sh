@@ -20,6 +20,15 @@
 #   REDIS_PASSWORD_FILE   requirepass and masterauth (given on the command line, never written
 #                         by this script)
 #   REDIS_SENTINEL_WAIT   seconds to wait for a Sentinel to answer (default 10)
+#
+# A snapshot staged by a restore (.outrigger-restore/dump.rdb in the working directory, the node's
+# data dir) is loaded before the node starts: the old dump and AOF are removed, a server with no
+# TCP port loads the snapshot with AOF off, then turns AOF on (which rewrites the AOF from the
+# loaded data) and shuts down; the node then starts on that data. (With AOF on, Redis would start
+# from an empty AOF and ignore dump.rdb.)
+#
+# Started as root with REDIS_RUN_AS=USER (compose: redis, the image's uid 999), the node gives its
+# data dir to USER and runs as USER (gosu).
 set -eu
 
 [ $# -ge 2 ] || { echo "usage: redis-node.sh SEED RUNTIME [redis-server options...]" >&2; exit 2; }
@@ -80,6 +89,42 @@ if [ -n "${REDIS_SENTINELS:-}" ]; then
   fi
 fi
 
+# Loads a staged snapshot (see above).
+load_staged() {
+  staged=.outrigger-restore/dump.rdb
+  [ -s "$staged" ] || return 0
+  log "loading the restored snapshot $staged"
+  rm -rf appendonlydir dump.rdb
+  mv "$staged" dump.rdb
+  sock=/tmp/redis-node-restore.sock
+  redis-server "$runtime" --port 0 --unixsocket "$sock" --unixsocketperm 700 --appendonly no \
+    --replicaof no one --daemonize no --save "" &
+  pid=$!
+  i=0
+  until redis-cli -s "$sock" ping 2>/dev/null | grep -q PONG; do
+    i=$((i + 1))
+    [ "$i" -lt 600 ] || { log "the snapshot did not load within 10 minutes"; kill "$pid"; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { log "redis-server could not load the snapshot"; exit 1; }
+    sleep 1
+  done
+  redis-cli -s "$sock" config set appendonly yes >/dev/null
+  i=0
+  until redis-cli -s "$sock" info persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' &&
+        redis-cli -s "$sock" info persistence | tr -d '\r' | grep -q '^aof_rewrite_scheduled:0' &&
+        [ -f appendonlydir/appendonly.aof.manifest ]; do
+    i=$((i + 1))
+    [ "$i" -lt 600 ] || { log "the AOF was not written within 10 minutes"; kill "$pid"; exit 1; }
+    sleep 1
+  done
+  redis-cli -s "$sock" info persistence | tr -d '\r' | grep -q '^aof_last_bgrewrite_status:ok' ||
+    { log "writing the AOF from the snapshot failed"; kill "$pid"; exit 1; }
+  redis-cli -s "$sock" shutdown save >/dev/null 2>&1 || true
+  wait "$pid" || true
+  rmdir .outrigger-restore 2>/dev/null || true
+  log "the restored snapshot is loaded (keys: in dump.rdb and the new AOF)"
+}
+load_staged
+
 if [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
   pw=$(cat "$REDIS_PASSWORD_FILE")
   set -- --requirepass "$pw" --masterauth "$pw" "$@"
@@ -92,5 +137,9 @@ elif [ "$master" = "${REDIS_ANNOUNCE:-}" ]; then
 else
   log "the Sentinels name $master the master of $name: starting as its replica"
   set -- --replicaof "${master% *}" "${master#* }" "$@"
+fi
+if [ -n "${REDIS_RUN_AS:-}" ] && [ "$(id -u)" = 0 ]; then
+  chown -R "$REDIS_RUN_AS:" .
+  exec gosu "$REDIS_RUN_AS" redis-server "$runtime" "$@"
 fi
 exec redis-server "$runtime" "$@"

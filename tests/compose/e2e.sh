@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# The compose stack for real: the shipped compose file and docker-manage.sh on a Docker engine,
+# with stand-ins for the upstream images (tests/compose/images, from Debian's packages: no
+# registry is reachable here) and our image built from the shipped Dockerfile. Run by
+# `./dev compose-test` and `./dev test`, as root.
+#
+#   tests/compose/e2e.sh
+#
+# Scenario (each step asserted; docs/compose.md is the runbook it follows):
+#   start -> every service healthy; health exits 0 after the first backup; backup postgres-full,
+#   backup redis; rows written, restore postgres --time T -> exactly the rows before T; a Redis
+#   key changed, restore redis -> the snapshot's value; docker kill the Redis master -> Sentinel
+#   fails over and sentinel-watch logs it; stop + start -> same master, healthy; Prometheus has
+#   the four daemon targets up and Alertmanager; stop leaves no container running.
+#
+# Uses the engine that answers, else starts dockerd with its own socket, pidfile and data root
+# under .dev/docker (stopped and removed afterwards). Removes the containers, networks, volumes and
+# images it made; keeps only the debootstrap tarball (.dev/compose-e2e/base-KEY.tar, rebuilt when
+# the package list or the apt sources change). Environment: E2E_TIMEOUT (seconds for the whole
+# run, default 1800), E2E_KEEP=1 (leave the stack up on failure, to look at it).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DEV="$ROOT/.dev"
+WORK="$DEV/compose-e2e"
+IMAGES="$ROOT/tests/compose/images"
+MANAGE="$ROOT/compose/docker-manage.sh"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+DEADLINE=$((SECONDS + ${E2E_TIMEOUT:-1800}))
+# What the base image has beyond debootstrap's minbase.
+BASE_PACKAGES="ca-certificates"
+
+say() { printf 'compose-e2e: %s\n' "$*"; }
+fail() { printf 'compose-e2e: FAILED: %s\n' "$*" >&2; exit 1; }
+left() { [ "$SECONDS" -lt "$DEADLINE" ] || fail "out of time (E2E_TIMEOUT=${E2E_TIMEOUT:-1800}s) during: $*"; }
+
+# ---------------------------------------------------------------------------------------------
+# The engine.
+STARTED_DOCKERD=""
+start_engine() {
+  if docker info >/dev/null 2>&1; then
+    say "using the Docker engine that answers ($(docker info -f '{{.ServerVersion}}'))"
+    return 0
+  fi
+  command -v dockerd >/dev/null 2>&1 || fail "no Docker engine answers and dockerd is not installed (apt-get install docker.io)"
+  local d="$DEV/docker"
+  mkdir -p "$d"
+  if [ -f "$d/docker.pid" ] && kill -0 "$(cat "$d/docker.pid")" 2>/dev/null; then
+    kill "$(cat "$d/docker.pid")"
+    sleep 3
+  fi
+  export DOCKER_HOST="unix://$d/docker.sock"
+  dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/docker.pid" -H "$DOCKER_HOST" \
+    >"$d/dockerd.log" 2>&1 &
+  STARTED_DOCKERD=$!
+  local i
+  for ((i = 0; i < 60; i++)); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 "$STARTED_DOCKERD" 2>/dev/null || { tail -n 20 "$d/dockerd.log" >&2; fail "dockerd exited: it cannot run here (log above)"; }
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { tail -n 20 "$d/dockerd.log" >&2; fail "dockerd did not answer within 60 s"; }
+  say "started dockerd $(docker info -f '{{.ServerVersion}}') (data root $d/data)"
+}
+
+stop_engine() {
+  [ -n "$STARTED_DOCKERD" ] || return 0
+  kill "$STARTED_DOCKERD" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 30; i++)); do
+    kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+    sleep 1
+  done
+  kill -9 "$STARTED_DOCKERD" 2>/dev/null || true
+  rm -rf "$DEV/docker"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Images.
+
+# The Debian mirror and suite of this machine's apt sources (deb822 or one-line format).
+debian_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '/^URIs:/ { u = $2 } /^Suites:/ { s = $2 } /^$/ { if (u != "" && u !~ /security/) { print u, s; exit } u = "" }
+         END { if (u != "" && u !~ /security/) print u, s }' "$f" | head -n 1
+  done
+  if [ -f /etc/apt/sources.list ]; then
+    awk '$1 == "deb" && $2 !~ /security/ && $2 !~ /^\[/ { print $2, $3; exit }' /etc/apt/sources.list
+  fi
+}
+
+base_image() {
+  local mirror suite key tar
+  read -r mirror suite < <(debian_mirror | head -n 1) || true
+  [ -n "${mirror:-}" ] || fail "no Debian mirror in /etc/apt/sources.list{,.d}"
+  suite=${suite:-bookworm}
+  key=$( { echo "$mirror $suite $BASE_PACKAGES"; cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; } \
+    | sha256sum | cut -c1-12)
+  tar="$WORK/base-$key.tar"
+  if [ ! -s "$tar" ]; then
+    say "debootstrap $suite from $mirror (cached as $tar)"
+    local root="$WORK/rootfs"
+    rm -rf "$root" "$WORK"/base-*.tar
+    mkdir -p "$WORK"
+    debootstrap --variant=minbase --include="${BASE_PACKAGES// /,}" "$suite" "$root" "$mirror" \
+      >"$WORK/debootstrap.log" 2>&1 || { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed"; }
+    # The machine's own apt sources (updates and security included), and no recommends.
+    rm -f "$root/etc/apt/sources.list"
+    cp /etc/apt/sources.list.d/* "$root/etc/apt/sources.list.d/" 2>/dev/null || true
+    if [ -f /etc/apt/sources.list ]; then cp /etc/apt/sources.list "$root/etc/apt/sources.list"; fi
+    printf 'APT::Install-Recommends "false";\n' > "$root/etc/apt/apt.conf.d/90outrigger"
+    rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+    tar -C "$root" -cf "$tar.new" . && mv "$tar.new" "$tar"
+    rm -rf "$root"
+  fi
+  docker import "$tar" outrigger-e2e/base >/dev/null
+  say "base image outrigger-e2e/base from $tar"
+}
+
+build_images() {
+  local n
+  for n in postgres pgbouncer redis prometheus alertmanager; do
+    left "building $n"
+    say "building the $n stand-in"
+    docker build -q --build-arg BASE_IMAGE=outrigger-e2e/base -t "outrigger-e2e/$n" "$IMAGES/$n" >/dev/null \
+      || fail "building the $n stand-in image failed"
+  done
+  # Our image takes the host's binaries (built by cargo for the tests), without debug info.
+  mkdir -p "$DEV/image-bin"
+  for n in backup-agent health-agent sentinel-watch pool-exporter; do
+    [ -x "$TARGET/debug/$n" ] || fail "no $TARGET/debug/$n: run cargo build first"
+    objcopy --strip-debug "$TARGET/debug/$n" "$DEV/image-bin/$n"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# The stack.
+export COMPOSE_PROJECT_NAME=outrigger-e2e
+export OUTRIGGER_ENV_FILE="$WORK/env"
+export OUTRIGGER_SECRETS_DIR="$WORK/secrets"
+export OUTRIGGER_COMPOSE_OVERRIDE="$ROOT/tests/compose/override.yml"
+export OUTRIGGER_WAIT=300
+SERVICES=(postgres pgbouncer redis-master redis-replica-1 redis-replica-2 redis-sentinel-1
+  redis-sentinel-2 redis-sentinel-3 backup-agent health-agent sentinel-watch pool-exporter
+  prometheus alertmanager)
+
+manage() { left "docker-manage.sh $*"; "$MANAGE" "$@"; }
+dc() { docker-compose -f "$ROOT/compose/docker-compose.yml" -f "$OUTRIGGER_COMPOSE_OVERRIDE" --env-file "$OUTRIGGER_ENV_FILE" "$@"; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+psql_app() { dc exec -T postgres psql -X -v ON_ERROR_STOP=1 -U postgres -d app -Atc "$1"; }
+redis_cmd() { # redis_cmd SERVICE ARGS...
+  local svc=$1; shift
+  # shellcheck disable=SC2016 # expanded in the container
+  dc exec -T "$svc" sh -c 'redis-cli --no-auth-warning -a "$(cat /run/secrets/redis_password)" "$@"' sh "$@" | tr -d '\r'
+}
+sentinel_master() { dc exec -T redis-sentinel-1 redis-cli -p 26379 --raw sentinel get-master-addr-by-name mymaster | tr -d '\r' | head -n 1; }
+
+PROM_PORT=""
+write_env() {
+  mkdir -p "$WORK"
+  PROM_PORT=$(free_port)
+  sed -e "s/^\(PGBOUNCER_PORT\)=.*/\1=$(free_port)/" -e "s/^\(GRAFANA_PORT\)=.*/\1=$(free_port)/" \
+      -e "s/^\(PROMETHEUS_PORT\)=.*/\1=$PROM_PORT/" -e "s/change-me-\([a-z-]*\)/e2e-\1-$RANDOM$RANDOM/" \
+      "$ROOT/compose/.env.example" > "$OUTRIGGER_ENV_FILE"
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ "$rc" != 0 ] && [ "${E2E_KEEP:-0}" = 1 ]; then
+    say "E2E_KEEP=1: the stack is left up (COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME, DOCKER_HOST=${DOCKER_HOST:-default})"
+    exit "$rc"
+  fi
+  if [ "$rc" != 0 ]; then
+    say "logs of the services (last lines):"
+    dc logs --no-color --tail=25 >&2 2>/dev/null
+  fi
+  dc --profile tools down -v --remove-orphans >/dev/null 2>&1
+  docker image rm -f outrigger-e2e/outrigger outrigger-e2e/postgres outrigger-e2e/pgbouncer outrigger-e2e/redis \
+    outrigger-e2e/prometheus outrigger-e2e/alertmanager outrigger-e2e/base >/dev/null 2>&1
+  docker image prune -f >/dev/null 2>&1
+  rm -rf "$DEV/image-bin" "$OUTRIGGER_SECRETS_DIR" "$OUTRIGGER_ENV_FILE"
+  stop_engine
+  exit "$rc"
+}
+
+main() {
+  for t in docker docker-compose debootstrap objcopy python3; do
+    command -v "$t" >/dev/null 2>&1 || fail "$t is not installed"
+  done
+  [ "$(id -u)" = 0 ] || fail "run as root (dockerd, debootstrap)"
+  trap cleanup EXIT
+  start_engine
+  base_image
+  build_images
+  write_env
+
+  say "== start"
+  manage start "${SERVICES[@]}"
+
+  say "== the first backup, then health"
+  local i=0 out
+  until dc exec -T backup-agent backup-agent -c /etc/outrigger/backup-agent.toml list 2>/dev/null | grep -q postgres-full; do
+    i=$((i + 1)); [ "$i" -lt 150 ] || fail "no first full backup (schedule.initial_full) within 5 minutes"
+    sleep 2
+  done
+  # health-agent checks every interval; its first round may predate the backup.
+  manage health || fail "docker-manage.sh health did not exit 0"
+
+  say "== backup now"
+  manage backup postgres-full || fail "backup postgres-full"
+  manage backup redis || fail "backup redis"
+  manage list
+
+  say "== restore postgres to a time"
+  psql_app "CREATE TABLE e2e (n int); INSERT INTO e2e SELECT generate_series(1, 100);"
+  sleep 1.5
+  local t
+  t=$(psql_app "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+  sleep 1.5
+  psql_app "INSERT INTO e2e SELECT generate_series(101, 250);"
+  manage backup postgres-incr || fail "backup postgres-incr (switches and archives the WAL past T)"
+  manage restore postgres --time "$t" | tee "$WORK/restore.out" || fail "restore postgres --time $t"
+  out=$(psql_app "SELECT count(*), max(n) FROM e2e")
+  [ "$out" = "100|100" ] || fail "after restore to $t: rows $out, want 100|100"
+  grep -q "recovered to LSN" "$WORK/restore.out" || fail "the restore did not print the point it reached"
+  say "restored to $t: exactly the 100 rows written before it"
+
+  say "== restore redis"
+  local m
+  m=$(sentinel_master)
+  redis_cmd "$m" set e2e:key before >/dev/null
+  manage backup redis || fail "backup redis"
+  redis_cmd "$m" set e2e:key after >/dev/null
+  manage restore redis || fail "restore redis"
+  m=$(sentinel_master)
+  out=$(redis_cmd "$m" get e2e:key)
+  [ "$out" = before ] || fail "after restore redis: e2e:key is '$out' on $m, want 'before'"
+  say "Redis restored into $m: the snapshot's value is back"
+
+  say "== failover drill: docker kill the Redis master"
+  local old new
+  old=$(sentinel_master)
+  docker kill "$(dc ps -q "$old")" >/dev/null
+  new=$old
+  for ((i = 0; i < 60; i++)); do
+    new=$(sentinel_master || true)
+    if [ -n "$new" ] && [ "$new" != "$old" ]; then break; fi
+    sleep 1
+  done
+  [ "$new" != "$old" ] || fail "no failover within 60 s after docker kill $old"
+  for ((i = 0; i < 30; i++)); do
+    dc logs --no-color sentinel-watch 2>/dev/null | grep -q 'failover' && break
+    sleep 1
+  done
+  dc logs --no-color sentinel-watch | grep 'failover' | tail -n 3
+  dc logs --no-color sentinel-watch | grep -q 'failover' || fail "sentinel-watch logged no failover"
+  say "Sentinels promoted $new after $old was killed"
+
+  say "== stop, start: the same master"
+  manage stop
+  manage start "${SERVICES[@]}"
+  [ "$(sentinel_master)" = "$new" ] || fail "after stop/start the master is '$(sentinel_master)', not $new"
+  [ "$(redis_cmd "$old" info replication | sed -n 's/^role://p')" = slave ] \
+    || fail "the old master $old is not a replica after the restart"
+
+  say "== Prometheus"
+  local targets
+  for ((i = 0; i < 60; i++)); do
+    targets=$(curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/query?query=up" \
+      | python3 -c 'import json,sys; print(" ".join(sorted(r["metric"]["job"] for r in json.load(sys.stdin)["data"]["result"] if r["value"][1] == "1")))' || true)
+    [ "$targets" = "backup-agent health-agent pool-exporter sentinel-watch" ] && break
+    sleep 2
+  done
+  [ "$targets" = "backup-agent health-agent pool-exporter sentinel-watch" ] || fail "Prometheus targets up: '$targets'"
+  curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/alertmanagers" | grep -q '"activeAlertmanagers":\[{' \
+    || fail "Prometheus has no active Alertmanager"
+  say "Prometheus: the four daemons up, Alertmanager active"
+
+  say "== stop"
+  manage stop
+  [ -z "$(dc ps -q | xargs -r docker inspect -f '{{if .State.Running}}{{.Name}}{{end}}' | tr -d '\n')" ] \
+    || fail "containers still running after stop"
+  say "PASSED in ${SECONDS}s"
+}
+
+main "$@"
