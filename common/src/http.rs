@@ -1,6 +1,7 @@
 //! The small HTTP server every daemon runs: `/metrics` (Prometheus text format), `/healthz` (the
 //! process is alive), `/readyz` (the daemon's own readiness) and any extra JSON routes a daemon adds
-//! (`/status`). It stops accepting on cancellation and lets open requests finish.
+//! (`/status`), and POST routes a daemon adds (health-agent's `/alerts`). It stops accepting on
+//! cancellation and lets open requests finish.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 pub use hyper::StatusCode;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
@@ -45,12 +46,22 @@ pub type Handler = Arc<
     dyn Fn(Option<String>) -> std::pin::Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync,
 >;
 
+/// A POST route: gets the request body, at most [`MAX_POST_BODY`] bytes (a longer one is answered
+/// 413 without calling it).
+pub type PostHandler =
+    Arc<dyn Fn(Bytes) -> std::pin::Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+
+/// The largest POST body accepted.
+pub const MAX_POST_BODY: usize = 1 << 20;
+
 /// What the server serves. A path in `extra` wins over the built-in routes, so a daemon can render
-/// `/metrics` itself (pool-exporter scrapes its targets per request).
+/// `/metrics` itself (pool-exporter scrapes its targets per request). `post` holds the only paths
+/// that accept POST.
 pub struct Routes {
     pub registry: Registry,
     pub readiness: Readiness,
     pub extra: HashMap<String, Handler>,
+    pub post: HashMap<String, PostHandler>,
 }
 
 impl Routes {
@@ -59,6 +70,7 @@ impl Routes {
             registry,
             readiness,
             extra: HashMap::new(),
+            post: HashMap::new(),
         }
     }
 }
@@ -93,7 +105,7 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
         let routes = routes.clone();
         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
             let routes = routes.clone();
-            async move { Ok::<_, std::convert::Infallible>(respond(&routes, &req).await) }
+            async move { Ok::<_, std::convert::Infallible>(respond(&routes, req).await) }
         });
         let conn =
             hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
@@ -112,12 +124,34 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>, cancel: Cancellat
     }
 }
 
-async fn respond(routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(routes: &Routes, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST
+        && let Some(h) = routes.post.get(req.uri().path())
+    {
+        return match Limited::new(req.into_body(), MAX_POST_BODY).collect().await {
+            Ok(body) => {
+                let r = h(body.to_bytes()).await;
+                reply(r.status, r.content_type, r.body)
+            }
+            Err(e) => reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                format!("reading the body failed (at most {MAX_POST_BODY} bytes): {e}\n"),
+            ),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "GET only\n".into(),
+            "GET only (on this path)\n".into(),
+        );
+    }
+    if routes.post.contains_key(req.uri().path()) {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "POST only (on this path)\n".into(),
         );
     }
     if let Some(h) = routes.extra.get(req.uri().path()) {

@@ -26,13 +26,13 @@ pub struct Notice<'a> {
 }
 
 pub struct Alerting {
-    pub log: LogFile,
+    pub log: Arc<LogFile>,
     webhook: Option<Webhook>,
     cancel: CancellationToken,
 }
 
 impl Alerting {
-    pub fn new(log: LogFile, webhook: Option<Webhook>, cancel: CancellationToken) -> Self {
+    pub fn new(log: Arc<LogFile>, webhook: Option<Webhook>, cancel: CancellationToken) -> Self {
         Self {
             log,
             webhook,

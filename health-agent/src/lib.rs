@@ -2,13 +2,15 @@
 //! writes health.log when something changes state.
 //!
 //! Data flow: config -> [`checks`] (one outcome each, bounded by a timeout) -> [`state`] (debounce)
-//! -> [`alerting`] (health.log, webhook) and [`metrics`], `/status`.
+//! -> [`alerting`] (health.log, webhook) and [`metrics`], `/status`. [`receiver`]: Alertmanager's
+//! alerts posted to `/alerts` go to health.log too.
 
 pub mod alerting;
 pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod receiver;
 pub mod runner;
 pub mod state;
 
@@ -30,6 +32,11 @@ pub fn daemon(
     let metrics = metrics::Metrics::register(&mut ctx.routes.registry);
     let log = LogFile::open(&cfg.health_log)
         .map_err(|e| anyhow::anyhow!("health_log {}: {e}", cfg.health_log.display()))?;
+    let log = Arc::new(log);
+    ctx.routes.post.insert(
+        "/alerts".into(),
+        receiver::route(log.clone(), metrics.clone()),
+    );
     let alerting = Arc::new(alerting::Alerting::new(
         log,
         cfg.webhook.clone(),

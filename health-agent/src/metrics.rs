@@ -27,6 +27,8 @@ pub struct Metrics {
     pub cycle_duration: Gauge<f64, AtomicU64>,
     /// health_cycles_total.
     pub cycles: Counter,
+    /// health_alerts_received_total{status}: alerts posted to /alerts (Alertmanager).
+    pub alerts_received: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -68,6 +70,11 @@ impl Metrics {
             m.cycle_duration.clone(),
         );
         registry.register("health_cycles", "Check cycles run", m.cycles.clone());
+        registry.register(
+            "health_alerts_received",
+            "Alerts posted to /alerts by Alertmanager, by status (firing, resolved)",
+            m.alerts_received.clone(),
+        );
         m
     }
 }

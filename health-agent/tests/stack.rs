@@ -64,7 +64,7 @@ fn runner(dir: &TempDir, checks: Vec<CheckConfig>, webhook: Option<Webhook>) -> 
     };
     let log = LogFile::open(&cfg.health_log).expect("health.log");
     let alerting = Arc::new(Alerting::new(
-        log,
+        Arc::new(log),
         cfg.webhook.clone(),
         CancellationToken::new(),
     ));

@@ -96,7 +96,7 @@ base_image() {
   read -r mirror suite < <(debian_mirror | head -n 1) || true
   [ -n "${mirror:-}" ] || fail "no Debian mirror in /etc/apt/sources.list{,.d}"
   suite=${suite:-bookworm}
-  key=$( { echo "$mirror $suite $BASE_PACKAGES"; cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; } \
+  key=$( { echo "$mirror $suite $BASE_PACKAGES"; cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true; } \
     | sha256sum | cut -c1-12)
   tar="$WORK/base-$key.tar"
   if [ ! -s "$tar" ]; then

@@ -18,19 +18,39 @@ pub fn get_with(
     query: &str,
     headers: &[(String, String)],
 ) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let target = if query.is_empty() {
         path.to_string()
     } else {
         format!("{path}?{query}")
     };
-    let mut req = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    request("GET", host, &target, headers, b"")
+}
+
+/// POST `body` (JSON) to `path` on `host:port`: (status, body).
+pub fn post(host: &str, path: &str, body: &[u8]) -> Result<(u16, String)> {
+    let headers = [("content-type".to_string(), "application/json".to_string())];
+    request("POST", host, path, &headers, body)
+}
+
+fn request(
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if method != "GET" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let resp = String::from_utf8_lossy(&resp);
