@@ -164,6 +164,12 @@ write_env() {
   sed -e "s/^\(PGBOUNCER_PORT\)=.*/\1=$(free_port)/" -e "s/^\(GRAFANA_PORT\)=.*/\1=$(free_port)/" \
       -e "s/^\(PROMETHEUS_PORT\)=.*/\1=$PROM_PORT/" -e "s/change-me-\([a-z-]*\)/e2e-\1-$RANDOM$RANDOM/" \
       "$ROOT/compose/.env.example" > "$OUTRIGGER_ENV_FILE"
+  # A container cannot raise its open-file limit above the engine's.
+  local nofile
+  nofile=$(ulimit -Hn)
+  if [ "$nofile" != unlimited ] && [ "$nofile" -lt 65536 ]; then
+    echo "PGBOUNCER_NOFILE=$nofile" >> "$OUTRIGGER_ENV_FILE"
+  fi
 }
 
 cleanup() {
@@ -196,6 +202,8 @@ main() {
   base_image
   build_images
   write_env
+  # What an earlier run left (E2E_KEEP=1).
+  dc --profile tools down -v --remove-orphans >/dev/null 2>&1 || true
 
   say "== start"
   manage start "${SERVICES[@]}"
