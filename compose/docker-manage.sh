@@ -80,10 +80,12 @@ secrets() {
       chmod 644 "$SECRETS/${name}_password"
     fi
   done
+  # PgBouncer's users from the secret files (made once, like the roles' passwords in PostgreSQL),
+  # so that the two never disagree when compose/.env changes later.
   {
-    printf '"app" "%s"\n' "$APP_PASSWORD"
-    printf '"pgb_admin" "%s"\n' "$PGB_ADMIN_PASSWORD"
-    printf '"pgb_stats" "%s"\n' "$PGB_STATS_PASSWORD"
+    for name in app pgb_admin pgb_stats; do
+      printf '"%s" "%s"\n' "$name" "$(cat "$SECRETS/${name}_password")"
+    done
   } > "$SECRETS/userlist.txt"
   chmod 644 "$SECRETS/userlist.txt"
 }

@@ -101,3 +101,42 @@ missing = sorted(n for n in names if not known(n))
 if missing:
     fail("dashboard uses metrics no daemon exports: %s" % missing)
 print("grafana dashboard: all %d metric names are exported" % len(names))
+
+# 4. The dashboard's data source is a variable, its template variables find values, and no panel
+#    mixes units (one unit per panel, and not both seconds and bytes among its metrics).
+variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+if variables.get("datasource", {}).get("type") != "datasource":
+    fail("the dashboard has no data source variable")
+def panels(ps):
+    for p in ps:
+        yield p
+        yield from panels(p.get("panels", []))
+for p in panels(dash["panels"]):
+    if p.get("type") == "row":
+        continue
+    dss = [p.get("datasource")] + [t.get("datasource") for t in p.get("targets", [])]
+    if any(not ds or ds.get("uid") != "${datasource}" for ds in dss):
+        fail("panel %r does not use the ${datasource} variable: %s" % (p["title"], dss))
+    if p.get("fieldConfig", {}).get("overrides"):
+        fail("panel %r overrides units per series" % p["title"])
+    kinds = set()
+    for t in p.get("targets", []):
+        for w in re.findall(r'[a-z_:]+_(seconds|bytes)\b', re.sub(r'\{[^}]*\}', '', t["expr"])):
+            kinds.add(w)
+    if len(kinds) > 1:
+        fail("panel %r mixes units: %s" % (p["title"], sorted(kinds)))
+for name, v in variables.items():
+    if v.get("type") != "query":
+        continue
+    m = re.fullmatch(r'label_values\((\w+),\s*(\w+)\)', v["query"]["query"])
+    if not m:
+        fail("variable %s: query %r is not label_values(METRIC, LABEL)" % (name, v["query"]["query"]))
+    metric, label = m.groups()
+    res = json.loads(get(PROM + "/api/v1/query?query=" + urllib.parse.quote(metric)))["data"]["result"]
+    values = sorted({r["metric"].get(label) for r in res} - {None})
+    if not values:
+        fail("variable %s: no %s label on %s" % (name, label, metric))
+    uses = [t["expr"] for p in panels(dash["panels"]) for t in p.get("targets", []) if "$" + name in t["expr"]]
+    if not uses:
+        fail("variable %s is used by no panel" % name)
+    print("grafana variable %s: %s (used by %d queries)" % (name, ", ".join(values), len(uses)))

@@ -160,6 +160,7 @@ sentinel_master() { dc exec -T redis-sentinel-1 redis-cli -p 26379 --raw sentine
 PROM_PORT=""
 write_env() {
   mkdir -p "$WORK"
+  rm -rf "$OUTRIGGER_SECRETS_DIR"
   PROM_PORT=$(free_port)
   sed -e "s/^\(PGBOUNCER_PORT\)=.*/\1=$(free_port)/" -e "s/^\(GRAFANA_PORT\)=.*/\1=$(free_port)/" \
       -e "s/^\(PROMETHEUS_PORT\)=.*/\1=$PROM_PORT/" -e "s/change-me-\([a-z-]*\)/e2e-\1-$RANDOM$RANDOM/" \

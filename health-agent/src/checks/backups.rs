@@ -47,12 +47,31 @@ pub fn grade(c: &BackupsCheck, catalog: &Catalog, now: SystemTime) -> Outcome {
         ),
         (BackupKind::Redis, c.redis_max_age, "Redis snapshot"),
     ];
+    // When the stack's backups began: a kind that has not run yet is only late once this is older
+    // than the kind's maximum age (a new stack has its first full backup, and its first
+    // incremental comes on schedule, hours later).
+    let began = catalog
+        .manifests
+        .iter()
+        .map(|m| m.finished_at)
+        .chain(catalog.cluster.as_ref().map(|c| c.first_seen))
+        .min();
     for (kind, max, what) in kinds {
         if max.is_zero() {
             continue;
         }
         match catalog.newest(kind) {
-            None => f.add(State::Crit, format!("no complete {what} in the catalog")),
+            None => match began.map(age_of) {
+                Some(since) if since <= max => f.add(
+                    grade_age(since, max),
+                    format!(
+                        "no {what} yet: backups began {} ago (max {})",
+                        fmt_age(since),
+                        humantime::format_duration(max)
+                    ),
+                ),
+                _ => f.add(State::Crit, format!("no complete {what} in the catalog")),
+            },
             Some(m) => {
                 let age = age_of(m.finished_at);
                 f.add(
@@ -106,4 +125,61 @@ fn grade_age(age: Duration, max: Duration) -> State {
 
 fn fmt_age(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::catalog::Manifest;
+
+    fn manifest(kind: BackupKind, finished_at: SystemTime) -> Manifest {
+        Manifest {
+            id: format!("{}-x", kind.as_str()),
+            kind,
+            started_at: finished_at,
+            finished_at,
+            system_id: None,
+            pg_version: None,
+            timeline: None,
+            start_lsn: None,
+            end_lsn: None,
+            compression: "zstd".into(),
+            objects: vec![],
+            info: Default::default(),
+        }
+    }
+
+    fn check() -> BackupsCheck {
+        BackupsCheck {
+            wal_max_age: Duration::ZERO,
+            ..BackupsCheck::default()
+        }
+    }
+
+    /// A new stack: its first full backup an hour old, no incremental nor Redis snapshot yet —
+    /// OK (they come on schedule); the same catalog 8 hours later is CRIT for the incremental
+    /// (max 7 h) and the Redis snapshot (max 5 h). An empty catalog is CRIT at once.
+    #[test]
+    fn a_kind_not_run_yet_is_late_only_once_backups_began_longer_ago_than_its_max_age() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let cat = Catalog {
+            manifests: vec![manifest(BackupKind::PostgresFull, t0)],
+            ..Catalog::default()
+        };
+        let hour = Duration::from_secs(3600);
+        let o = grade(&check(), &cat, t0 + hour);
+        assert_eq!(o.state, State::Ok, "{}", o.reason);
+        assert!(o.reason.contains("no incremental yet"), "{}", o.reason);
+        let o = grade(&check(), &cat, t0 + 8 * hour);
+        assert_eq!(o.state, State::Crit, "{}", o.reason);
+        assert!(
+            o.reason.contains("no complete incremental")
+                && o.reason.contains("no complete Redis snapshot"),
+            "{}",
+            o.reason
+        );
+        let o = grade(&check(), &Catalog::default(), t0);
+        assert_eq!(o.state, State::Crit, "{}", o.reason);
+        assert!(o.reason.contains("no complete full backup"), "{}", o.reason);
+    }
 }
