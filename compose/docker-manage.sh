@@ -19,6 +19,9 @@ Usage: ./docker-manage.sh COMMAND
   start [SERVICE...]          create secrets from compose/.env if missing, build, start everything
                               (or the services named, with what they depend on), wait until healthy
   stop                        stop everything (volumes are kept)
+  upgrade [SERVICE...]        after a git pull: a full backup first, then rebuild our image and
+                              recreate every container (data stays in the volumes), wait until
+                              healthy, run the health checks
   health                      run every health check now (exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN)
   logs SERVICE                follow a service's logs (e.g. backup-agent, pgbouncer)
   pgbouncer pools|stats       PgBouncer's pools or per-database statistics
@@ -162,6 +165,13 @@ case $cmd in
     compose ps ;;
   stop)
     need_docker; compose stop ;;
+  upgrade)
+    need_docker; secrets
+    say "a full backup before the upgrade"
+    exec_in backup-agent backup-agent --config /etc/outrigger/backup-agent.toml backup postgres-full
+    compose up -d --build --force-recreate "$@"
+    wait_healthy
+    exec_in health-agent health-agent --config /etc/outrigger/health-agent.toml check ;;
   health)
     need_docker; exec_in health-agent health-agent --config /etc/outrigger/health-agent.toml check ;;
   logs)

@@ -1843,6 +1843,72 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     drop(s3);
 }
 
+/// A primary whose `max_connections` comes from a file outside its data directory (compose's
+/// `config_file`, a Debian cluster's /etc/postgresql): the restored directory's own settings are
+/// lower than the primary's, and `--recover` must still replay and promote (a hot standby would
+/// refuse to start below the primary's values).
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_files() {
+    let _serial = harness::serial();
+    let outside = std::env::temp_dir().join(format!(
+        "outrigger-outside-{}-{}.conf",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    ));
+    std::fs::write(&outside, "max_connections = 250\nmax_worker_processes = 12\n").expect("write");
+    let include = format!("include_if_exists '{}'", outside.display());
+    let pg = tokio::task::spawn_blocking(move || {
+        Postgres::start_with(postgres::PgOptions {
+            extra_conf: vec![include],
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("postgres");
+    assert_eq!(
+        pg.psql_super("SHOW max_connections").expect("show").trim(),
+        "250"
+    );
+    let dir = TempDir::new("restore-settings").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::local(&store);
+    let (log, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    app(&pg, "INSERT INTO t VALUES (4)");
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    // The restore host has the data directory's files only.
+    std::fs::remove_file(&outside).expect("remove");
+    let target = dir.path().join("restored");
+    let out = succeeded(&cli(
+        &store,
+        &[
+            "restore",
+            "postgres",
+            "--target-dir",
+            target.to_str().expect("utf8"),
+            "--owner",
+            "postgres",
+            "--recover",
+        ],
+    ));
+    assert!(out.contains("recovered to LSN"), "{out}");
+    let restored = start_restored(target).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4]);
+}
+
 /// `--time` in PostgreSQL's own format and `--lsn` restore exactly; `--recover` leaves a
 /// directory a stock PostgreSQL starts (no restore_command, no settings file); targets past the
 /// archive and times without a zone are refused before anything is written; a damaged WAL

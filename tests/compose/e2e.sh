@@ -10,14 +10,17 @@
 #   start -> every service healthy; health exits 0 after the first backup; backup postgres-full,
 #   backup redis; rows written, restore postgres --time T -> exactly the rows before T; a Redis
 #   key changed, restore redis -> the snapshot's value; docker kill the Redis master -> Sentinel
-#   fails over and sentinel-watch logs it; stop + start -> same master, healthy; Prometheus has
-#   the four daemon targets up and Alertmanager; stop leaves no container running.
+#   fails over and sentinel-watch logs it; stop + start -> same master, healthy; upgrade (every
+#   container recreated) -> same master, same rows, health 0; Prometheus has the four daemon
+#   targets up and Alertmanager, whose alerts reach health.log; stop leaves no container running.
 #
 # Uses the engine that answers, else starts dockerd with its own socket, pidfile and data root
 # under .dev/docker (stopped and removed afterwards). Removes the containers, networks, volumes and
 # images it made; keeps only the debootstrap tarball (.dev/compose-e2e/base-KEY.tar, rebuilt when
 # the package list or the apt sources change). Environment: E2E_TIMEOUT (seconds for the whole
 # run, default 1800), E2E_KEEP=1 (leave the stack up on failure, to look at it).
+# The cleanup functions run from the EXIT trap, which shellcheck does not follow.
+# shellcheck disable=SC2317
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -115,7 +118,11 @@ base_image() {
     tar -C "$root" -cf "$tar.new" . && mv "$tar.new" "$tar"
     rm -rf "$root"
   fi
-  docker import "$tar" outrigger-e2e/base >/dev/null
+  # Imported once per tarball (a new import would invalidate every build cache above it).
+  if ! docker image inspect "outrigger-e2e/base:$key" >/dev/null 2>&1; then
+    docker import "$tar" "outrigger-e2e/base:$key" >/dev/null
+  fi
+  docker tag "outrigger-e2e/base:$key" outrigger-e2e/base
   say "base image outrigger-e2e/base from $tar"
 }
 
@@ -185,8 +192,7 @@ cleanup() {
     dc logs --no-color --tail=25 >&2 2>/dev/null
   fi
   dc --profile tools down -v --remove-orphans >/dev/null 2>&1
-  docker image rm -f outrigger-e2e/outrigger outrigger-e2e/postgres outrigger-e2e/pgbouncer outrigger-e2e/redis \
-    outrigger-e2e/prometheus outrigger-e2e/alertmanager outrigger-e2e/base >/dev/null 2>&1
+  docker images --format '{{.Repository}}:{{.Tag}}' | grep '^outrigger-e2e/' | xargs -r docker image rm -f >/dev/null 2>&1
   docker image prune -f >/dev/null 2>&1
   rm -rf "$DEV/image-bin" "$OUTRIGGER_SECRETS_DIR" "$OUTRIGGER_ENV_FILE"
   stop_engine
@@ -267,6 +273,15 @@ main() {
   dc logs --no-color sentinel-watch | grep 'failover' | tail -n 3
   dc logs --no-color sentinel-watch | grep -q 'failover' || fail "sentinel-watch logged no failover"
   say "Sentinels promoted $new after $old was killed"
+  # Prometheus -> Alertmanager -> health-agent's /alerts -> health.log.
+  for ((i = 0; i < 90; i++)); do
+    dc exec -T health-agent grep -q 'event=alert alertname=RedisFailoverHappened status=firing' \
+      /backups/logs/health.log 2>/dev/null && break
+    sleep 2
+  done
+  dc exec -T health-agent grep 'event=alert' /backups/logs/health.log | tail -n 3
+  dc exec -T health-agent grep -q 'event=alert alertname=RedisFailoverHappened status=firing' \
+    /backups/logs/health.log || fail "the RedisFailoverHappened alert did not reach health.log within 3 minutes"
 
   say "== stop, start: the same master"
   manage stop
@@ -274,6 +289,12 @@ main() {
   [ "$(sentinel_master)" = "$new" ] || fail "after stop/start the master is '$(sentinel_master)', not $new"
   [ "$(redis_cmd "$old" info replication | sed -n 's/^role://p')" = slave ] \
     || fail "the old master $old is not a replica after the restart"
+
+  say "== upgrade: every container recreated"
+  manage upgrade "${SERVICES[@]}" || fail "docker-manage.sh upgrade"
+  [ "$(sentinel_master)" = "$new" ] || fail "after the upgrade the master is '$(sentinel_master)', not $new"
+  out=$(psql_app "SELECT count(*) FROM e2e")
+  [ "$out" = 100 ] || fail "after the upgrade: $out rows, want 100"
 
   say "== Prometheus"
   local targets
@@ -295,4 +316,6 @@ main() {
   say "PASSED in ${SECONDS}s"
 }
 
-main "$@"
+# One line, so that bash has read it all before running it (an edit of this file while it runs
+# cannot run anything else).
+{ main "$@"; exit; }

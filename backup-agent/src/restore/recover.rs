@@ -119,6 +119,11 @@ async fn start_and_query(r: &Run<'_>, private: &Path, hba: &Path) -> anyhow::Res
         // Keep this run's WAL through its shutdown checkpoint, so that an archiver started on
         // the promoted cluster can still store the new timeline from its first segment.
         .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
+        // Not a hot standby: one refuses to replay below the primary's max_connections (and
+        // max_worker_processes, max_wal_senders, ...), which the restored directory's own files
+        // may set lower when the primary took them from elsewhere (compose's config_file, a
+        // Debian cluster's /etc/postgresql). Connections wait for the promotion instead.
+        .args(["-c", "hot_standby=off"])
         .args(["-c", "wal_keep_size=1GB"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
