@@ -1,5 +1,6 @@
 //! OS users for the files and processes a restore hands over: PostgreSQL refuses to run as root,
-//! so a restore run as root gives the data directory to `--owner` and runs the server as that user.
+//! so a restore run as root gives the data directory to `--owner` and runs the server as that user
+//! (and signals it, [`signal`]).
 
 use std::path::Path;
 
@@ -39,4 +40,17 @@ pub fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends `sig` to process `pid` (a child of ours that has not been reaped, so the pid is its own).
+pub fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

@@ -1846,7 +1846,8 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
 /// A primary whose `max_connections` comes from a file outside its data directory (compose's
 /// `config_file`, a Debian cluster's /etc/postgresql): the restored directory's own settings are
 /// lower than the primary's, and `--recover` must still replay and promote (a hot standby would
-/// refuse to start below the primary's values).
+/// refuse to start below the primary's values). It runs with no programs on PATH, like a slim
+/// image without `kill`: the temporary server is still stopped at once.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_files() {
@@ -1889,21 +1890,23 @@ async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_fi
     wait_archived(&pg, &storage).await;
     cancel.cancel();
     let _ = task.await;
-    // The restore host has the data directory's files only.
+    // The restore host has the data directory's files only, and (a slim image) no `kill`
+    // program: an empty PATH.
     std::fs::remove_file(&outside).expect("remove");
     let target = dir.path().join("restored");
-    let out = succeeded(&cli(
-        &store,
-        &[
-            "restore",
-            "postgres",
-            "--target-dir",
-            target.to_str().expect("utf8"),
-            "--owner",
-            "postgres",
-            "--recover",
-        ],
-    ));
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir(&empty).expect("dir");
+    let out = succeeded(
+        &Command::new(exe())
+            .args(["restore", "postgres", "--target-dir"])
+            .arg(&target)
+            .args(["--owner", "postgres", "--recover"])
+            .env("BACKUP_AGENT_STORAGE__PATH", &store)
+            .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+            .env("PATH", &empty)
+            .output()
+            .expect("backup-agent runs"),
+    );
     assert!(out.contains("recovered to LSN"), "{out}");
     let restored = start_restored(target).await;
     assert_eq!(ids(&restored), vec![1, 2, 3, 4]);
