@@ -587,6 +587,8 @@ impl Tracker {
                     .map(|p| compress(&p.lost)),
             )
             .field("timeline", f.timeline());
+        // The process log (docker logs, journald) has it too, not only the event log file.
+        tracing::info!("failover of {}: {line}", f.master);
         self.log.emit(line);
         self.finished.push(f.clone());
         vec![Outcome::Ended(f)]

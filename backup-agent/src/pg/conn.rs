@@ -399,26 +399,22 @@ impl ReplConn {
     /// ('W') that postgres-protocol's parser does not know. An ErrorResponse becomes an error.
     pub async fn read_raw(&mut self) -> Result<(u8, Bytes), ReplError> {
         loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
-                if self.buf.len() > len {
-                    let msg = self.buf.split_to(1 + len).freeze();
-                    let tag = msg[0];
-                    match tag {
-                        b'N' => continue,
-                        b'E' => {
-                            let mut b = BytesMut::from(&msg[..]);
-                            return match Message::parse(&mut b) {
-                                Ok(Some(m)) => Err(self.unexpected(&m, "")),
-                                _ => Err(self.proto_msg("unreadable error response")),
-                            };
-                        }
-                        _ => return Ok((tag, msg.slice(5..))),
-                    }
+            match split_message(&mut self.buf) {
+                Ok(Some((b'N', _))) => continue,
+                Ok(Some((b'E', body))) => {
+                    let mut b = BytesMut::with_capacity(5 + body.len());
+                    b.extend_from_slice(&[b'E']);
+                    b.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+                    b.extend_from_slice(&body);
+                    return match Message::parse(&mut b) {
+                        Ok(Some(m)) => Err(self.unexpected(&m, "")),
+                        _ => Err(self.proto_msg("unreadable error response")),
+                    };
                 }
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => self.fill().await?,
+                Err(e) => return Err(self.proto_msg(&e)),
             }
-            self.fill().await?;
         }
     }
 
@@ -501,6 +497,31 @@ impl ReplConn {
 }
 
 /// An LSN as `X/Y`.
+/// Takes one complete backend message `(tag, body)` off the front of `buf`: `None` until all of
+/// it has arrived. A declared length under 4 (the length counts itself) or over
+/// [`MAX_MESSAGE_LEN`] is a protocol error, never a panic or an allocation of that size.
+pub fn split_message(buf: &mut BytesMut) -> Result<Option<(u8, Bytes)>, String> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if !(4..=MAX_MESSAGE_LEN).contains(&len) {
+        return Err(format!(
+            "message {:?} declares length {len} (must be 4 to {MAX_MESSAGE_LEN})",
+            buf[0] as char
+        ));
+    }
+    if buf.len() <= len {
+        return Ok(None);
+    }
+    let msg = buf.split_to(1 + len).freeze();
+    Ok(Some((msg[0], msg.slice(5..))))
+}
+
+/// The largest backend message accepted: a CopyData of a base backup or of WAL is at most a few
+/// hundred KiB; 1 GiB is PostgreSQL's own limit for a message.
+pub const MAX_MESSAGE_LEN: usize = 1 << 30;
+
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
@@ -519,5 +540,31 @@ mod tests {
             assert_eq!(super::format_lsn(super::parse_lsn(s).expect("parses")), s);
         }
         assert_eq!(super::parse_lsn("nope"), None);
+    }
+
+    /// Framing: whole messages come off one by one, a partial one waits, and a declared length
+    /// under 4 or over the limit is an error (it panicked before: the body slice started past
+    /// the message's end).
+    #[test]
+    fn split_message_frames_and_refuses_impossible_lengths() {
+        use bytes::BytesMut;
+        let mut buf = BytesMut::from(&b"d\0\0\0\x07abcZ\0\0\0\x05I"[..]);
+        assert_eq!(
+            super::split_message(&mut buf).unwrap(),
+            Some((b'd', bytes::Bytes::from_static(b"abc")))
+        );
+        assert_eq!(
+            super::split_message(&mut buf).unwrap(),
+            Some((b'Z', bytes::Bytes::from_static(b"I")))
+        );
+        assert_eq!(super::split_message(&mut buf).unwrap(), None);
+        let mut partial = BytesMut::from(&b"d\0\0\0\x07ab"[..]);
+        assert_eq!(super::split_message(&mut partial).unwrap(), None);
+        for len in [0u32, 1, 3, (1 << 30) + 1, u32::MAX] {
+            let mut bad = BytesMut::from(&b"W"[..]);
+            bad.extend_from_slice(&len.to_be_bytes());
+            let e = super::split_message(&mut bad).unwrap_err();
+            assert!(e.contains(&format!("declares length {len}")), "{e}");
+        }
     }
 }
