@@ -266,12 +266,13 @@ main() {
     sleep 1
   done
   [ "$new" != "$old" ] || fail "no failover within 60 s after docker kill $old"
+  # (Whole logs into a variable: grep -q on a pipe would fail the pipeline with SIGPIPE.)
   for ((i = 0; i < 30; i++)); do
-    dc logs --no-color sentinel-watch 2>/dev/null | grep -q 'failover of' && break
+    out=$(dc logs --no-color sentinel-watch 2>/dev/null || true)
+    grep -q 'failover of' <<<"$out" && break
     sleep 1
   done
-  dc logs --no-color sentinel-watch | grep 'failover of' | tail -n 1 || true
-  dc logs --no-color sentinel-watch | grep -q 'failover of' || fail "sentinel-watch logged no failover"
+  grep 'failover of' <<<"$out" | tail -n 1 || fail "sentinel-watch logged no failover"
   say "Sentinels promoted $new after $old was killed"
   # Prometheus -> Alertmanager -> health-agent's /alerts -> health.log.
   for ((i = 0; i < 90; i++)); do
