@@ -4,11 +4,12 @@
 //! direct subscriber of our own) and sentinel-watch's event log line for it appearing in the file
 //! (a tailer polling every millisecond: an upper bound).
 //!
-//! Then planned changes of master at the shipped down-after (2000 ms), with the prober writing:
+//! Then planned changes of master at down-after 2000 ms (shipped until the compose e2e showed a
+//! cold start needs 5000), with the prober writing:
 //! `sentinel-watch switchover` against a plain `SENTINEL FAILOVER`, alternating, BENCH_SWITCHOVERS
 //! (default 20) of each on the same stack; write downtime and acknowledged writes lost for both.
 //!
-//! Then the faults at the shipped settings (down-after 2000 ms, `min-replicas-to-write 1`,
+//! Then the faults at the shipped Redis settings with down-after 2000 ms (`min-replicas-to-write 1`,
 //! `min-replicas-max-lag 10`) beside stock Sentinel and Redis (down-after 30000 ms, no
 //! min-replicas), in the same run: the master SIGKILLed, SIGSTOPped (until a replica is promoted),
 //! and cut off by a network partition (root: every node in its own network namespace) with the
