@@ -34,4 +34,5 @@ fuzz_target!(|data: &[u8]| {
         Some(&path),
         vars,
     );
+    let _ = std::fs::remove_file(&path);
 });
