@@ -1843,6 +1843,30 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     drop(s3);
 }
 
+/// A table `t` with rows 1-3, a full backup, then row 4, its WAL archived and the archiver
+/// stopped: the temp dir `name`, its storage directory and a client for it.
+async fn backed_up_rows_1_to_4(
+    pg: &Postgres,
+    name: &str,
+) -> (TempDir, std::path::PathBuf, Storage) {
+    let dir = TempDir::new(name).expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(pg, &store));
+    let storage = Storage::local(&store);
+    let (log, cancel, task) = archiver(&cfg, &storage);
+    app(pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+        .await
+        .expect("full backup");
+    app(pg, "INSERT INTO t VALUES (4)");
+    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    wait_archived(pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+    (dir, store, storage)
+}
+
 /// A primary whose `max_connections` comes from a file outside its data directory (compose's
 /// `config_file`, a Debian cluster's /etc/postgresql): the restored directory's own settings are
 /// lower than the primary's, and `--recover` must still replay and promote (a hot standby would
@@ -1860,7 +1884,11 @@ async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_fi
             .expect("clock")
             .as_nanos()
     ));
-    std::fs::write(&outside, "max_connections = 250\nmax_worker_processes = 12\n").expect("write");
+    std::fs::write(
+        &outside,
+        "max_connections = 250\nmax_worker_processes = 12\n",
+    )
+    .expect("write");
     let include = format!("include_if_exists '{}'", outside.display());
     let pg = tokio::task::spawn_blocking(move || {
         Postgres::start_with(postgres::PgOptions {
@@ -1875,21 +1903,7 @@ async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_fi
         pg.psql_super("SHOW max_connections").expect("show").trim(),
         "250"
     );
-    let dir = TempDir::new("restore-settings").expect("dir");
-    let store = dir.path().join("storage");
-    let cfg = Arc::new(config(&pg, &store));
-    let storage = Storage::local(&store);
-    let (log, cancel, task) = archiver(&cfg, &storage);
-    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
-    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
-        .await
-        .expect("full backup");
-    app(&pg, "INSERT INTO t VALUES (4)");
-    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
-    wait_archived(&pg, &storage).await;
-    cancel.cancel();
-    let _ = task.await;
+    let (dir, store, _) = backed_up_rows_1_to_4(&pg, "restore-settings").await;
     // The restore host has the data directory's files only, and (a slim image) no `kill`
     // program: an empty PATH.
     std::fs::remove_file(&outside).expect("remove");
@@ -2134,20 +2148,7 @@ fn wal_snapshot(store: &Path) -> Vec<(String, Vec<u8>)> {
 async fn one_prefix_one_cluster_and_pitr_across_a_promotion() {
     let _serial = harness::serial();
     let pg = started().await;
-    let dir = TempDir::new("one-cluster").expect("dir");
-    let store = dir.path().join("storage");
-    let cfg = Arc::new(config(&pg, &store));
-    let storage = Storage::local(&store);
-    let (log, cancel, task) = archiver(&cfg, &storage);
-    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
-    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
-        .await
-        .expect("full backup");
-    app(&pg, "INSERT INTO t VALUES (4)");
-    wait_archived(&pg, &storage).await;
-    cancel.cancel();
-    let _ = task.await;
+    let (dir, store, storage) = backed_up_rows_1_to_4(&pg, "one-cluster").await;
 
     // A second cluster pointed at the same storage.
     let other = tokio::task::spawn_blocking(Postgres::start)

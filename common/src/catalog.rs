@@ -83,6 +83,30 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A manifest with no objects and none of the PostgreSQL fields, zstd-compressed (the kinds
+    /// fill in what they have; tests).
+    pub fn new(
+        id: &str,
+        kind: BackupKind,
+        started_at: SystemTime,
+        finished_at: SystemTime,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            kind,
+            started_at,
+            finished_at,
+            system_id: None,
+            pg_version: None,
+            timeline: None,
+            start_lsn: None,
+            end_lsn: None,
+            compression: "zstd".into(),
+            objects: vec![],
+            info: Default::default(),
+        }
+    }
+
     /// Stored bytes of all objects.
     pub fn size(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()

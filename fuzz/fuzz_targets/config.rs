@@ -10,29 +10,18 @@ fuzz_target!(|data: &[u8]| {
         ("PORT".to_string(), "5432".to_string()),
     ];
     let _ = common::config::expand_vars(&text, &vars);
-    let path = std::env::temp_dir().join(format!("outrigger-fuzz-config-{}.toml", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("outrigger-fuzz-config-{}.toml", std::process::id()));
     if std::fs::write(&path, text.as_bytes()).is_err() {
         return;
     }
-    let _ = common::config::load_from::<backup_agent::config::Config>(
-        "BACKUP_AGENT",
-        Some(&path),
-        vars.clone(),
-    );
-    let _ = common::config::load_from::<sentinel_watch::config::Config>(
-        "SENTINEL_WATCH",
-        Some(&path),
-        vars.clone(),
-    );
-    let _ = common::config::load_from::<pool_exporter::config::Config>(
-        "POOL_EXPORTER",
-        Some(&path),
-        vars.clone(),
-    );
-    let _ = common::config::load_from::<health_agent::config::Config>(
-        "HEALTH_AGENT",
-        Some(&path),
-        vars,
-    );
+    load::<backup_agent::config::Config>(&path, &vars);
+    load::<sentinel_watch::config::Config>(&path, &vars);
+    load::<pool_exporter::config::Config>(&path, &vars);
+    load::<health_agent::config::Config>(&path, &vars);
     let _ = std::fs::remove_file(&path);
 });
+
+fn load<C: common::config::DaemonConfig>(path: &std::path::Path, vars: &[(String, String)]) {
+    let _ = common::config::load_from::<C>(C::ENV_PREFIX, Some(path), vars.iter().cloned());
+}

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let mut rows = Rows::new(columns);
     for l in lines {
-        rows.push_row(l.split('|').map(|c| if c == "<NULL>" { None } else { Some(c) }));
+        rows.push_row(
+            l.split('|')
+                .map(|c| if c == "<NULL>" { None } else { Some(c) }),
+        );
     }
     let mut snap = Snapshot::default();
     let command = COMMANDS[pick as usize % COMMANDS.len()];

@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_firing_alert_becomes_one_line_with_its_labels() {
-        let n = parse(FIRING.as_bytes()).unwrap();
+        let n = parse(FIRING.as_bytes()).expect("payload");
         assert_eq!(n.alerts.len(), 1);
         let l = line(&n.alerts[0], SystemTime::UNIX_EPOCH).to_string();
         for want in [
@@ -142,13 +142,13 @@ mod tests {
         // Alertmanager's "no end yet" is not an end.
         assert!(!l.contains("ends_at"), "{l}");
         // The line parses back.
-        common::logfmt::parse(&l).unwrap();
+        common::logfmt::parse(&l).expect("parses");
     }
 
     #[test]
     fn a_body_that_is_not_a_payload_is_refused_with_the_reason() {
         for bad in ["", "{}", "[1]", "{\"alerts\": [{}]}", "not json"] {
-            let e = parse(bad.as_bytes()).unwrap_err();
+            let e = parse(bad.as_bytes()).expect_err("refused");
             assert!(
                 e.starts_with("not an Alertmanager webhook payload"),
                 "{bad}: {e}"

@@ -391,20 +391,12 @@ fn write_catalog(root: &std::path::Path, age: Duration) {
         BackupKind::PostgresIncr,
         BackupKind::Redis,
     ] {
-        let m = Manifest {
-            id: format!("{}-test", kind.as_str()),
+        let m = Manifest::new(
+            &format!("{}-test", kind.as_str()),
             kind,
-            started_at: t - Duration::from_secs(60),
-            finished_at: t,
-            system_id: None,
-            pg_version: None,
-            timeline: None,
-            start_lsn: None,
-            end_lsn: None,
-            compression: "zstd".into(),
-            info: Default::default(),
-            objects: vec![],
-        };
+            t - Duration::from_secs(60),
+            t,
+        );
         let p = root.join(kind.manifest_key(&m.id));
         std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
         std::fs::write(&p, serde_json::to_vec(&m).expect("json")).expect("write");

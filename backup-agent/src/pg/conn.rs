@@ -403,7 +403,7 @@ impl ReplConn {
                 Ok(Some((b'N', _))) => continue,
                 Ok(Some((b'E', body))) => {
                     let mut b = BytesMut::with_capacity(5 + body.len());
-                    b.extend_from_slice(&[b'E']);
+                    b.extend_from_slice(b"E");
                     b.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
                     b.extend_from_slice(&body);
                     return match Message::parse(&mut b) {
@@ -550,20 +550,20 @@ mod tests {
         use bytes::BytesMut;
         let mut buf = BytesMut::from(&b"d\0\0\0\x07abcZ\0\0\0\x05I"[..]);
         assert_eq!(
-            super::split_message(&mut buf).unwrap(),
+            super::split_message(&mut buf).expect("frames"),
             Some((b'd', bytes::Bytes::from_static(b"abc")))
         );
         assert_eq!(
-            super::split_message(&mut buf).unwrap(),
+            super::split_message(&mut buf).expect("frames"),
             Some((b'Z', bytes::Bytes::from_static(b"I")))
         );
-        assert_eq!(super::split_message(&mut buf).unwrap(), None);
+        assert_eq!(super::split_message(&mut buf).expect("frames"), None);
         let mut partial = BytesMut::from(&b"d\0\0\0\x07ab"[..]);
-        assert_eq!(super::split_message(&mut partial).unwrap(), None);
+        assert_eq!(super::split_message(&mut partial).expect("waits"), None);
         for len in [0u32, 1, 3, (1 << 30) + 1, u32::MAX] {
             let mut bad = BytesMut::from(&b"W"[..]);
             bad.extend_from_slice(&len.to_be_bytes());
-            let e = super::split_message(&mut bad).unwrap_err();
+            let e = super::split_message(&mut bad).expect_err("refused");
             assert!(e.contains(&format!("declares length {len}")), "{e}");
         }
     }

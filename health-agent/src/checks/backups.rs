@@ -133,20 +133,12 @@ mod tests {
     use common::catalog::Manifest;
 
     fn manifest(kind: BackupKind, finished_at: SystemTime) -> Manifest {
-        Manifest {
-            id: format!("{}-x", kind.as_str()),
+        Manifest::new(
+            &format!("{}-x", kind.as_str()),
             kind,
-            started_at: finished_at,
             finished_at,
-            system_id: None,
-            pg_version: None,
-            timeline: None,
-            start_lsn: None,
-            end_lsn: None,
-            compression: "zstd".into(),
-            objects: vec![],
-            info: Default::default(),
-        }
+            finished_at,
+        )
     }
 
     fn check() -> BackupsCheck {
