@@ -290,22 +290,12 @@ mod tests {
     fn manifest_round_trips_and_newest_wins() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let m = |id: &str, kind, secs| Manifest {
-            id: id.into(),
-            kind,
-            started_at: t,
-            finished_at: t + Duration::from_secs(secs),
-            system_id: None,
-            pg_version: None,
-            timeline: None,
-            start_lsn: None,
-            end_lsn: None,
-            compression: "zstd".into(),
-            info: Default::default(),
             objects: vec![ObjectEntry {
                 key: "x".into(),
                 size: 3,
                 sha256: "ab".into(),
             }],
+            ..Manifest::new(id, kind, t, t + Duration::from_secs(secs))
         };
         let a = serde_json::to_vec(&m("a", BackupKind::PostgresFull, 10)).expect("json");
         let b = serde_json::to_vec(&m("b", BackupKind::PostgresFull, 20)).expect("json");

@@ -26,26 +26,11 @@ fn serves_metrics_health_and_stops_on_sigterm() {
 /// console's port and database for the keys it does not give.
 #[test]
 fn check_config_shows_the_defaults_a_partial_conn_table_keeps() {
-    let dir = harness::process::TempDir::new("ha-check").expect("dir");
-    let f = dir.path().join("h.toml");
-    std::fs::write(
-        &f,
+    let text = harness::cli::effective_config(
+        std::path::Path::new(env!("CARGO_BIN_EXE_health-agent")),
         "[[checks]]\nname = \"pgb\"\nkind = \"pgbouncer\"\n[checks.conn]\nhost = \"pgb\"\nuser = \"stats\"\n",
     )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_health-agent"))
-        .arg("--config")
-        .arg(&f)
-        .arg("--check-config")
-        .env_remove("HEALTH_AGENT_CONFIG")
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .expect("--check-config");
     for want in [
         "host = \"pgb\"",
         "port = 6432",

@@ -26,26 +26,11 @@ fn serves_metrics_health_and_stops_on_sigterm() {
 /// defaults for every key it does not give.
 #[test]
 fn check_config_shows_the_defaults_a_partial_admin_table_keeps() {
-    let dir = harness::process::TempDir::new("pe-check").expect("dir");
-    let f = dir.path().join("p.toml");
-    std::fs::write(
-        &f,
+    let text = harness::cli::effective_config(
+        std::path::Path::new(env!("CARGO_BIN_EXE_pool-exporter")),
         "[[targets]]\nname = \"a\"\n[targets.admin]\nhost = \"pgb\"\n",
     )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pool-exporter"))
-        .arg("--config")
-        .arg(&f)
-        .arg("--check-config")
-        .env_remove("POOL_EXPORTER_CONFIG")
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .expect("--check-config");
     for want in [
         "host = \"pgb\"",
         "port = 6432",

@@ -35,6 +35,21 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The effective configuration `--check-config` prints for a config file holding `toml`, once it
+/// exited 0.
+pub fn effective_config(bin: &Path, toml: &str) -> Result<String> {
+    let dir = TempDir::new("check-config")?;
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, toml)?;
+    let out = run(
+        bin,
+        &["--check-config", "--config", &file.display().to_string()],
+        &[],
+    )?;
+    ensure!(out.status.success(), "--check-config: {}", text(&out));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Checks `--help`, `--version` and `--check-config` of a daemon binary. `prefix` is its env
 /// prefix (`POOL_EXPORTER`); `secret_toml` is a config file setting one of its passwords, with
 /// `{KEY}` standing for `password`/`password_file` and `{VALUE}` for the value.
