@@ -34,7 +34,8 @@ DEADLINE=$((SECONDS + ${E2E_TIMEOUT:-1800}))
 BASE_PACKAGES="ca-certificates"
 
 say() { printf 'compose-e2e: %s\n' "$*"; }
-fail() { printf 'compose-e2e: FAILED: %s\n' "$*" >&2; exit 1; }
+FAILURE=""
+fail() { FAILURE="$*"; printf 'compose-e2e: FAILED: %s\n' "$*" >&2; exit 1; }
 left() { [ "$SECONDS" -lt "$DEADLINE" ] || fail "out of time (E2E_TIMEOUT=${E2E_TIMEOUT:-1800}s) during: $*"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +144,63 @@ build_images() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The network. Every Redis node and Sentinel of the stack reaches the others over one
+# user-defined bridge; when a host filters bridged traffic (br_netfilter passes it to iptables,
+# and a FORWARD policy or another table drops what the engine's own rules let through), each of
+# them waits for the others until its timeouts and the test fails minutes later with nothing but
+# timeouts in the logs. This finds that in seconds, with what the host's filters say.
+PROBE_NET=outrigger-e2e-probe
+RESTORE_BRNF=""
+
+network_report() {
+  echo "--- engine: $(docker info -f '{{.ServerVersion}} {{.OperatingSystem}} iptables={{.BridgeNfIptables}} ip_forward={{.IPv4Forwarding}}' 2>&1)"
+  docker info 2>&1 | grep -i warning || true
+  echo "--- sysctl: $(sysctl -n net.ipv4.ip_forward 2>&1) ip_forward, $(sysctl -n net.bridge.bridge-nf-call-iptables 2>&1) bridge-nf-call-iptables"
+  echo "--- addresses"; ip -br addr 2>&1
+  echo "--- routes"; ip route 2>&1
+  echo "--- iptables (filter, nat)"; { iptables -S; iptables -t nat -S; } 2>&1 | grep -v '^-N' | head -n 60
+  echo "--- iptables-legacy (filter)"; iptables-legacy -S 2>&1 | head -n 20
+  if [ -n "$STARTED_DOCKERD" ]; then
+    echo "--- dockerd log"; tail -n 15 "$DEV/docker/dockerd.log" 2>&1
+  fi
+}
+
+probe_once() {
+  docker rm -f "$PROBE_NET-server" >/dev/null 2>&1 || true
+  docker network rm "$PROBE_NET" >/dev/null 2>&1 || true
+  # The compose network's own layout: a fixed address below the dynamic range.
+  docker network create --subnet 172.25.0.0/16 --ip-range 172.25.128.0/17 "$PROBE_NET" >/dev/null \
+    || { echo "cannot create a bridge network 172.25.0.0/16"; return 1; }
+  docker run -d --name "$PROBE_NET-server" --network "$PROBE_NET" --ip 172.25.0.50 outrigger-e2e/redis \
+    redis-server --protected-mode no --save '' >/dev/null || { echo "cannot start a container"; return 1; }
+  local rc=0
+  # shellcheck disable=SC2016 # expanded in the container
+  docker run --rm --network "$PROBE_NET" outrigger-e2e/redis sh -c \
+    'for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(timeout 2 redis-cli -h 172.25.0.50 ping 2>/dev/null)" = PONG ] && exit 0; sleep 1; done; exit 1' \
+    || rc=1
+  docker rm -f "$PROBE_NET-server" >/dev/null 2>&1 || true
+  docker network rm "$PROBE_NET" >/dev/null 2>&1 || true
+  return "$rc"
+}
+
+probe_network() {
+  left "checking the container network"
+  if probe_once; then
+    say "containers reach each other on a bridge network"
+    return 0
+  fi
+  say "a container cannot reach another on the same bridge network; the host's filters:"
+  network_report >&2
+  [ "$(sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null)" = 1 ] \
+    || fail "containers on one bridge network cannot reach each other (report above)"
+  # Bridged frames then bypass iptables altogether; routed traffic (NAT to the mirror) does not.
+  say "trying again with net.bridge.bridge-nf-call-iptables=0 (put back to 1 at the end)"
+  sysctl -qw net.bridge.bridge-nf-call-iptables=0 && RESTORE_BRNF=1
+  probe_once || fail "containers on one bridge network cannot reach each other, even with bridged traffic kept out of iptables (report above)"
+  say "containers reach each other with bridged traffic kept out of iptables"
+}
+
+# ---------------------------------------------------------------------------------------------
 # The stack.
 export COMPOSE_PROJECT_NAME=outrigger-e2e
 export OUTRIGGER_ENV_FILE="$WORK/env"
@@ -190,12 +248,18 @@ cleanup() {
   if [ "$rc" != 0 ]; then
     say "logs of the services (last lines):"
     dc logs --no-color --tail=25 >&2 2>/dev/null
+    # Last, where a truncated CI log still shows it: the network as the host sees it, and why.
+    network_report >&2
+    say "FAILED: ${FAILURE:-exit status $rc}" >&2
   fi
   dc --profile tools down -v --remove-orphans >/dev/null 2>&1
   docker images --format '{{.Repository}}:{{.Tag}}' | grep '^outrigger-e2e/' | xargs -r docker image rm -f >/dev/null 2>&1
   docker image prune -f >/dev/null 2>&1
   rm -rf "$DEV/image-bin" "$OUTRIGGER_SECRETS_DIR" "$OUTRIGGER_ENV_FILE"
+  docker rm -f "$PROBE_NET-server" >/dev/null 2>&1
+  docker network rm "$PROBE_NET" >/dev/null 2>&1
   stop_engine
+  [ -z "$RESTORE_BRNF" ] || sysctl -qw net.bridge.bridge-nf-call-iptables=1
   exit "$rc"
 }
 
@@ -208,6 +272,7 @@ main() {
   start_engine
   base_image
   build_images
+  probe_network
   write_env
   # What an earlier run left (E2E_KEEP=1).
   dc --profile tools down -v --remove-orphans >/dev/null 2>&1 || true
