@@ -12,6 +12,7 @@ use postgres_protocol::message::backend::Message;
 use tokio::io::AsyncWriteExt;
 
 use super::conn::{ReplConn, ReplError, parse_lsn};
+use super::copydata::BackupMsg;
 use crate::compress::Codec;
 use crate::compress::{self, Encoder};
 use crate::storage::{ObjectWriter, Storage};
@@ -186,45 +187,26 @@ pub async fn run(
     loop {
         match conn.read().await? {
             Message::CopyData(body) => {
-                let data = body.into_bytes();
-                let Some((&kind, rest)) = data.split_first() else {
-                    continue;
-                };
-                match kind {
-                    b'n' => {
+                match BackupMsg::decode(body.into_bytes()).map_err(BackupError::Protocol)? {
+                    BackupMsg::NewArchive { name, .. } => {
                         finish(&mut current, &mut objects).await?;
-                        let name = rest.split(|b| *b == 0).next().unwrap_or_default();
-                        let name = String::from_utf8_lossy(name).to_string();
-                        if name.contains('/') || name.is_empty() {
-                            return Err(BackupError::Protocol(format!(
-                                "bad archive name {name:?}"
-                            )));
-                        }
                         let key = format!("{}{name}{ext}", prefix(&id));
                         current = Some(codec.encoder(storage.create(&key).await?)?);
                     }
-                    b'm' => {
+                    BackupMsg::Manifest => {
                         finish(&mut current, &mut objects).await?;
                         let key = format!("{}backup_manifest{ext}", prefix(&id));
                         current = Some(codec.encoder(storage.create(&key).await?)?);
                     }
-                    b'd' => {
+                    BackupMsg::Data(data) => {
                         let w = current.as_mut().ok_or_else(|| {
                             BackupError::Protocol("data before an archive".into())
                         })?;
-                        w.write_all(rest).await?;
+                        w.write_all(&data).await?;
                     }
-                    b'p' => {
-                        if let Ok(b) = <[u8; 8]>::try_from(rest) {
-                            done = u64::from_be_bytes(b);
-                            progress(done, total);
-                        }
-                    }
-                    other => {
-                        return Err(BackupError::Protocol(format!(
-                            "unknown BASE_BACKUP message type {:?}",
-                            other as char
-                        )));
+                    BackupMsg::Progress(n) => {
+                        done = n;
+                        progress(done, total);
                     }
                 }
             }

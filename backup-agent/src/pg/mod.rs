@@ -2,6 +2,7 @@
 
 pub mod basebackup;
 pub mod conn;
+pub mod copydata;
 pub mod fetch;
 pub mod prefetch;
 pub mod wal;

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use common::catalog::{WAL_STATUS_KEY, WalStatus};
 use common::logfmt::{Line, LogFile};
 use common::retry::{Failure, RetryError};
@@ -15,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{ReplConn, ReplError, format_lsn, parse_lsn};
+use super::copydata::{WalMsg, status_update};
 use crate::compress::Codec;
 use crate::config::Config;
 use crate::storage::Storage;
@@ -313,13 +313,26 @@ async fn session(
                 }
                 m = conn.read_raw() => m?,
             };
+            let (tag, body) = msg;
+            if tag != b'd' {
+                if tag == b'c' {
+                    break true;
+                }
+                return Err(ReplError::Protocol {
+                    server: conn.server.clone(),
+                    message: format!("unexpected message {:?} while streaming", tag as char),
+                });
+            }
+            let msg = WalMsg::decode(body).map_err(|message| ReplError::Protocol {
+                server: conn.server.clone(),
+                message,
+            })?;
             match msg {
-                (b'd', body) if body.first() == Some(&b'w') && body.len() >= 25 => {
-                    let start = u64::from_be_bytes(body[1..9].try_into().unwrap_or_default());
-                    server_end = server_end.max(u64::from_be_bytes(
-                        body[9..17].try_into().unwrap_or_default(),
-                    ));
-                    let mut data = body.slice(25..);
+                WalMsg::XLogData {
+                    start, end, data, ..
+                } => {
+                    server_end = server_end.max(end);
+                    let mut data = data;
                     let mut at = start;
                     if at < seg.end {
                         let skip = (seg.end - at) as usize;
@@ -363,22 +376,13 @@ async fn session(
                     }
                     update(shared, &seg, flushed, server_end);
                 }
-                (b'd', body) if body.first() == Some(&b'k') && body.len() >= 18 => {
-                    server_end = server_end.max(u64::from_be_bytes(
-                        body[1..9].try_into().unwrap_or_default(),
-                    ));
-                    if body[17] == 1 {
+                WalMsg::Keepalive { end, reply, .. } => {
+                    server_end = server_end.max(end);
+                    if reply {
                         report(&mut conn, seg.end, flushed).await?;
                     }
                 }
-                (b'c', _) => break true,
-                (b'd', _) => {}
-                (tag, _) => {
-                    return Err(ReplError::Protocol {
-                        server: conn.server.clone(),
-                        message: format!("unexpected message {:?} while streaming", tag as char),
-                    });
-                }
+                WalMsg::Other(_) => {}
             }
         };
         if !ended {
@@ -513,14 +517,8 @@ async fn write_status(
 
 /// Standby status update: written = received, flushed = stored.
 async fn report(conn: &mut ReplConn, received: u64, flushed: u64) -> Result<(), ReplError> {
-    let mut b = BytesMut::with_capacity(34);
-    b.put_u8(b'r');
-    b.put_u64(received);
-    b.put_u64(flushed);
-    b.put_u64(flushed);
-    b.put_i64(pg_now());
-    b.put_u8(0);
-    conn.copy_data(Bytes::from(b)).await
+    conn.copy_data(status_update(received, flushed, pg_now()))
+        .await
 }
 
 #[cfg(test)]

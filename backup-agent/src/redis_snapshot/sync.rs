@@ -34,7 +34,88 @@ pub enum PullError {
     Storage(std::io::Error),
 }
 
-const MARK_LEN: usize = 40;
+/// The length of the diskless end mark.
+pub const MARK_LEN: usize = 40;
+
+/// How the payload after SYNC is framed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Header {
+    /// `$<len>`: exactly `len` payload bytes follow.
+    Bulk(u64),
+    /// `$EOF:<mark>`: the payload runs until the stream's last 40 bytes are the mark.
+    Eof([u8; MARK_LEN]),
+}
+
+/// Parses a line read after SYNC (its `\r\n` already removed): `None` for a keepalive (a bare
+/// newline, sent every second while the server forks and saves). An error reply, anything but a
+/// header, or a length that is not plain decimal digits (no sign, no leading zero) is an error naming what came.
+pub fn parse_header(line: &[u8]) -> Result<Option<Header>, String> {
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let shown = String::from_utf8_lossy(line);
+    if let Some(err) = line.strip_prefix(b"-") {
+        return Err(format!("SYNC refused: {}", String::from_utf8_lossy(err)));
+    }
+    if let Some(mark) = line.strip_prefix(b"$EOF:") {
+        return <[u8; MARK_LEN]>::try_from(mark)
+            .map(|m| Some(Header::Eof(m)))
+            .map_err(|_| format!("bad $EOF mark of {} bytes (must be {MARK_LEN})", mark.len()));
+    }
+    if let Some(len) = line.strip_prefix(b"$") {
+        // Digits only, no leading zero: what Redis writes, and the one spelling of each length.
+        let canonical = !len.is_empty()
+            && len.len() <= 20
+            && len.iter().all(u8::is_ascii_digit)
+            && (len.len() == 1 || len[0] != b'0');
+        if !canonical {
+            return Err(format!("bad bulk header {shown:.40}"));
+        }
+        return std::str::from_utf8(len)
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .map(|n| Some(Header::Bulk(n)))
+            .ok_or_else(|| format!("bad bulk header {shown:.40}"));
+    }
+    Err(format!("unexpected reply to SYNC: {shown:.80}"))
+}
+
+/// The diskless framing: bytes go in as they are read; what cannot be part of the end mark comes
+/// out. The mark is looked for at the end of each read, as a Redis replica does.
+pub struct EofStream {
+    mark: [u8; MARK_LEN],
+    pending: Vec<u8>,
+    ready: usize,
+}
+
+impl EofStream {
+    pub fn new(mark: [u8; MARK_LEN]) -> Self {
+        EofStream {
+            mark,
+            pending: Vec::new(),
+            ready: 0,
+        }
+    }
+
+    /// Adds one read's bytes; true when they end with the mark (the payload is complete once
+    /// [`EofStream::ready`] has been taken).
+    pub fn push(&mut self, data: &[u8]) -> bool {
+        self.pending.extend_from_slice(data);
+        self.ready = self.pending.len().saturating_sub(MARK_LEN);
+        self.pending.len() >= MARK_LEN && self.pending.ends_with(&self.mark)
+    }
+
+    /// Payload bytes that are certain now.
+    pub fn ready(&self) -> &[u8] {
+        &self.pending[..self.ready]
+    }
+
+    /// Drops what [`EofStream::ready`] returned.
+    pub fn consume(&mut self) {
+        self.pending.drain(..self.ready);
+        self.ready = 0;
+    }
+}
 
 /// Pulls one RDB from `node` into `out`, feeding `check`. `idle` bounds every wait for the server
 /// (keepalives arrive every second while it saves). `progress(bytes, total)`.
@@ -100,75 +181,58 @@ pub async fn pull<W: AsyncWrite + Unpin>(
                 asked.elapsed().as_secs_f64()
             ))
         })?;
-        if line.is_empty() {
-            continue;
+        if let Some(h) = parse_header(&line).map_err(src)? {
+            break h;
         }
-        if let Some(err) = line.strip_prefix('-') {
-            return Err(src(format!("SYNC refused: {err}")));
-        }
-        if line.starts_with('$') {
-            break line;
-        }
-        return Err(src(format!("unexpected reply to SYNC: {line:.80}")));
     };
     let server_wait = asked.elapsed();
     let started = Instant::now();
     let mut buf = vec![0u8; 256 * 1024];
     let diskless;
-    if let Some(mark) = header.strip_prefix("$EOF:") {
-        diskless = true;
-        let mark = mark.as_bytes();
-        if mark.len() != MARK_LEN {
-            return Err(src(format!("bad $EOF mark of {} bytes", mark.len())));
+    match header {
+        Header::Eof(mark) => {
+            diskless = true;
+            let mut eof = EofStream::new(mark);
+            loop {
+                let n = read_idle(&mut conn, &mut buf, idle).await.map_err(|e| {
+                    src(format!(
+                        "after {} bytes of a diskless snapshot: {e}",
+                        check.size()
+                    ))
+                })?;
+                if n == 0 {
+                    return Err(src(format!(
+                        "connection closed after {} bytes of a diskless snapshot (end mark not seen)",
+                        check.size()
+                    )));
+                }
+                let done = eof.push(&buf[..n]);
+                emit(eof.ready(), out, check).await?;
+                eof.consume();
+                if done {
+                    break;
+                }
+                progress(check.size(), None);
+            }
         }
-        // Everything but the last 40 bytes is payload until those 40 bytes are the mark.
-        let mut pending: Vec<u8> = Vec::with_capacity(buf.len() + MARK_LEN);
-        loop {
-            let n = read_idle(&mut conn, &mut buf, idle).await.map_err(|e| {
-                src(format!(
-                    "after {} bytes of a diskless snapshot: {e}",
-                    check.size()
-                ))
-            })?;
-            if n == 0 {
-                return Err(src(format!(
-                    "connection closed after {} bytes of a diskless snapshot (end mark not seen)",
-                    check.size()
-                )));
+        Header::Bulk(len) => {
+            diskless = false;
+            let mut left = len;
+            while left > 0 {
+                let want = (buf.len() as u64).min(left) as usize;
+                let n = read_idle(&mut conn, &mut buf[..want], idle)
+                    .await
+                    .map_err(|e| src(format!("after {} of {len} bytes: {e}", len - left)))?;
+                if n == 0 {
+                    return Err(src(format!(
+                        "connection closed after {} of {len} bytes",
+                        len - left
+                    )));
+                }
+                emit(&buf[..n], out, check).await?;
+                left -= n as u64;
+                progress(len - left, Some(len));
             }
-            pending.extend_from_slice(&buf[..n]);
-            if pending.len() >= MARK_LEN && pending.ends_with(mark) {
-                let body = pending.len() - MARK_LEN;
-                emit(&pending[..body], out, check).await?;
-                break;
-            }
-            if pending.len() > MARK_LEN {
-                let body = pending.len() - MARK_LEN;
-                emit(&pending[..body], out, check).await?;
-                pending.drain(..body);
-            }
-            progress(check.size(), None);
-        }
-    } else {
-        diskless = false;
-        let len: u64 = header[1..]
-            .parse()
-            .map_err(|_| src(format!("bad bulk header {header:.40}")))?;
-        let mut left = len;
-        while left > 0 {
-            let want = (buf.len() as u64).min(left) as usize;
-            let n = read_idle(&mut conn, &mut buf[..want], idle)
-                .await
-                .map_err(|e| src(format!("after {} of {len} bytes: {e}", len - left)))?;
-            if n == 0 {
-                return Err(src(format!(
-                    "connection closed after {} of {len} bytes",
-                    len - left
-                )));
-            }
-            emit(&buf[..n], out, check).await?;
-            left -= n as u64;
-            progress(len - left, Some(len));
         }
     }
     progress(check.size(), Some(check.size()));
@@ -219,11 +283,12 @@ async fn command(
         .map_err(|e| format!("{}: {e}", args[0]))?;
     read_line(conn, timeout)
         .await
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
         .map_err(|e| format!("{}: {e}", args[0]))
 }
 
-/// One reply line without its line end; a bare keepalive newline is "".
-async fn read_line(conn: &mut BufReader<TcpStream>, timeout: Duration) -> std::io::Result<String> {
+/// One reply line without its line end; a bare keepalive newline is empty.
+async fn read_line(conn: &mut BufReader<TcpStream>, timeout: Duration) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::new();
     let n = tokio::time::timeout(timeout, conn.read_until(b'\n', &mut line))
         .await
@@ -245,5 +310,63 @@ async fn read_line(conn: &mut BufReader<TcpStream>, timeout: Duration) -> std::i
     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         line.pop();
     }
-    Ok(String::from_utf8_lossy(&line).into_owned())
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_strict() {
+        assert_eq!(parse_header(b""), Ok(None));
+        assert_eq!(parse_header(b"$12345"), Ok(Some(Header::Bulk(12345))));
+        let mark = [b'a'; MARK_LEN];
+        let mut eof = b"$EOF:".to_vec();
+        eof.extend_from_slice(&mark);
+        assert_eq!(parse_header(&eof), Ok(Some(Header::Eof(mark))));
+        // "$087" was found by the sync_frame fuzz target.
+        for bad in [
+            &b"$+5"[..],
+            b"$087",
+            b"$-1",
+            b"$",
+            b"$ 5",
+            b"$99999999999999999999999",
+            b"+OK",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse_header(b"-ERR no")
+                .expect_err("error reply")
+                .contains("SYNC refused: ERR no")
+        );
+        assert!(
+            parse_header(b"$EOF:short")
+                .expect_err("short mark")
+                .contains("5 bytes")
+        );
+    }
+
+    #[test]
+    fn the_end_mark_is_found_across_reads_and_dropped() {
+        let mark = *b"0123456789012345678901234567890123456789";
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = payload.clone();
+        stream.extend_from_slice(&mark);
+        for chunk in [1, 7, 39, 40, 41, 333, stream.len()] {
+            let mut eof = EofStream::new(mark);
+            let mut got = Vec::new();
+            let mut done = false;
+            for part in stream.chunks(chunk) {
+                assert!(!done, "data after the mark (chunk {chunk})");
+                done = eof.push(part);
+                got.extend_from_slice(eof.ready());
+                eof.consume();
+            }
+            assert!(done, "chunk {chunk}");
+            assert_eq!(got, payload, "chunk {chunk}");
+        }
+    }
 }
