@@ -188,6 +188,13 @@ pub struct Storage {
     pub path: PathBuf,
     /// S3 instead of the local directory. Default none.
     pub s3: Option<crate::s3::S3Config>,
+    /// Permission bits of the files written to the local directory (backups, WAL, catalog), as
+    /// an octal string; directories get the matching search bits ("0600" -> 0700, "0640" ->
+    /// 0750), whatever the umask. Default: unset, the umask decides (0644/0755 under the usual
+    /// 022), because a restored cluster's `restore_command` (`wal-fetch`) runs as the PostgreSQL
+    /// user and reads this directory. Set "0600" when that user is the one writing the backups,
+    /// "0640" with a shared group.
+    pub mode: Option<FileMode>,
 }
 
 impl Default for Storage {
@@ -195,7 +202,76 @@ impl Default for Storage {
         Self {
             path: PathBuf::from("backups"),
             s3: None,
+            mode: None,
         }
+    }
+}
+
+/// Permission bits of written files (owner read and write at least; no execute or special
+/// bits), written in a config as an octal string such as "0600" or "0640".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(u32);
+
+impl FileMode {
+    /// `bits` when they are a valid file mode, else why not.
+    pub fn new(bits: u32) -> Result<Self, String> {
+        if bits & !0o666 != 0 {
+            return Err(format!(
+                "{bits:04o} has execute or special bits (file modes are made of 6, 4 and 0)"
+            ));
+        }
+        if bits & 0o600 != 0o600 {
+            return Err(format!(
+                "{bits:04o} does not let the owner read and write (backup-agent reads back what it writes)"
+            ));
+        }
+        Ok(FileMode(bits))
+    }
+
+    pub fn file(self) -> u32 {
+        self.0
+    }
+
+    /// The mode of a directory: the file mode plus search where there is read.
+    pub fn dir(self) -> u32 {
+        self.0 | ((self.0 & 0o444) >> 2)
+    }
+}
+
+impl std::fmt::Display for FileMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// "0640" (a string, octal), or TOML's own octal integer `0o640`.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Bits(u32),
+        }
+        let (text, bits) = match Raw::deserialize(d)? {
+            Raw::Text(text) => {
+                let digits = text.strip_prefix("0o").unwrap_or(&text);
+                let bits = u32::from_str_radix(digits, 8).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "mode {text:?} is not an octal mode such as \"0600\" or \"0640\""
+                    ))
+                })?;
+                (text, bits)
+            }
+            Raw::Bits(bits) => (format!("0o{bits:o}"), bits),
+        };
+        FileMode::new(bits).map_err(|e| serde::de::Error::custom(format!("mode {text}: {e}")))
     }
 }
 

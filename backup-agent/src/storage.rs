@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
+
+use crate::config::FileMode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Marks temporary objects: `<key>.partial-<pid>-<n>`.
@@ -29,6 +31,8 @@ pub enum Storage {
 #[derive(Clone, Debug)]
 pub struct Local {
     root: PathBuf,
+    /// `storage.mode`; `None`: the umask decides.
+    mode: Option<FileMode>,
 }
 
 /// What a finished object is.
@@ -40,15 +44,24 @@ pub struct Stored {
 }
 
 impl Storage {
+    /// A local directory whose files get the modes the umask leaves.
     pub fn local(root: impl Into<PathBuf>) -> Self {
-        Self::Local(Local { root: root.into() })
+        Self::local_with_mode(root, None)
+    }
+
+    /// A local directory whose files are written with `mode` (directories with its search bits).
+    pub fn local_with_mode(root: impl Into<PathBuf>, mode: Option<FileMode>) -> Self {
+        Self::Local(Local {
+            root: root.into(),
+            mode,
+        })
     }
 
     /// The storage a config names: S3 when `storage.s3` is set, else the local directory.
     pub async fn from_config(c: &crate::config::Storage) -> anyhow::Result<Self> {
         Ok(match &c.s3 {
             Some(s3) => Self::S3(crate::s3::S3::new(s3).await?),
-            None => Self::local(&c.path),
+            None => Self::local_with_mode(&c.path, c.mode),
         })
     }
 
@@ -83,21 +96,11 @@ impl Storage {
         match self {
             Self::Local(l) => {
                 let path = l.path(key);
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("cannot create {}: {e}", dir.display()),
-                        )
-                    })?;
-                }
-                let created = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .await;
+                l.make_parent(&path).await?;
+                let created = l.open_options().open(&path).await;
                 match created {
                     Ok(mut f) => {
+                        l.set_mode(&f, &path).await?;
                         f.write_all(bytes).await?;
                         f.sync_all().await?;
                         Ok(true)
@@ -338,14 +341,51 @@ impl Local {
         self.root.join(key)
     }
 
+    /// Makes the directories above `path` that are missing, with the directory mode.
+    async fn make_parent(&self, path: &Path) -> std::io::Result<()> {
+        let Some(dir) = path.parent() else {
+            return Ok(());
+        };
+        let mut b = tokio::fs::DirBuilder::new();
+        b.recursive(true);
+        if let Some(m) = self.mode {
+            b.mode(m.dir());
+        }
+        b.create(dir).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+        })
+    }
+
+    /// Options that create a new file, with the configured mode.
+    fn open_options(&self) -> tokio::fs::OpenOptions {
+        let mut o = tokio::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        if let Some(m) = self.mode {
+            o.mode(m.file());
+        }
+        o
+    }
+
+    /// Gives a file created here exactly the configured mode, whatever the umask took away.
+    async fn set_mode(&self, f: &tokio::fs::File, path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(m) = self.mode else {
+            return Ok(());
+        };
+        f.set_permissions(std::fs::Permissions::from_mode(m.file()))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot set the mode of {}: {e}", path.display()),
+                )
+            })
+    }
+
     async fn create(&self, key: &str) -> std::io::Result<LocalWriter> {
         static N: AtomicU64 = AtomicU64::new(0);
         let final_path = self.path(key);
-        if let Some(dir) = final_path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
+        self.make_parent(&final_path).await?;
         // The owner: pid and the process' start time, so that a pid reused after a restart
         // (the agent is often pid 7 under tini in every container) is not taken for the writer.
         let temp = PathBuf::from(format!(
@@ -355,9 +395,10 @@ impl Local {
             process_start(std::process::id()).unwrap_or(0),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let file = tokio::fs::File::create(&temp).await.map_err(|e| {
+        let file = self.open_options().open(&temp).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot create {}: {e}", temp.display()))
         })?;
+        self.set_mode(&file, &temp).await?;
         Ok(LocalWriter {
             key: key.to_string(),
             // tokio's File hands every write to a blocking thread: batch them.
@@ -640,6 +681,64 @@ mod tests {
 }
 
 #[cfg(test)]
+mod modes {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// Every way an object is written: streamed, at once, exclusively; in a new directory.
+    async fn write_all_ways(s: &Storage) {
+        let mut w = s
+            .create("base/20260101T020000Z/base.tar.zst")
+            .await
+            .expect("create");
+        w.write_all(b"tar").await.expect("write");
+        w.finish().await.expect("finish");
+        s.put("catalog/x.json", b"{}").await.expect("put");
+        assert!(s.create_exclusive("claims/x", b"me").await.expect("claim"));
+    }
+
+    #[tokio::test]
+    async fn files_and_directories_have_the_configured_mode() {
+        for (bits, file, dir) in [(0o600, 0o600, 0o700), (0o640, 0o640, 0o750)] {
+            let root =
+                std::env::temp_dir().join(format!("ba-modes-{}-{}", std::process::id(), file));
+            let _ = std::fs::remove_dir_all(&root);
+            let s = Storage::local_with_mode(&root, Some(FileMode::new(bits).expect("mode")));
+            write_all_ways(&s).await;
+            for rel in [
+                "base/20260101T020000Z/base.tar.zst",
+                "catalog/x.json",
+                "claims/x",
+            ] {
+                assert_eq!(mode(&root.join(rel)), file, "{rel}");
+            }
+            for rel in ["", "base", "base/20260101T020000Z", "catalog", "claims"] {
+                assert_eq!(mode(&root.join(rel)), dir, "{rel}/");
+            }
+            std::fs::remove_dir_all(&root).expect("cleanup");
+        }
+    }
+
+    #[test]
+    fn modes_that_would_lock_the_agent_out_or_execute_are_refused() {
+        assert_eq!(FileMode::new(0o640).map(FileMode::dir), Ok(0o750));
+        assert_eq!(FileMode::new(0o644).map(FileMode::dir), Ok(0o755));
+        assert!(FileMode::new(0o755).is_err());
+        assert!(FileMode::new(0o4600).is_err());
+        assert!(FileMode::new(0o400).is_err());
+    }
+}
+
+#[cfg(test)]
 mod leftovers {
     use super::*;
 
@@ -666,7 +765,10 @@ mod leftovers {
         let stale = format!("wal/b{TEMP_MARK}{me}-{}-0", start + 1);
         std::fs::write(dir.join(&live), b"x").expect("write");
         std::fs::write(dir.join(&stale), b"x").expect("write");
-        let l = Local { root: dir.clone() };
+        let l = Local {
+            root: dir.clone(),
+            mode: None,
+        };
         assert_eq!(l.leftovers().expect("list"), vec![stale]);
         let _ = std::fs::remove_dir_all(&dir);
     }

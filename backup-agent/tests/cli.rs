@@ -70,3 +70,37 @@ fn keygen_writes_the_identity_0600_and_never_over_a_file() {
     assert!(!run(&link).status.success());
     assert!(!dir.path().join("elsewhere").exists());
 }
+
+/// `storage.mode` as people write it: a quoted octal string or TOML's octal integer; a mode with
+/// execute bits or one that locks the agent out of its own files is refused, naming the key.
+#[test]
+fn storage_mode_is_checked() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_backup-agent"));
+    for (toml, shown) in [
+        ("[storage]\nmode = \"0640\"\n", "mode = \"0640\""),
+        ("[storage]\nmode = 0o640\n", "mode = \"0640\""),
+    ] {
+        let effective = harness::cli::effective_config(bin, toml).expect("accepted");
+        assert!(effective.contains(shown), "{toml:?}: {effective}");
+    }
+    let dir = harness::process::TempDir::new("storage-mode").expect("dir");
+    for (bad, why) in [
+        ("\"0755\"", "execute or special bits"),
+        ("\"0400\"", "does not let the owner read and write"),
+        ("\"rw-r-----\"", "not an octal mode"),
+    ] {
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, format!("[storage]\nmode = {bad}\n")).expect("write");
+        let out = std::process::Command::new(bin)
+            .args(["--check-config", "--config"])
+            .arg(&file)
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(
+            err.contains("storage.mode") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 use std::fmt::{self, Display, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -291,13 +291,26 @@ fn open_append(path: &Path) -> io::Result<Open> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
-        })?;
+        // The log's own directory is the daemon's alone; the directories above it (often the
+        // backup store) keep the modes they have or the umask gives.
+        if let Some(up) = dir.parent()
+            && !up.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(up).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", up.display()))
+            })?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
     }
+    // Lines name databases, hosts and users: readable by the daemon's user only.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
     let m = file.metadata()?;
@@ -390,6 +403,11 @@ mod tests {
         for l in old.lines().chain(new.lines()) {
             parse(l).expect("parseable");
         }
+        // Made by the daemon (first open and reopen after rotation): its user's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.join("logs")), 0o700);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

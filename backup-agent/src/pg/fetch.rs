@@ -153,9 +153,17 @@ async fn write_decoded(
     pad_to: Option<u64>,
 ) -> Result<(), FetchError> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     use tokio::io::AsyncReadExt;
     let io = |e: std::io::Error| FetchError::Fatal(format!("cannot write {}: {e}", tmp.display()));
-    let mut out = std::fs::File::create(tmp).map_err(io)?;
+    // PostgreSQL's own mode for WAL files.
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(io)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
