@@ -58,6 +58,11 @@ pub struct Failover {
     pub ended: bool,
     pub probe: Option<Switch>,
     pub last_event: SystemTime,
+    /// The Sentinels that see the master down now (+sdown without a -sdown since).
+    pub down_by: HashSet<String>,
+    /// A leader is carrying it out (elected, or in a failover state) and has not aborted: it
+    /// goes on even if the master comes back.
+    pub running: bool,
 }
 
 impl Failover {
@@ -74,6 +79,8 @@ impl Failover {
             ended: false,
             probe: None,
             last_event: at,
+            down_by: HashSet::new(),
+            running: false,
         }
     }
 
@@ -117,6 +124,18 @@ const FAILOVER_STEPS: &[&str] = &[
     "-failover-abort-no-good-slave",
     "-failover-abort-slave-timeout",
     "-failover-abort-not-elected",
+    // The master seen again: ends a failover that never switched.
+    "-sdown",
+    "-odown",
+];
+
+/// The aborts that end an unswitched failover someone asked for (`SENTINEL FAILOVER` has one
+/// Sentinel acting, so its abort is the end). In an automatic failover a Sentinel that was not
+/// elected aborts while another goes on, and a leader that found no good replica tries again
+/// later: such a failover ends when the master is seen again.
+const MANUAL_ABORTS: &[&str] = &[
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
 ];
 
 /// What the tracker asks of the outside world (so it can be tested without servers).
@@ -232,6 +251,11 @@ impl Tracker {
                     }
                 }
             }
+            if let Some(m) = e.master_name().map(str::to_string)
+                && e.is_about_master()
+            {
+                self.track_down(&m, sentinel, e, at);
+            }
             return vec![];
         }
         self.seen
@@ -293,7 +317,7 @@ impl Tracker {
         }
         // +sdown of a replica or sentinel is not part of a master's failover timeline.
         let belongs = is_step
-            && (e.name != "+sdown" || e.is_about_master())
+            && (!matches!(e.name.as_str(), "+sdown" | "-sdown" | "-odown") || e.is_about_master())
             && master.as_ref().is_some_and(|m| self.open.contains_key(m));
         let offset = master
             .as_ref()
@@ -326,6 +350,12 @@ impl Tracker {
             seen_by: HashSet::from([sentinel.to_string()]),
             detail: e.raw.clone(),
         });
+        if self.track_down(&m, sentinel, e, at) {
+            return out;
+        }
+        let Some(f) = self.open.get_mut(&m) else {
+            return out;
+        };
         match &e.payload {
             Payload::NewEpoch { epoch } | Payload::VoteForLeader { epoch, .. } => {
                 f.epoch = Some(f.epoch.map_or(*epoch, |x| x.max(*epoch)));
@@ -544,6 +574,58 @@ impl Tracker {
             Some(f) => self.finish(f),
             None => vec![],
         }
+    }
+
+    /// Follows which Sentinels see master `m` down and whether a leader is carrying out its
+    /// open failover; ends that failover, reported as aborted, when it is over without a switch:
+    /// the master is back for every Sentinel that saw it down (all its nodes stopped for a while,
+    /// a blip shorter than the failover) and no leader is at work, or the one acting Sentinel of
+    /// a manual failover gave up. Left open, it would be taken for the start of the next real
+    /// failover, with a downtime spanning both. True when it ended.
+    fn track_down(&mut self, m: &str, sentinel: &str, e: &Event, at: SystemTime) -> bool {
+        let Some(f) = self.open.get_mut(m) else {
+            return false;
+        };
+        match e.name.as_str() {
+            "+sdown" => {
+                f.down_by.insert(sentinel.to_string());
+            }
+            "-sdown" => {
+                f.down_by.remove(sentinel);
+            }
+            n if n == "+elected-leader" || n.starts_with("+failover-state-") => f.running = true,
+            n if MANUAL_ABORTS.contains(&n) => f.running = false,
+            _ => {}
+        }
+        let over = f.switched.is_none()
+            && match e.name.as_str() {
+                "-sdown" | "-odown" => f.down_by.is_empty() && !f.running,
+                n => f.trigger == Trigger::Manual && MANUAL_ABORTS.contains(&n),
+            };
+        if !over {
+            return false;
+        }
+        if let Some(f) = self.open.remove(m) {
+            self.aborted(&f, &e.name, at);
+        }
+        true
+    }
+
+    /// Reports a failover that ended without a switch (`why`: the event that ended it).
+    fn aborted(&self, f: &Failover, why: &str, at: SystemTime) {
+        let line = Line::at(at, "failover_aborted")
+            .field("master", &f.master)
+            .field_opt("master_addr", f.old.as_ref())
+            .field("trigger", f.trigger.as_str())
+            .field("started", humantime::format_rfc3339_millis(f.started))
+            .field_opt(
+                "duration_ms",
+                at.duration_since(f.started).ok().map(|d| d.as_millis()),
+            )
+            .field("ended_by", why)
+            .field("timeline", f.timeline());
+        tracing::info!("failover of {} ended without a switch: {line}", f.master);
+        self.log.emit(line);
     }
 
     fn finish(&mut self, f: Failover) -> Vec<Outcome> {
@@ -883,6 +965,142 @@ mod tests {
         let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
         assert!(log.contains("event=stale_switch_master"), "{log}");
         assert!(t.open.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every node of the master stopped for a while (what `restore redis` does): the Sentinels
+    /// start a failover, find no good replica and abort; the nodes come back. That attempt ends
+    /// there, reported as aborted; the real failover two minutes later is summarised from its
+    /// own first event (it used to inherit the aborted one's start: a downtime of minutes and
+    /// the wrong trigger).
+    #[tokio::test]
+    async fn a_failover_aborted_while_the_master_was_away_is_not_the_start_of_the_next() {
+        let dir = std::env::temp_dir().join(format!("sw-aborted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = tracker(&dir);
+        t.set_current("mymaster", addr(6379));
+        let says = Says(Some((addr(6380), 3, 3)));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let m = "master mymaster 127.0.0.1 6379";
+        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
+        let mut seq: Vec<(&str, &str, String, u64)> = vec![
+            ("s1", "+sdown", m.into(), 0),
+            ("s2", "+sdown", m.into(), 10),
+            ("s3", "+sdown", m.into(), 20),
+            ("s1", "+odown", format!("{m} #quorum 3/2"), 30),
+            ("s1", "+new-epoch", "2".into(), 40),
+            ("s1", "+try-failover", m.into(), 41),
+            ("s1", "+elected-leader", m.into(), 60),
+            ("s1", "+failover-state-select-slave", m.into(), 61),
+            ("s1", "-failover-abort-no-good-slave", m.into(), 70),
+            ("s2", "-sdown", m.into(), 9_000),
+            ("s3", "-sdown", m.into(), 9_010),
+            ("s1", "-sdown", m.into(), 9_020),
+            ("s1", "-odown", m.into(), 9_021),
+        ];
+        // Two minutes later, the master is killed for good.
+        let late = 120_000;
+        seq.extend([
+            ("s1", "+sdown", m.into(), late),
+            ("s2", "+sdown", m.into(), late + 10),
+            ("s1", "+odown", format!("{m} #quorum 2/2"), late + 20),
+            ("s1", "+new-epoch", "3".into(), late + 30),
+            ("s1", "+try-failover", m.into(), late + 31),
+            ("s2", "-failover-abort-not-elected", m.into(), late + 40),
+            ("s1", "+elected-leader", m.into(), late + 50),
+            ("s1", "+failover-state-select-slave", m.into(), late + 51),
+            ("s1", "+selected-slave", slave.into(), late + 60),
+            ("s1", "+promoted-slave", slave.into(), late + 800),
+            ("s1", "+failover-end", m.into(), late + 1_400),
+            (
+                "s1",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                late + 1_500,
+            ),
+        ]);
+        let mut outcomes = vec![];
+        for (s, name, payload, ms) in &seq {
+            outcomes.extend(t.on_event(s, &parse(name, payload), at(*ms), &says).await);
+        }
+        assert!(
+            matches!(outcomes.as_slice(), [Outcome::Switched(_)]),
+            "{outcomes:?}"
+        );
+        let write = |seq, port, ms| crate::probe::Write {
+            seq,
+            addr: addr(port),
+            at: at(ms),
+            replicas: 1,
+        };
+        let done = t.on_probe(Switch {
+            master: "mymaster".into(),
+            last_old: write(10, 6379, late),
+            first_new: write(11, 6380, late + 1_600),
+            downtime: Duration::from_millis(1_600),
+            checked: 10,
+            lost: vec![],
+        });
+        let [Outcome::Ended(f)] = done.as_slice() else {
+            panic!("{done:?}")
+        };
+        assert_eq!(f.trigger, Trigger::Automatic);
+        assert_eq!(f.started, at(late));
+        assert_eq!(f.duration(), Some(Duration::from_millis(1_500)));
+        assert!(f.timeline().starts_with("+sdown@0ms"), "{}", f.timeline());
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        let aborted: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("event=failover_aborted"))
+            .collect();
+        assert_eq!(aborted.len(), 1, "{log}");
+        assert!(
+            aborted[0].contains("trigger=automatic")
+                && aborted[0].contains("ended_by=-sdown")
+                && aborted[0].contains("duration_ms=9020"),
+            "{}",
+            aborted[0]
+        );
+        assert_eq!(
+            log.matches("event=failover_summary").count(),
+            1,
+            "one failover counted: {log}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A `SENTINEL FAILOVER` that finds no replica to promote ends with its one Sentinel's abort.
+    #[tokio::test]
+    async fn a_manual_failover_that_aborts_ends_there() {
+        let dir = std::env::temp_dir().join(format!("sw-manual-abort-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = tracker(&dir);
+        t.set_current("mymaster", addr(6379));
+        let says = Says(Some((addr(6379), 2, 3)));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let m = "master mymaster 127.0.0.1 6379";
+        for (name, payload, ms) in [
+            ("+new-epoch", "2".to_string(), 0),
+            ("+try-failover", m.into(), 1),
+            ("+failover-state-select-slave", m.into(), 2),
+            ("-failover-abort-no-good-slave", m.into(), 3),
+        ] {
+            let at = t0 + Duration::from_millis(ms);
+            assert!(
+                t.on_event("s1", &parse(name, &payload), at, &says)
+                    .await
+                    .is_empty()
+            );
+        }
+        assert!(t.open.is_empty(), "{:?}", t.open.keys());
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        assert!(
+            log.contains("event=failover_aborted")
+                && log.contains("trigger=manual")
+                && log.contains("ended_by=-failover-abort-no-good-slave"),
+            "{log}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
