@@ -280,6 +280,13 @@ main() {
   say "== start"
   manage start "${SERVICES[@]}"
 
+  local svc uid
+  for svc in redis-master redis-replica-1 redis-replica-2 redis-sentinel-1 redis-sentinel-2 redis-sentinel-3; do
+    uid=$(dc exec -T "$svc" grep '^Uid:' /proc/1/status | tr -d '\r' | cut -f 2)
+    if [ -z "$uid" ] || [ "$uid" = 0 ]; then fail "$svc runs as root (uid ${uid:-unknown})"; fi
+  done
+  say "the Redis nodes and Sentinels run as uid $uid, not root"
+
   say "== the first backup, then health"
   local i=0 out
   until dc exec -T backup-agent backup-agent -c /etc/outrigger/backup-agent.toml list 2>/dev/null | grep -q postgres-full; do
