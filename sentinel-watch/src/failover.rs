@@ -717,6 +717,17 @@ mod tests {
         }
     }
 
+    /// A tracker logging to a new `<name>-<pid>/events.log`, knowing `mymaster` at :6379, and
+    /// the moment the test's events count from.
+    fn fresh(name: &str) -> (std::path::PathBuf, Tracker, SystemTime) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = tracker(&dir);
+        t.set_current("mymaster", addr(6379));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        (dir, t, t0)
+    }
+
     fn tracker(dir: &std::path::Path) -> Tracker {
         let log = Arc::new(LogFile::open(dir.join("events.log")).expect("log"));
         Tracker::new(
@@ -733,11 +744,7 @@ mod tests {
     /// does not count it again.
     #[tokio::test]
     async fn a_change_of_master_heard_by_no_event_is_reconciled_once() {
-        let dir = std::env::temp_dir().join(format!("sw-reconcile-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut t = tracker(&dir);
-        t.set_current("mymaster", addr(6379));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let (dir, mut t, t0) = fresh("sw-reconcile");
         let named = Some((addr(6380), 3, 3));
         // Agreeing with what is known, or once: nothing.
         assert!(
@@ -798,12 +805,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failover_from_three_sentinels_is_one_timeline_with_counts() {
-        let dir = std::env::temp_dir().join(format!("sw-failover-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut t = tracker(&dir);
-        t.set_current("mymaster", addr(6379));
+        let (dir, mut t, t0) = fresh("sw-failover");
         let says = Says(Some((addr(6380), 2, 3)));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
         let at = |ms| t0 + Duration::from_millis(ms);
         let m = "master mymaster 127.0.0.1 6379";
         let seq: Vec<(&str, &str, String, u64)> = vec![
@@ -975,12 +978,8 @@ mod tests {
     /// the wrong trigger).
     #[tokio::test]
     async fn a_failover_aborted_while_the_master_was_away_is_not_the_start_of_the_next() {
-        let dir = std::env::temp_dir().join(format!("sw-aborted-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut t = tracker(&dir);
-        t.set_current("mymaster", addr(6379));
+        let (dir, mut t, t0) = fresh("sw-aborted");
         let says = Says(Some((addr(6380), 3, 3)));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
         let at = |ms| t0 + Duration::from_millis(ms);
         let m = "master mymaster 127.0.0.1 6379";
         let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
@@ -1073,12 +1072,8 @@ mod tests {
     /// A `SENTINEL FAILOVER` that finds no replica to promote ends with its one Sentinel's abort.
     #[tokio::test]
     async fn a_manual_failover_that_aborts_ends_there() {
-        let dir = std::env::temp_dir().join(format!("sw-manual-abort-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut t = tracker(&dir);
-        t.set_current("mymaster", addr(6379));
+        let (dir, mut t, t0) = fresh("sw-manual-abort");
         let says = Says(Some((addr(6379), 2, 3)));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
         let m = "master mymaster 127.0.0.1 6379";
         for (name, payload, ms) in [
             ("+new-epoch", "2".to_string(), 0),
