@@ -728,6 +728,21 @@ mod tests {
         (dir, t, t0)
     }
 
+    /// Feeds `(sentinel, event, payload, ms after t0)` to the tracker; what finished.
+    async fn feed(
+        t: &mut Tracker,
+        seq: &[(&str, &str, String, u64)],
+        t0: SystemTime,
+        says: &Says,
+    ) -> Vec<Outcome> {
+        let mut out = vec![];
+        for (s, name, payload, ms) in seq {
+            let at = t0 + Duration::from_millis(*ms);
+            out.extend(t.on_event(s, &parse(name, payload), at, says).await);
+        }
+        out
+    }
+
     fn tracker(dir: &std::path::Path) -> Tracker {
         let log = Arc::new(LogFile::open(dir.join("events.log")).expect("log"));
         Tracker::new(
@@ -865,10 +880,7 @@ mod tests {
                 1700,
             ),
         ];
-        let mut outcomes = vec![];
-        for (s, name, payload, ms) in &seq {
-            outcomes.extend(t.on_event(s, &parse(name, payload), at(*ms), &says).await);
-        }
+        let outcomes = feed(&mut t, &seq, t0, &says).await;
         assert!(
             matches!(outcomes.as_slice(), [Outcome::Switched(_)]),
             "{outcomes:?}"
@@ -1019,10 +1031,7 @@ mod tests {
                 late + 1_500,
             ),
         ]);
-        let mut outcomes = vec![];
-        for (s, name, payload, ms) in &seq {
-            outcomes.extend(t.on_event(s, &parse(name, payload), at(*ms), &says).await);
-        }
+        let outcomes = feed(&mut t, &seq, t0, &says).await;
         assert!(
             matches!(outcomes.as_slice(), [Outcome::Switched(_)]),
             "{outcomes:?}"
