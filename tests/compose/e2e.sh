@@ -344,8 +344,15 @@ main() {
     grep -q 'failover of' <<<"$out" && break
     sleep 1
   done
-  grep 'failover of' <<<"$out" | tail -n 1 || fail "sentinel-watch logged no failover"
-  say "Sentinels promoted $new after $old was killed"
+  local summary ms
+  summary=$(grep 'failover of' <<<"$out" | tail -n 1) || fail "sentinel-watch logged no failover"
+  # Its own failover, not one begun by the Redis restore's stop of every node.
+  grep -q 'trigger=automatic' <<<"$summary" || fail "the failover is not summarised as automatic: $summary"
+  ms=$(grep -o 'duration_ms=[0-9]*' <<<"$summary" | head -n 1 | cut -d= -f2)
+  if [ -z "$ms" ] || [ "$ms" -ge 30000 ]; then
+    fail "the failover took ${ms:-?} ms by sentinel-watch's summary: $summary"
+  fi
+  say "Sentinels promoted $new after $old was killed; sentinel-watch: automatic, ${ms} ms"
   # Prometheus -> Alertmanager -> health-agent's /alerts -> health.log.
   for ((i = 0; i < 90; i++)); do
     dc exec -T health-agent grep -q 'event=alert alertname=RedisFailoverHappened status=firing' \
