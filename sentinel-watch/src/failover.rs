@@ -660,6 +660,10 @@ impl Tracker {
                 f.probe.as_ref().map(|p| p.downtime.as_millis()),
             )
             .field_opt("lost_writes", f.probe.as_ref().map(|p| p.lost.len()))
+            .field_opt(
+                "lost_replicated",
+                f.probe.as_ref().map(|p| p.lost_replicated),
+            )
             .field_opt("writes_checked", f.probe.as_ref().map(|p| p.checked))
             .field_opt(
                 "lost_seqs",
@@ -795,6 +799,7 @@ mod tests {
             downtime: Duration::from_secs(6),
             checked: 7,
             lost: vec![2, 3],
+            lost_replicated: 1,
         };
         let out = t.on_probe(probe);
         assert!(
@@ -902,6 +907,7 @@ mod tests {
             downtime: Duration::from_millis(2300),
             checked: 10,
             lost: vec![9, 10],
+            lost_replicated: 2,
         };
         let done = t.on_probe(switch);
         let [Outcome::Ended(f)] = done.as_slice() else {
@@ -932,7 +938,7 @@ mod tests {
             .expect("summary");
         assert!(
             summary.contains("write_downtime_ms=2300")
-                && summary.contains("lost_writes=2")
+                && summary.contains("lost_writes=2 lost_replicated=2")
                 && summary.contains("lost_seqs=9-10"),
             "{summary}"
         );
@@ -1049,6 +1055,7 @@ mod tests {
             downtime: Duration::from_millis(1_600),
             checked: 10,
             lost: vec![],
+            lost_replicated: 0,
         });
         let [Outcome::Ended(f)] = done.as_slice() else {
             panic!("{done:?}")

@@ -34,6 +34,9 @@ pub struct Switch {
     pub checked: usize,
     /// Those missing.
     pub lost: Vec<u64>,
+    /// How many of the missing ones `WAIT` had reported on a replica: lost although replicated
+    /// (the promoted replica was not the one that had them, or it had not received them yet).
+    pub lost_replicated: usize,
 }
 
 /// Acknowledged writes kept for the lost-write check (about 80 minutes at 100 ms).
@@ -166,7 +169,7 @@ async fn measure(
     first_new: Write,
     new_conn: &mut redis::aio::MultiplexedConnection,
 ) -> Switch {
-    let seqs: Vec<u64> = {
+    let seqs: Vec<(u64, i64)> = {
         let r = record.lock().unwrap_or_else(|p| p.into_inner());
         // Walk back from the write before the first on the new master while it was the old one,
         // within half the keys' TTL (older keys may have expired on their own).
@@ -177,25 +180,25 @@ async fn measure(
             .skip(1)
             .take_while(|w| w.addr == last_old.addr)
             .filter(|w| first_new.at.duration_since(w.at).unwrap_or_default() < horizon)
-            .map(|w| w.seq)
+            .map(|w| (w.seq, w.replicas))
             .collect()
     };
     let mut lost = Vec::new();
+    let mut lost_replicated = 0;
     let mut checked = 0;
     for chunk in seqs.chunks(1000) {
-        let keys: Vec<String> = chunk.iter().map(|s| key(cfg, master, *s)).collect();
+        let keys: Vec<String> = chunk.iter().map(|(s, _)| key(cfg, master, *s)).collect();
         let got: redis::RedisResult<Vec<Option<String>>> =
             redis::cmd("MGET").arg(&keys).query_async(new_conn).await;
         match got {
             Ok(values) => {
                 checked += chunk.len();
-                lost.extend(
-                    chunk
-                        .iter()
-                        .zip(values)
-                        .filter(|(_, v)| v.is_none())
-                        .map(|(s, _)| *s),
-                );
+                for ((seq, replicas), v) in chunk.iter().zip(values) {
+                    if v.is_none() {
+                        lost.push(*seq);
+                        lost_replicated += usize::from(*replicas > 0);
+                    }
+                }
             }
             Err(e) => tracing::warn!("probe: checking writes on the new master: {e}"),
         }
@@ -208,6 +211,7 @@ async fn measure(
         first_new,
         checked,
         lost,
+        lost_replicated,
     }
 }
 

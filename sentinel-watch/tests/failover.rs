@@ -140,29 +140,30 @@ fn addr(port: u16) -> Addr {
 }
 
 /// The acknowledged probe writes to `old` that the new master lacks, counted here, by reading the
-/// new master directly.
-fn lost_counted_by_test(r: &Running, old: &Addr, new: &Addr) -> (usize, usize) {
-    let writes: Vec<u64> = r.handle.probes[0]
+/// new master directly: (written, missing, missing although WAIT saw them on a replica).
+fn lost_counted_by_test(r: &Running, old: &Addr, new: &Addr) -> (usize, usize, usize) {
+    let writes: Vec<(u64, i64)> = r.handle.probes[0]
         .1
         .lock()
         .expect("lock")
         .writes
         .iter()
         .filter(|w| &w.addr == old)
-        .map(|w| w.seq)
+        .map(|w| (w.seq, w.replicas))
         .collect();
     let client =
         redis::Client::open(format!("redis://:{PW}@{}:{}/", new.ip, new.port)).expect("client");
     let mut c = client.get_connection().expect("new master");
-    let mut missing = 0;
-    for s in &writes {
+    let (mut missing, mut replicated) = (0, 0);
+    for (s, replicas) in &writes {
         let k = format!("outrigger:probe:{MASTER_NAME}:{s}");
         let exists: i64 = redis::cmd("EXISTS").arg(&k).query(&mut c).expect("EXISTS");
         if exists == 0 {
             missing += 1;
+            replicated += usize::from(*replicas > 0);
         }
     }
-    (writes.len(), missing)
+    (writes.len(), missing, replicated)
 }
 
 #[allow(clippy::await_holding_lock)]
@@ -253,12 +254,13 @@ async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
     );
     assert_eq!(p.last_old.addr, old);
     assert_eq!(p.first_new.addr, new);
-    let (acked, missing) = tokio::task::block_in_place(|| lost_counted_by_test(&r, &old, &new));
+    let (acked, missing, replicated) =
+        tokio::task::block_in_place(|| lost_counted_by_test(&r, &old, &new));
     assert!(acked > 0);
     assert_eq!(
-        p.lost.len(),
-        missing,
-        "reported lost writes vs the test's own count"
+        (p.lost.len(), p.lost_replicated),
+        (missing, replicated),
+        "reported lost writes (all, replicated) vs the test's own count"
     );
     // The event log: one line per event, a new_master line, one summary.
     let summary = r.events("failover_summary");
@@ -266,6 +268,10 @@ async fn sigkill_of_the_master_is_reconstructed_timed_and_audited() {
     let s = &summary[0];
     assert_eq!(field(s, "new"), Some(new.to_string().as_str()));
     assert_eq!(field(s, "lost_writes"), Some(missing.to_string().as_str()));
+    assert_eq!(
+        field(s, "lost_replicated"),
+        Some(replicated.to_string().as_str())
+    );
     assert!(
         field(s, "timeline").is_some_and(|t| t.starts_with("+sdown@0ms(")),
         "{s:?}"

@@ -278,6 +278,8 @@ fn a_cut_off_master_without_min_replicas_loses_exactly_what_sentinel_watch_count
         p.lost, counted,
         "sentinel-watch's figure is what the client counted"
     );
+    // Cut off from its replicas, the master's WAIT saw none of them.
+    assert_eq!(p.lost_replicated, 0, "lost writes a replica had: {p:?}");
 }
 
 #[test]
