@@ -329,10 +329,12 @@ async fn session(
             })?;
             match msg {
                 WalMsg::XLogData {
-                    start, end, data, ..
+                    start,
+                    end,
+                    mut data,
+                    ..
                 } => {
                     server_end = server_end.max(end);
-                    let mut data = data;
                     let mut at = start;
                     if at < seg.end {
                         let skip = (seg.end - at) as usize;
