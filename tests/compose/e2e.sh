@@ -341,12 +341,13 @@ main() {
   # (Whole logs into a variable: grep -q on a pipe would fail the pipeline with SIGPIPE.)
   for ((i = 0; i < 30; i++)); do
     out=$(dc logs --no-color sentinel-watch 2>/dev/null || true)
-    grep -q 'failover of' <<<"$out" && break
+    grep -q 'event=failover_summary' <<<"$out" && break
     sleep 1
   done
   local summary ms
-  summary=$(grep 'failover of' <<<"$out" | tail -n 1) || fail "sentinel-watch logged no failover"
-  # Its own failover, not one begun by the Redis restore's stop of every node.
+  # (A failover_aborted line of the Redis restore's stop of every node may come before it.)
+  summary=$(grep 'event=failover_summary' <<<"$out" | tail -n 1) || fail "sentinel-watch logged no failover"
+  # Its own failover, not one begun by that stop.
   grep -q 'trigger=automatic' <<<"$summary" || fail "the failover is not summarised as automatic: $summary"
   ms=$(grep -o 'duration_ms=[0-9]*' <<<"$summary" | head -n 1 | cut -d= -f2)
   if [ -z "$ms" ] || [ "$ms" -ge 30000 ]; then
