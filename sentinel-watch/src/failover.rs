@@ -612,8 +612,19 @@ impl Tracker {
     }
 
     /// Reports a failover that ended without a switch (`why`: the event that ended it).
+    /// A master that only some Sentinels saw down for a moment (`+sdown`, then `-sdown`, no
+    /// `+odown` or attempt) is `master_down_cleared`: no failover was ever begun.
     fn aborted(&self, f: &Failover, why: &str, at: SystemTime) {
-        let line = Line::at(at, "failover_aborted")
+        let begun = f
+            .steps
+            .iter()
+            .any(|s| s.name != "+sdown" && s.name != "-sdown");
+        let event = if begun {
+            "failover_aborted"
+        } else {
+            "master_down_cleared"
+        };
+        let line = Line::at(at, event)
             .field("master", &f.master)
             .field_opt("master_addr", f.old.as_ref())
             .field("trigger", f.trigger.as_str())
@@ -624,7 +635,9 @@ impl Tracker {
             )
             .field("ended_by", why)
             .field("timeline", f.timeline());
-        tracing::info!("failover of {} ended without a switch: {line}", f.master);
+        if begun {
+            tracing::info!("failover of {} ended without a switch: {line}", f.master);
+        }
         self.log.emit(line);
     }
 
@@ -1081,6 +1094,26 @@ mod tests {
             log.matches("event=failover_summary").count(),
             1,
             "one failover counted: {log}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One Sentinel sees the master down for a moment: nothing was begun, nothing stays open.
+    #[tokio::test]
+    async fn a_subjective_down_that_clears_leaves_nothing_open() {
+        let (dir, mut t, t0) = fresh("sw-blip");
+        let says = Says(Some((addr(6379), 1, 3)));
+        let m = "master mymaster 127.0.0.1 6379";
+        let seq = [
+            ("s2", "+sdown", m.to_string(), 0),
+            ("s2", "-sdown", m.into(), 900),
+        ];
+        assert!(feed(&mut t, &seq, t0, &says).await.is_empty());
+        assert!(t.open.is_empty(), "{:?}", t.open.keys());
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        assert!(
+            log.contains("event=master_down_cleared") && !log.contains("failover_aborted"),
+            "{log}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
