@@ -189,8 +189,8 @@ pub struct Storage {
     /// S3 instead of the local directory. Default none.
     pub s3: Option<crate::s3::S3Config>,
     /// Permission bits of the files written to the local directory (backups, WAL, catalog), as
-    /// an octal string; directories get the matching search bits ("0600" -> 0700, "0640" ->
-    /// 0750), whatever the umask. Default: unset, the umask decides (0644/0755 under the usual
+    /// an octal string, applied whatever the umask; new directories get the matching search bits
+    /// ("0600" -> 0700, "0640" -> 0750). Default: unset, the umask decides (0644/0755 under the usual
     /// 022), because a restored cluster's `restore_command` (`wal-fetch`) runs as the PostgreSQL
     /// user and reads this directory. Set "0600" when that user is the one writing the backups,
     /// "0640" with a shared group.
