@@ -300,11 +300,14 @@ fn open_append(path: &Path) -> io::Result<Open> {
                 io::Error::new(e.kind(), format!("cannot create {}: {e}", up.display()))
             })?;
         }
-        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir)
+            && e.kind() != io::ErrorKind::AlreadyExists
+        {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ));
         }
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
     }
     // Lines name databases, hosts and users: readable by the daemon's user only.
     let file = OpenOptions::new()

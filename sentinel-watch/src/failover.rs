@@ -606,7 +606,7 @@ impl Tracker {
             return false;
         }
         if let Some(f) = self.open.remove(m) {
-            self.aborted(&f, &e.name, at);
+            self.ended_without_switch(&f, &e.name, at);
         }
         true
     }
@@ -614,7 +614,7 @@ impl Tracker {
     /// Reports a failover that ended without a switch (`why`: the event that ended it).
     /// A master that only some Sentinels saw down for a moment (`+sdown`, then `-sdown`, no
     /// `+odown` or attempt) is `master_down_cleared`: no failover was ever begun.
-    fn aborted(&self, f: &Failover, why: &str, at: SystemTime) {
+    fn ended_without_switch(&self, f: &Failover, why: &str, at: SystemTime) {
         let begun = f
             .steps
             .iter()

@@ -35,19 +35,37 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The effective configuration `--check-config` prints for a config file holding `toml`, once it
-/// exited 0.
-pub fn effective_config(bin: &Path, toml: &str) -> Result<String> {
+/// `--check-config` on a config file holding `toml`.
+fn check_config(bin: &Path, toml: &str) -> Result<Output> {
     let dir = TempDir::new("check-config")?;
     let file = dir.path().join("config.toml");
     std::fs::write(&file, toml)?;
-    let out = run(
+    run(
         bin,
         &["--check-config", "--config", &file.display().to_string()],
         &[],
-    )?;
+    )
+}
+
+/// The effective configuration `--check-config` prints for a config file holding `toml`, once it
+/// exited 0.
+pub fn effective_config(bin: &Path, toml: &str) -> Result<String> {
+    let out = check_config(bin, toml)?;
     ensure!(out.status.success(), "--check-config: {}", text(&out));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What `--check-config` says of a config file holding `toml`, once it refused it as a config
+/// error (exit 78).
+pub fn refused_config(bin: &Path, toml: &str) -> Result<String> {
+    let out = check_config(bin, toml)?;
+    ensure!(
+        out.status.code() == Some(78),
+        "--check-config: exit {:?}, not 78: {}",
+        out.status.code(),
+        text(&out)
+    );
+    Ok(text(&out))
 }
 
 /// Checks `--help`, `--version` and `--check-config` of a daemon binary. `prefix` is its env

@@ -313,16 +313,16 @@ async fn session(
                 }
                 m = conn.read_raw() => m?,
             };
-            let (tag, body) = msg;
-            if tag != b'd' {
-                if tag == b'c' {
-                    break true;
+            let body = match msg {
+                (b'd', body) => body,
+                (b'c', _) => break true,
+                (tag, _) => {
+                    return Err(ReplError::Protocol {
+                        server: conn.server.clone(),
+                        message: format!("unexpected message {:?} while streaming", tag as char),
+                    });
                 }
-                return Err(ReplError::Protocol {
-                    server: conn.server.clone(),
-                    message: format!("unexpected message {:?} while streaming", tag as char),
-                });
-            }
+            };
             let msg = WalMsg::decode(body).map_err(|message| ReplError::Protocol {
                 server: conn.server.clone(),
                 message,
