@@ -329,6 +329,13 @@ impl S3 {
         // instead of waiting on a full pipe.
         if let Err(e) = &result {
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            // Aborted before the writer learns of the failure (its next write fails once `rx`
+            // is gone): a caller that gives up then, or a process that exits, leaves no
+            // incomplete upload behind.
+            // A failed abort is left to `cleanup`.
+            if let Some(id) = upload_id.take() {
+                let _ = self.abort(&key, &id).await;
+            }
         }
         drop(rx);
         // Only a finished writer commits; a dropped one (an error half way) aborts.
@@ -370,14 +377,7 @@ impl S3 {
             }
             (r, _, id) => {
                 if let Some(id) = id {
-                    let _ = self
-                        .client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(&full)
-                        .upload_id(&id)
-                        .send()
-                        .await;
+                    let _ = self.abort(&key, &id).await;
                 }
                 r?;
                 return Err(io_err(
