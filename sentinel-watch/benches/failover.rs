@@ -4,13 +4,13 @@
 //! direct subscriber of our own) and sentinel-watch's event log line for it appearing in the file
 //! (a tailer polling every millisecond: an upper bound).
 //!
-//! Then planned changes of master at down-after 2000 ms (shipped until the compose e2e showed a
-//! cold start needs 5000), with the prober writing:
+//! Then planned changes of master at the shipped down-after (read from
+//! compose/sentinel/sentinel.conf), with the prober writing:
 //! `sentinel-watch switchover` against a plain `SENTINEL FAILOVER`, alternating, BENCH_SWITCHOVERS
 //! (default 20) of each on the same stack; write downtime and acknowledged writes lost for both.
 //!
-//! Then the faults at the shipped Redis settings with down-after 2000 ms (`min-replicas-to-write 1`,
-//! `min-replicas-max-lag 10`) beside stock Sentinel and Redis (down-after 30000 ms, no
+//! Then the faults at the shipped settings (down-after and the `min-replicas-*` lines, read from
+//! compose/sentinel/sentinel.conf and compose/redis/redis.conf) beside stock Sentinel and Redis (down-after 30000 ms, no
 //! min-replicas), in the same run: the master SIGKILLed, SIGSTOPped (until a replica is promoted),
 //! and cut off by a network partition (root: every node in its own network namespace) with the
 //! prober beside it. Each on a fresh stack; write downtime and acknowledged writes lost.
@@ -93,6 +93,30 @@ mod support;
 
 fn config(stack: &RedisStack, log: std::path::PathBuf) -> Config {
     support::config(stack.sentinel_addrs(), PW, &log)
+}
+
+/// The lines of a shipped compose file that start with `prefix`.
+fn shipped(file: &str, prefix: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compose")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `sentinel down-after-milliseconds mymaster N` as shipped.
+fn shipped_down_after_ms() -> u64 {
+    shipped(
+        "sentinel/sentinel.conf",
+        "sentinel down-after-milliseconds ",
+    )
+    .first()
+    .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    .expect("compose/sentinel/sentinel.conf sets down-after-milliseconds")
 }
 
 fn main() {
@@ -226,27 +250,22 @@ fn faults() {
         println!("\nfaults: skipped (network namespaces need root)");
         return;
     }
-    let shipped = vec![
-        "min-replicas-to-write 1".to_string(),
-        "min-replicas-max-lag 10".to_string(),
-    ];
+    let conf = shipped("redis/redis.conf", "min-replicas-");
+    let down_after = shipped_down_after_ms();
+    let label = format!("shipped ({down_after} ms, {})", conf.join(", "));
     println!("\nfaults, prober beside the master (one run each, fresh stack)");
-    println!("fault      settings                               write downtime  lost writes");
+    println!("fault      {:<64} write downtime  lost writes", "settings");
     for f in [Fault::Kill, Fault::Stop, Fault::Partition] {
         for (name, down_after, conf) in [
-            (
-                "shipped (2000 ms, min-replicas 1/10)",
-                2000,
-                shipped.clone(),
-            ),
+            (label.as_str(), down_after, conf.clone()),
             ("stock (30000 ms, no min-replicas)", 30_000, vec![]),
         ] {
             match fault(f, down_after, conf) {
                 Ok((d, lost)) => println!(
-                    "{:<10} {name:<38} {d:>12.2} s  {lost:>11}",
+                    "{:<10} {name:<64} {d:>12.2} s  {lost:>11}",
                     format!("{f:?}")
                 ),
-                Err(e) => println!("{:<10} {name:<38} failed: {e}", format!("{f:?}")),
+                Err(e) => println!("{:<10} {name:<64} failed: {e}", format!("{f:?}")),
             }
         }
     }
@@ -260,7 +279,7 @@ fn switchovers(rt: &tokio::runtime::Runtime) {
         .unwrap_or(20);
     let stack = RedisStack::start_with(RedisOptions {
         password: Some(PW.into()),
-        down_after_ms: 2000,
+        down_after_ms: shipped_down_after_ms(),
         failover_timeout_ms: 5000,
         ..Default::default()
     })
@@ -363,7 +382,10 @@ fn switchovers(rt: &tokio::runtime::Runtime) {
         }
     }
     let sum = |v: &[f64]| v.iter().sum::<f64>();
-    println!("\nplanned change of master, down-after 2000 ms, {rounds} of each, alternating");
+    println!(
+        "\nplanned change of master, down-after {} ms, {rounds} of each, alternating",
+        shipped_down_after_ms()
+    );
     println!(
         "how                     done  median write downtime  max write downtime  lost writes (total)"
     );

@@ -523,6 +523,37 @@ impl Tracker {
         }
     }
 
+    /// The prober found the master restarted in place (same address, new `run_id`): not a
+    /// failover. What the restart took is logged and counted apart from failovers' losses.
+    pub fn on_restart(&mut self, s: &Switch) {
+        self.metrics
+            .restart_lost_writes
+            .get_or_create(&mlabels(&s.master))
+            .inc_by(s.lost.len() as u64);
+        let line = Line::new("master_restarted")
+            .field("master", &s.master)
+            .field("addr", &s.first_new.addr)
+            .field("old_run_id", &s.last_old.run)
+            .field("new_run_id", &s.first_new.run)
+            .field("write_downtime_ms", s.downtime.as_millis())
+            .field("lost_writes", s.lost.len())
+            .field("lost_replicated", s.lost_replicated)
+            .field("writes_checked", s.checked)
+            .field_opt(
+                "lost_seqs",
+                Some(&s.lost).filter(|l| !l.is_empty()).map(|l| compress(l)),
+            );
+        if s.lost.is_empty() {
+            tracing::info!("master of {} restarted in place: {line}", s.master);
+        } else {
+            tracing::warn!(
+                "master of {} restarted in place and lost acknowledged writes: {line}",
+                s.master
+            );
+        }
+        self.log.emit(line);
+    }
+
     fn attach_early_probe(&mut self, m: &str) {
         if let Some(i) = self.early_probes.iter().position(|s| s.master == m)
             && let Some(f) = self.open.get_mut(m)
@@ -800,12 +831,14 @@ mod tests {
             last_old: crate::probe::Write {
                 seq: 1,
                 addr: addr(6379),
+                run: "".into(),
                 at: t0,
                 replicas: 0,
             },
             first_new: crate::probe::Write {
                 seq: 9,
                 addr: addr(6380),
+                run: "".into(),
                 at: t0 + Duration::from_secs(6),
                 replicas: 1,
             },
@@ -813,6 +846,7 @@ mod tests {
             checked: 7,
             lost: vec![2, 3],
             lost_replicated: 1,
+            restarted: false,
         };
         let out = t.on_probe(probe);
         assert!(
@@ -908,12 +942,14 @@ mod tests {
             last_old: crate::probe::Write {
                 seq: 10,
                 addr: addr(6379),
+                run: "".into(),
                 at: at(0),
                 replicas: 1,
             },
             first_new: crate::probe::Write {
                 seq: 30,
                 addr: addr(6380),
+                run: "".into(),
                 at: at(2300),
                 replicas: 1,
             },
@@ -921,6 +957,7 @@ mod tests {
             checked: 10,
             lost: vec![9, 10],
             lost_replicated: 2,
+            restarted: false,
         };
         let done = t.on_probe(switch);
         let [Outcome::Ended(f)] = done.as_slice() else {
@@ -1058,6 +1095,7 @@ mod tests {
         let write = |seq, port, ms| crate::probe::Write {
             seq,
             addr: addr(port),
+            run: "".into(),
             at: at(ms),
             replicas: 1,
         };
@@ -1069,6 +1107,7 @@ mod tests {
             checked: 10,
             lost: vec![],
             lost_replicated: 0,
+            restarted: false,
         });
         let [Outcome::Ended(f)] = done.as_slice() else {
             panic!("{done:?}")

@@ -73,6 +73,7 @@ pub async fn run(
         let l = metrics::master(m);
         let _ = metrics.failovers.get_or_create(&l);
         let _ = metrics.lost_writes.get_or_create(&l);
+        let _ = metrics.restart_lost_writes.get_or_create(&l);
         let _ = metrics.failover_duration.get_or_create(&l);
         let _ = metrics.write_downtime.get_or_create(&l);
         match view::freshest(&cfg, m).await {
@@ -166,6 +167,7 @@ pub async fn run(
                 }
             },
             s = probe_rx.recv(), if cfg.probe.enabled => match s {
+                Some(s) if s.restarted => { tracker.on_restart(&s); vec![] }
                 Some(s) => tracker.on_probe(s),
                 None => vec![],
             },

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub failover_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub write_downtime: Family<Labels, Histogram, fn() -> Histogram>,
     pub lost_writes: Family<Labels, Counter>,
+    pub restart_lost_writes: Family<Labels, Counter>,
     pub master_info: Family<Labels, Gauge>,
     pub sentinel_up: Family<Labels, Gauge>,
     pub sentinels_up: Gauge,
@@ -41,6 +42,7 @@ impl Metrics {
             failover_duration: Family::new_with_constructor(seconds_histogram),
             write_downtime: Family::new_with_constructor(seconds_histogram),
             lost_writes: Family::default(),
+            restart_lost_writes: Family::default(),
             master_info: Family::default(),
             sentinel_up: Family::default(),
             sentinels_up: Gauge::default(),
@@ -76,6 +78,11 @@ impl Metrics {
             "lost_writes",
             "Acknowledged probe writes missing on the new master after a failover",
             m.lost_writes.clone(),
+        );
+        r.register(
+            "restart_lost_writes",
+            "Acknowledged probe writes missing on a master that restarted in place (same address, new run_id)",
+            m.restart_lost_writes.clone(),
         );
         r.register(
             "master_info",

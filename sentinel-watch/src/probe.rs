@@ -2,6 +2,11 @@
 //! (`SET <prefix>:<master>:<seq> <seq> PX <ttl>`, then `WAIT 1 <timeout>`). When the master it
 //! writes to changes, it reports the write downtime (last acknowledged write on the old master to
 //! the first on the new one) and the acknowledged sequence numbers missing on the new master.
+//!
+//! Each write also records the master's `run_id` (read once per connection). A master that comes
+//! back at the same address with a new `run_id` restarted in place: not a failover, but what it
+//! lost in the restart (a restore, a crash with `appendfsync everysec`, no persistence) is
+//! measured the same way and reported apart, and the next failover's check starts after it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,6 +23,8 @@ use crate::events::Addr;
 pub struct Write {
     pub seq: u64,
     pub addr: Addr,
+    /// The master's `run_id` when it took the write (empty if INFO was refused).
+    pub run: Arc<str>,
     pub at: SystemTime,
     /// Replicas that acknowledged it within the WAIT timeout.
     pub replicas: i64,
@@ -37,6 +44,9 @@ pub struct Switch {
     /// How many of the missing ones `WAIT` had reported on a replica: lost although replicated
     /// (the promoted replica was not the one that had them, or it had not received them yet).
     pub lost_replicated: usize,
+    /// The same address with a new `run_id`: the master restarted in place; `lost` are the
+    /// writes the restart took, not a failover's.
+    pub restarted: bool,
 }
 
 /// Acknowledged writes kept for the lost-write check (about 80 minutes at 100 ms).
@@ -69,7 +79,7 @@ pub async fn run(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
-    let mut conn: Option<(Addr, redis::aio::MultiplexedConnection)> = None;
+    let mut conn: Option<(Addr, Arc<str>, redis::aio::MultiplexedConnection)> = None;
     let mut tick = tokio::time::interval(cfg.probe.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wait_ms = cfg.probe.wait_timeout.as_millis() as u64;
@@ -96,14 +106,20 @@ pub async fn run(
                 .timeout
                 .max(cfg.probe.wait_timeout + Duration::from_millis(500));
             match settings.connect().await {
-                Ok(c) => conn = Some((addr, c)),
+                Ok(mut c) => {
+                    let run = run_id(&mut c).await.unwrap_or_else(|e| {
+                        tracing::debug!("probe: INFO server on {addr}: {e}");
+                        String::new()
+                    });
+                    conn = Some((addr, run.into(), c));
+                }
                 Err(e) => {
                     tracing::debug!("probe: connect to {addr}: {e:#}");
                     continue;
                 }
             }
         }
-        let Some((addr, c)) = conn.as_mut() else {
+        let Some((addr, run, c)) = conn.as_mut() else {
             continue;
         };
         seq += 1;
@@ -125,6 +141,7 @@ pub async fn run(
                 let w = Write {
                     seq,
                     addr: addr.clone(),
+                    run: run.clone(),
                     at: SystemTime::now(),
                     replicas,
                 };
@@ -138,7 +155,7 @@ pub async fn run(
                     prev
                 };
                 if let Some(prev) = previous
-                    && prev.addr != w.addr
+                    && !same_master(&prev, &w)
                 {
                     let switch = measure(&cfg, &master, &record, prev, w, c).await;
                     record
@@ -159,8 +176,25 @@ pub async fn run(
     }
 }
 
-/// Looks for the old master's acknowledged writes (since the previous change of master) on the
-/// new master.
+/// The master's `run_id`, from `INFO server`.
+async fn run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+/// Both writes went to the same master process: same address, and the same `run_id` where both
+/// are known.
+fn same_master(a: &Write, b: &Write) -> bool {
+    a.addr == b.addr && (a.run == b.run || a.run.is_empty() || b.run.is_empty())
+}
+
+/// Looks for the old master's acknowledged writes (since the previous change of master or restart)
+/// on the new master (or on the restarted one).
 async fn measure(
     cfg: &Config,
     master: &str,
@@ -178,7 +212,7 @@ async fn measure(
             .iter()
             .rev()
             .skip(1)
-            .take_while(|w| w.addr == last_old.addr)
+            .take_while(|w| same_master(w, &last_old))
             .filter(|w| first_new.at.duration_since(w.at).unwrap_or_default() < horizon)
             .map(|w| (w.seq, w.replicas))
             .collect()
@@ -204,7 +238,9 @@ async fn measure(
         }
     }
     lost.sort_unstable();
+    let restarted = last_old.addr == first_new.addr;
     Switch {
+        restarted,
         master: master.to_string(),
         downtime: first_new.at.duration_since(last_old.at).unwrap_or_default(),
         last_old,
@@ -268,7 +304,7 @@ impl Session {
     pub async fn switch(mut self, old: &Addr, within: Duration) -> Option<Switch> {
         let got = tokio::time::timeout(within, async {
             while let Some(s) = self.switches.recv().await {
-                if &s.last_old.addr == old {
+                if !s.restarted && &s.last_old.addr == old {
                     return Some(s);
                 }
             }

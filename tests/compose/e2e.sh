@@ -354,6 +354,9 @@ main() {
     fail "the failover took ${ms:-?} ms by sentinel-watch's summary: $summary"
   fi
   say "Sentinels promoted $new after $old was killed; sentinel-watch: automatic, ${ms} ms"
+  # Its figures, and what the Redis restore's restart took (reported apart, not as this failover's).
+  say "sentinel-watch: $(grep -o 'write_downtime_ms=[0-9]* lost_writes=[0-9]* lost_replicated=[0-9]* writes_checked=[0-9]*' <<<"$summary" || true)"
+  grep 'event=master_restarted' <<<"$out" | tail -n 1 || true
   # Prometheus -> Alertmanager -> health-agent's /alerts -> health.log.
   for ((i = 0; i < 90; i++)); do
     dc exec -T health-agent grep -q 'event=alert alertname=RedisFailoverHappened status=firing' \
