@@ -297,14 +297,26 @@ fn main() -> ExitCode {
                 &target_dir,
             )
             .await?;
+            let databases = info.walked.as_ref().map_or(16, |w| w.databases.max(16));
             println!(
-                "restored Redis snapshot {} into {} ({} bytes, RDB version {}, checksum verified); \
-                 start Redis with dir {} and dbfilename dump.rdb (appendonly no) to load it",
+                "restored Redis snapshot {} into {} ({} bytes, RDB version {}, {}, walked: {}); \
+                 start Redis with dir {} and dbfilename dump.rdb (appendonly no{}) to load it",
                 m.id,
                 target_dir.join("dump.rdb").display(),
                 info.size,
                 info.version,
-                target_dir.display()
+                if info.checksummed {
+                    "checksum verified"
+                } else {
+                    "written without a checksum"
+                },
+                backup_agent::redis_snapshot::walked_summary(&info),
+                target_dir.display(),
+                if databases > 16 {
+                    format!(", databases {databases} or more")
+                } else {
+                    String::new()
+                }
             );
             Ok(ExitCode::SUCCESS)
         }),

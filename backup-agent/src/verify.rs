@@ -63,9 +63,10 @@ pub async fn verify(
                     .await
                     .map(|i| {
                         format!(
-                            "1 object, RDB version {} with {} CRC64",
+                            "1 object, RDB version {} with {} CRC64, walked: {}",
                             i.version,
-                            if i.checksummed { "a matching" } else { "no" }
+                            if i.checksummed { "a matching" } else { "no" },
+                            crate::redis_snapshot::walked_summary(&i)
                         )
                     })
             }

@@ -193,6 +193,12 @@ async fn snapshot_from_a_replica_restores_every_key_diskless_and_not() {
         assert!(replica_ports.contains(&m.info["source"]), "{:?}", m.info);
         assert_eq!(m.info["diskless"], (diskless == "yes").to_string());
         assert_eq!(m.info["rdb_checksum"], "crc64");
+        // Every record walked: the keys the source holds (and the prober-free stack has no others).
+        assert_eq!(
+            m.info["rdb_walked"], "keys=300000 databases=1",
+            "{:?}",
+            m.info
+        );
         ids.push(m.id.clone());
         // Ids are per second.
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -214,6 +220,7 @@ async fn snapshot_from_a_replica_restores_every_key_diskless_and_not() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches(" ok ").count(), 2, "{text}");
+    assert_eq!(text.matches("walked: keys=300000").count(), 2, "{text}");
     let log = std::fs::read_to_string(store.path().join("logs/backup.log")).expect("log");
     assert_eq!(log.matches("job=redis outcome=ok").count(), 2, "{log}");
 }

@@ -1,11 +1,14 @@
 //! Redis snapshots: an RDB pulled over the network ([`sync`]) from the node [`source`] picks,
-//! checked ([`rdb`]: magic, end opcode, CRC64) while it streams through the compressor into
+//! checked ([`rdb`]: magic, end opcode, CRC64; [`walk`]: every record, as redis-server would
+//! load it) while it streams through the compressor into
 //! storage; the catalog manifest is written only when the payload passed. Restore writes a
 //! verified `dump.rdb` for a stopped Redis to load.
 
+pub mod encodings;
 pub mod rdb;
 pub mod source;
 pub mod sync;
+pub mod walk;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -57,6 +60,7 @@ pub async fn snapshot(
     if !info.checksummed {
         tracing::warn!(node = %picked.node, "the server writes RDB files without a checksum (rdbchecksum no): only the structure was checked");
     }
+    warn_unwalked(&info, &picked.node.to_string());
     let stored = enc.finish().await?.finish().await?;
     let mut m = Manifest {
         id: id.clone(),
@@ -89,6 +93,7 @@ pub async fn snapshot(
             "rdb_checksum",
             if info.checksummed { "crc64" } else { "none" }.into(),
         ),
+        ("rdb_walked", walked_summary(&info)),
         ("diskless", pulled.diskless.to_string()),
         ("server_wait_ms", pulled.server_wait.as_millis().to_string()),
         ("transfer_ms", pulled.transfer.as_millis().to_string()),
@@ -100,6 +105,57 @@ pub async fn snapshot(
         .put(&BackupKind::Redis.manifest_key(&id), &json)
         .await?;
     Ok(m)
+}
+
+/// The manifest's account of the structure walk: `keys=N databases=N` (with `modules=`,
+/// `functions=` and `dups_checked=false` when they apply), or why it was not walked.
+pub fn walked_summary(info: &RdbInfo) -> String {
+    match &info.walked {
+        None => format!(
+            "no: RDB version {} is newer than the walker knows ({})",
+            info.version,
+            walk::KNOWN_VERSION
+        ),
+        Some(w) => {
+            let mut s = format!("keys={} databases={}", w.keys, w.databases);
+            if w.modules > 0 {
+                s += &format!(" modules={}", w.modules);
+            }
+            if w.functions > 0 {
+                s += &format!(" functions={}", w.functions);
+            }
+            if !w.dups_checked {
+                s += " dups_checked=false";
+            }
+            s
+        }
+    }
+}
+
+/// Says what the walk could not vouch for.
+fn warn_unwalked(info: &RdbInfo, what: &str) {
+    match &info.walked {
+        None => tracing::warn!(
+            "{what}: RDB version {} is newer than this backup-agent knows ({}): only its checksum was checked",
+            info.version,
+            walk::KNOWN_VERSION
+        ),
+        Some(w) => {
+            if !w.dups_checked {
+                tracing::warn!(
+                    "{what}: more keys in a database (or members in a collection) than the duplicate check holds ({}): duplicates were not looked for past it",
+                    walk::DUP_LIMIT
+                );
+            }
+            if w.modules > 0 || w.functions > 0 {
+                tracing::info!(
+                    "{what}: {} module records and {} function libraries: their contents load only where the module (or the function engine) accepts them",
+                    w.modules,
+                    w.functions
+                );
+            }
+        }
+    }
 }
 
 /// The Redis snapshot `id`, or the newest.

@@ -1,7 +1,12 @@
 //! RDB payload checks (the last step of a replica sync): the `REDIS00nn` magic, the end
 //! opcode 0xFF, and the CRC64 (Jones polynomial, reflected, as Redis computes it) of everything
-//! before the 8-byte checksum. Streaming: the checker sees the payload in pieces as it passes
-//! to storage and holds back only the last 8 bytes.
+//! before the 8-byte checksum; and the structure, record by record ([`super::walk`], on a thread
+//! of its own fed a copy of each piece). Streaming: the checker sees the payload in pieces as it
+//! passes to storage and holds back only the last 8 bytes.
+
+use std::sync::mpsc;
+
+use super::walk::{self, Broken, Walked};
 
 /// Redis's CRC64 polynomial (Jones), reflected.
 const POLY: u64 = 0x95ac_9329_ac4b_c9b5;
@@ -67,6 +72,9 @@ pub struct RdbInfo {
     pub size: u64,
     /// False when the server writes no checksum (`rdbchecksum no`: 8 zero bytes).
     pub checksummed: bool,
+    /// What the structure walk found; `None` when the RDB version is newer than the walker
+    /// knows (then only the checksum vouches for it).
+    pub walked: Option<Walked>,
 }
 
 /// Why a payload is not a good RDB.
@@ -86,11 +94,47 @@ pub enum RdbError {
         computed: u64,
         size: u64,
     },
+    /// The checksum matches (or there is none) but redis-server would refuse to load it.
+    #[error("RDB structure broken at byte {offset}: {what}")]
+    Structure { offset: u64, what: String },
+}
+
+/// The walker's thread and the pieces on their way to it.
+#[derive(Debug)]
+struct Feed {
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    done: std::thread::JoinHandle<Result<Option<Walked>, Broken>>,
+}
+
+/// The pieces as one byte stream.
+struct Pieces {
+    rx: mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.at);
+        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The streaming checker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RdbCheck {
+    walk: Feed,
     crc: u64,
     head: Vec<u8>,
     /// The last (up to) 8 bytes seen: the checksum once the stream ends, not yet in `crc`.
@@ -100,12 +144,43 @@ pub struct RdbCheck {
     size: u64,
 }
 
+impl Default for RdbCheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RdbCheck {
     pub fn new() -> Self {
-        Self::default()
+        // A few pieces in flight; a slow walk holds the stream back rather than growing memory.
+        let (tx, rx) = mpsc::sync_channel(8);
+        let done = std::thread::Builder::new()
+            .name("rdb-walk".into())
+            .spawn(move || {
+                walk::walk(Pieces {
+                    rx,
+                    cur: Vec::new(),
+                    at: 0,
+                })
+            })
+            .expect("spawning the RDB walker thread");
+        Self {
+            walk: Feed { tx: Some(tx), done },
+            crc: 0,
+            head: Vec::new(),
+            tail: Vec::new(),
+            last: 0,
+            size: 0,
+        }
     }
 
     pub fn update(&mut self, data: &[u8]) {
+        if let Some(tx) = &self.walk.tx
+            && tx.send(data.to_vec()).is_err()
+        {
+            // The walk has ended (it found the damage); its verdict waits in `finish`.
+            self.walk.tx = None;
+        }
         self.size += data.len() as u64;
         if self.head.len() < 9 {
             let take = (9 - self.head.len()).min(data.len());
@@ -138,7 +213,15 @@ impl RdbCheck {
     }
 
     /// Checks the whole payload once it has been seen.
-    pub fn finish(self) -> Result<RdbInfo, RdbError> {
+    pub fn finish(mut self) -> Result<RdbInfo, RdbError> {
+        drop(self.walk.tx.take());
+        let walked = match self.walk.done.join() {
+            Ok(w) => w,
+            Err(_) => Err(Broken {
+                offset: 0,
+                what: "the RDB walker panicked".into(),
+            }),
+        };
         let magic_ok = self.head.len() == 9
             && self.head.starts_with(b"REDIS")
             && self.head[5..].iter().all(u8::is_ascii_digit);
@@ -161,24 +244,22 @@ impl RdbCheck {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if stored == 0 {
-            return Ok(RdbInfo {
-                version,
-                size: self.size,
-                checksummed: false,
-            });
-        }
-        if stored != self.crc {
+        if stored != 0 && stored != self.crc {
             return Err(RdbError::Crc {
                 stored,
                 computed: self.crc,
                 size: self.size,
             });
         }
+        let walked = walked.map_err(|b| RdbError::Structure {
+            offset: b.offset,
+            what: b.what,
+        })?;
         Ok(RdbInfo {
             version,
             size: self.size,
-            checksummed: true,
+            checksummed: stored != 0,
+            walked,
         })
     }
 }
@@ -216,20 +297,34 @@ mod tests {
         c.finish()
     }
 
+    /// Records: an aux field, then `n` string keys.
+    fn body(n: usize) -> Vec<u8> {
+        let mut b = vec![0xfa, 3, b'v', b'e', b'r', 1, b'7'];
+        for i in 0..n {
+            let k = format!("key:{i}");
+            b.push(0);
+            b.push(k.len() as u8);
+            b.extend_from_slice(k.as_bytes());
+            b.extend_from_slice(&[5, b'v', b'a', b'l', b'u', b'e']);
+        }
+        b
+    }
+
     #[test]
     fn good_payload_passes_in_any_pieces() {
-        let data = rdb(&[0xfa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let data = rdb(&body(3));
         for piece in [1, 2, 3, 7, 8, 9, 16, 1000] {
             let info = check_in_pieces(&data, piece).expect("good");
             assert_eq!(info.version, 10);
             assert_eq!(info.size, data.len() as u64);
             assert!(info.checksummed);
+            assert_eq!(info.walked.expect("walked").keys, 3);
         }
     }
 
     #[test]
     fn damage_is_caught() {
-        let good = rdb(&[0xfa; 100]);
+        let good = rdb(&body(8));
         let mut flipped = good.clone();
         flipped[50] ^= 1;
         assert!(matches!(
@@ -250,5 +345,12 @@ mod tests {
         let mut unchecked = good[..good.len() - 8].to_vec();
         unchecked.extend_from_slice(&[0; 8]);
         assert!(!check_in_pieces(&unchecked, 5).expect("ok").checksummed);
+        // A checksum that matches a broken structure: refused all the same.
+        let mut b = body(2);
+        b[8] = 9; // a string value's type becomes a zipmap
+        assert!(matches!(
+            check_in_pieces(&rdb(&b), 3),
+            Err(RdbError::Structure { .. })
+        ));
     }
 }
