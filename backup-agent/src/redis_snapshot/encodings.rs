@@ -352,74 +352,96 @@ pub fn unique_fields(entries: &[Entry<'_>], tuple: usize) -> Result<(), String> 
 }
 
 /// LZF decompression (the format redis-server compresses strings with), streamed: reads the
-/// compressed bytes from `next` (None at the end of the `clen` bytes), hands the output to `out`
-/// in pieces, and fails unless it makes exactly `ulen` bytes. Keeps an 8 KiB window, the
-/// furthest a back reference reaches.
+/// `clen` compressed bytes through `fill` (which fills its buffer exactly), hands the output to
+/// `out` in pieces, and fails unless it makes exactly `ulen` bytes. Keeps the last 8 KiB of output,
+/// the furthest a back reference reaches, in `window`: the caller's, reused from call to call.
 pub fn lzf(
     clen: u64,
     ulen: u64,
-    next: &mut dyn FnMut() -> std::io::Result<u8>,
-    out: &mut dyn FnMut(&[u8]),
+    window: &mut Vec<u8>,
+    mut fill: impl FnMut(&mut [u8]) -> std::io::Result<()>,
+    mut out: impl FnMut(&[u8]),
 ) -> Result<(), LzfError> {
     const WINDOW: usize = 8192;
-    let mut ring = vec![0u8; WINDOW];
-    let mut op: u64 = 0;
-    let mut ip: u64 = 0;
-    let mut piece = Vec::with_capacity(264);
-    let mut read = |ip: &mut u64| -> Result<u8, LzfError> {
+    // Output is handed on (all but the window dropped) once this much has built up.
+    const FLUSH: usize = 64 * 1024;
+    fn byte(
+        fill: &mut impl FnMut(&mut [u8]) -> std::io::Result<()>,
+        ip: &mut u64,
+        clen: u64,
+    ) -> Result<u8, LzfError> {
         if *ip >= clen {
             return Err(LzfError::Bad(
                 "a back reference runs past the compressed data",
             ));
         }
         *ip += 1;
-        next().map_err(LzfError::Io)
-    };
+        let mut b = [0u8; 1];
+        fill(&mut b).map_err(LzfError::Io)?;
+        Ok(b[0])
+    }
     if clen == 0 {
         return Err(LzfError::Bad("no compressed bytes"));
     }
+    let buf = window;
+    buf.clear();
+    // Output offset of buf[0], and how much of buf was handed on already.
+    let mut base: u64 = 0;
+    let mut handed = 0;
+    let mut ip: u64 = 0;
     while ip < clen {
-        let ctrl = read(&mut ip)?;
-        piece.clear();
+        let ctrl = byte(&mut fill, &mut ip, clen)?;
+        let op = base + buf.len() as u64;
         if ctrl < 32 {
-            let n = u64::from(ctrl) + 1;
-            if op + n > ulen {
+            let n = usize::from(ctrl) + 1;
+            if op + n as u64 > ulen {
                 return Err(LzfError::Bad("more output than the declared length"));
             }
-            if ip + n > clen {
+            if ip + n as u64 > clen {
                 return Err(LzfError::Bad("a literal run past the compressed data"));
             }
-            for _ in 0..n {
-                let b = read(&mut ip)?;
-                ring[(op % WINDOW as u64) as usize] = b;
-                op += 1;
-                piece.push(b);
-            }
+            let at = buf.len();
+            buf.resize(at + n, 0);
+            fill(&mut buf[at..]).map_err(LzfError::Io)?;
+            ip += n as u64;
         } else {
-            let mut len = u64::from(ctrl >> 5);
-            let hi = u64::from(ctrl & 0x1f) << 8;
+            let mut len = usize::from(ctrl >> 5);
+            let hi = usize::from(ctrl & 0x1f) << 8;
             if len == 7 {
-                len += u64::from(read(&mut ip)?);
+                len += usize::from(byte(&mut fill, &mut ip, clen)?);
             }
-            let dist = hi + u64::from(read(&mut ip)?) + 1;
-            if op + len + 2 > ulen {
+            let dist = hi + usize::from(byte(&mut fill, &mut ip, clen)?) + 1;
+            let n = len + 2;
+            if op + n as u64 > ulen {
                 return Err(LzfError::Bad("more output than the declared length"));
             }
-            if dist > op {
+            if dist as u64 > op {
                 return Err(LzfError::Bad(
                     "a back reference before the start of the output",
                 ));
             }
-            for _ in 0..len + 2 {
-                let b = ring[((op - dist) % WINDOW as u64) as usize];
-                ring[(op % WINDOW as u64) as usize] = b;
-                op += 1;
-                piece.push(b);
+            // buf holds at least the last WINDOW bytes (or all of them), and dist <= WINDOW.
+            // An overlapping reference repeats the last `dist` bytes: everything from `from` on
+            // is periodic, so copying from `from` in growing pieces (multiples of `dist` but the
+            // last) lays the pattern down in doubling steps.
+            let from = buf.len() - dist;
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(buf.len() - from);
+                buf.extend_from_within(from..from + k);
+                left -= k;
             }
         }
-        out(&piece);
+        if buf.len() >= FLUSH {
+            out(&buf[handed..]);
+            let dropped = buf.len() - WINDOW;
+            buf.drain(..dropped);
+            base += dropped as u64;
+            handed = WINDOW;
+        }
     }
-    if op != ulen {
+    out(&buf[handed..]);
+    if base + buf.len() as u64 != ulen {
         return Err(LzfError::Bad("less output than the declared length"));
     }
     Ok(())
@@ -548,17 +570,14 @@ mod tests {
     }
 
     fn unlzf(c: &[u8], ulen: u64) -> Result<Vec<u8>, String> {
-        let mut it = c.iter();
+        let mut rest = c;
         let mut out = vec![];
         lzf(
             c.len() as u64,
             ulen,
-            &mut || {
-                it.next()
-                    .copied()
-                    .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
-            },
-            &mut |p| out.extend_from_slice(p),
+            &mut Vec::new(),
+            |b| std::io::Read::read_exact(&mut rest, b),
+            |p| out.extend_from_slice(p),
         )
         .map_err(|e| format!("{e:?}"))?;
         Ok(out)
@@ -574,5 +593,16 @@ mod tests {
         assert!(unlzf(&[0xa0, 2], 7).is_err(), "reference before the start");
         assert!(unlzf(&[5, b'a'], 6).is_err(), "literal past the input");
         assert!(unlzf(&[], 0).is_err(), "no input");
+        // About 200 000 bytes from a literal "xyz" and overlapping references of 264 bytes at
+        // distance 3: past the flush and the window, the output still exact.
+        let mut c = vec![2, b'x', b'y', b'z'];
+        let mut want = b"xyz".to_vec();
+        while want.len() < 200_000 {
+            c.extend_from_slice(&[0xe0, 255, 2]);
+            for _ in 0..264 {
+                want.push(want[want.len() - 3]);
+            }
+        }
+        assert_eq!(unlzf(&c, want.len() as u64).expect("long"), want);
     }
 }

@@ -103,12 +103,15 @@ pub enum RdbError {
 #[derive(Debug)]
 struct Feed {
     tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Pieces the walker is done with, to be filled again (no allocation per piece).
+    spare: mpsc::Receiver<Vec<u8>>,
     done: std::thread::JoinHandle<Result<Option<Walked>, Broken>>,
 }
 
 /// The pieces as one byte stream.
 struct Pieces {
     rx: mpsc::Receiver<Vec<u8>>,
+    back: mpsc::Sender<Vec<u8>>,
     cur: Vec<u8>,
     at: usize,
 }
@@ -118,7 +121,8 @@ impl std::io::Read for Pieces {
         while self.at == self.cur.len() {
             match self.rx.recv() {
                 Ok(v) => {
-                    self.cur = v;
+                    let done = std::mem::replace(&mut self.cur, v);
+                    let _ = self.back.send(done);
                     self.at = 0;
                 }
                 Err(_) => return Ok(0),
@@ -153,19 +157,25 @@ impl Default for RdbCheck {
 impl RdbCheck {
     pub fn new() -> Self {
         // A few pieces in flight; a slow walk holds the stream back rather than growing memory.
-        let (tx, rx) = mpsc::sync_channel(8);
+        let (tx, rx) = mpsc::sync_channel(4);
+        let (back, spare) = mpsc::channel();
         let done = std::thread::Builder::new()
             .name("rdb-walk".into())
             .spawn(move || {
                 walk::walk(Pieces {
                     rx,
+                    back,
                     cur: Vec::new(),
                     at: 0,
                 })
             })
             .expect("spawning the RDB walker thread");
         Self {
-            walk: Feed { tx: Some(tx), done },
+            walk: Feed {
+                tx: Some(tx),
+                spare,
+                done,
+            },
             crc: 0,
             head: Vec::new(),
             tail: Vec::new(),
@@ -175,8 +185,11 @@ impl RdbCheck {
     }
 
     pub fn update(&mut self, data: &[u8]) {
+        let mut piece = self.walk.spare.try_recv().unwrap_or_default();
+        piece.clear();
+        piece.extend_from_slice(data);
         if let Some(tx) = &self.walk.tx
-            && tx.send(data.to_vec()).is_err()
+            && tx.send(piece).is_err()
         {
             // The walk has ended (it found the damage); its verdict waits in `finish`.
             self.walk.tx = None;

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use super::encodings::{self, LzfError};
 
@@ -18,7 +18,7 @@ use super::encodings::{self, LzfError};
 pub const KNOWN_VERSION: u32 = 12;
 
 /// Hashes kept for one duplicate check (the keys of a database, the members of one collection):
-/// about 16 MiB. Past it the check stops and the walk says so.
+/// 8 bytes each, 8 MiB. Past it the check stops and the walk says so.
 pub const DUP_LIMIT: usize = 1 << 20;
 
 /// What a walk found.
@@ -55,6 +55,7 @@ pub fn walk(r: impl Read) -> R<Option<Walked>> {
         pos: 0,
         hashes: RandomState::new(),
         version: 0,
+        lzf_window: Vec::new(),
         out: Walked {
             dups_checked: true,
             ..Walked::default()
@@ -90,32 +91,47 @@ pub fn walk(r: impl Read) -> R<Option<Walked>> {
     }
 }
 
-/// A duplicate check: 64-bit hashes under a per-walk random key, at most [`DUP_LIMIT`].
+/// A duplicate check: 64-bit hashes under a per-walk random key, kept in a vector (8 bytes each)
+/// and sorted once the set is complete; at most [`DUP_LIMIT`].
 struct Dups {
-    seen: HashSet<u64>,
+    seen: Vec<u64>,
     off: bool,
 }
 
 impl Dups {
     fn new() -> Self {
         Self {
-            seen: HashSet::new(),
+            seen: Vec::new(),
             off: false,
         }
     }
 
-    /// False when `h` was seen before.
-    fn insert(&mut self, h: u64, out: &mut Walked) -> bool {
+    /// Room for `n` more (a size the file announces), within the limit.
+    fn reserve(&mut self, n: u64) {
+        if !self.off {
+            let room = DUP_LIMIT.saturating_sub(self.seen.len());
+            self.seen
+                .reserve(usize::try_from(n).unwrap_or(room).min(room));
+        }
+    }
+
+    fn insert(&mut self, h: u64, out: &mut Walked) {
         if self.off {
-            return true;
+            return;
         }
         if self.seen.len() >= DUP_LIMIT {
             self.off = true;
-            self.seen = HashSet::new();
+            self.seen = Vec::new();
             out.dups_checked = false;
-            return true;
+            return;
         }
-        self.seen.insert(h)
+        self.seen.push(h);
+    }
+
+    /// Whether a hash occurs twice.
+    fn duplicated(&mut self) -> bool {
+        self.seen.sort_unstable();
+        self.seen.windows(2).any(|w| w[0] == w[1])
     }
 }
 
@@ -132,6 +148,8 @@ struct Walker<Rd> {
     hashes: RandomState,
     version: u32,
     out: Walked,
+    /// Reused by every LZF string: its output window.
+    lzf_window: Vec<u8>,
 }
 
 impl<Rd: Read> Walker<Rd> {
@@ -208,12 +226,18 @@ impl<Rd: Read> Walker<Rd> {
         };
         let len = match self.len_or_enc(what)? {
             Ok(n) => {
+                // Straight from the reader's buffer.
                 let mut left = n;
-                let mut buf = [0u8; 8192];
                 while left > 0 {
-                    let take = left.min(buf.len() as u64) as usize;
-                    self.fill(&mut buf[..take], what)?;
-                    sink(&buf[..take]);
+                    let avail = match self.src.fill_buf() {
+                        Ok([]) => return Err(self.broken(format!("truncated in {what}"))),
+                        Ok(b) => b,
+                        Err(e) => return Err(self.broken(format!("reading {what}: {e}"))),
+                    };
+                    let take = avail.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    sink(&avail[..take]);
+                    self.src.consume(take);
+                    self.pos += take as u64;
                     left -= take as u64;
                 }
                 n
@@ -235,11 +259,13 @@ impl<Rd: Read> Walker<Rd> {
                 let mut err = None;
                 let r = {
                     let src = &mut self.src;
-                    let mut next = || {
-                        let mut b = [0u8; 1];
-                        src.read_exact(&mut b).map(|()| b[0])
-                    };
-                    encodings::lzf(clen, ulen, &mut next, &mut sink)
+                    encodings::lzf(
+                        clen,
+                        ulen,
+                        &mut self.lzf_window,
+                        |b| src.read_exact(b),
+                        &mut sink,
+                    )
                 };
                 if let Err(e) = r {
                     err = Some(e);
@@ -294,14 +320,21 @@ impl<Rd: Read> Walker<Rd> {
 
     /// The records up to and including the EOF opcode.
     fn records(&mut self) -> R<()> {
-        let mut keys = Dups::new();
-        let mut db_keys: std::collections::HashMap<u64, Dups> = Default::default();
+        // The keys of each database, checked for duplicates at the end.
+        let mut db_keys: std::collections::BTreeMap<u64, Dups> = Default::default();
         let mut db = 0u64;
         loop {
             let at = self.pos;
             let t = self.u8("a record type")?;
             match t {
-                0xff => return Ok(()),
+                0xff => {
+                    for (n, keys) in &mut db_keys {
+                        if keys.duplicated() {
+                            return Err(self.broken(format!("a key occurs twice in database {n}")));
+                        }
+                    }
+                    return Ok(());
+                }
                 0xfe => {
                     let n = self.len("a database number")?;
                     // redis-server accepts up to its `databases`, an int.
@@ -309,9 +342,6 @@ impl<Rd: Read> Walker<Rd> {
                         return Err(self.broken(format!("database number {n}")));
                     }
                     self.out.databases = self.out.databases.max(n + 1);
-                    let old =
-                        std::mem::replace(&mut keys, db_keys.remove(&n).unwrap_or_else(Dups::new));
-                    db_keys.insert(db, old);
                     db = n;
                 }
                 0xfd => {
@@ -327,8 +357,9 @@ impl<Rd: Read> Walker<Rd> {
                     self.len("an LRU idle time")?;
                 }
                 0xfb => {
-                    self.len("a database size hint")?;
+                    let size = self.len("a database size hint")?;
                     self.len("an expires size hint")?;
+                    db_keys.entry(db).or_insert_with(Dups::new).reserve(size);
                 }
                 0xfa => {
                     self.skip("an aux field name")?;
@@ -360,12 +391,10 @@ impl<Rd: Read> Walker<Rd> {
                         self.out.databases = 1;
                     }
                     let k = self.hash("a key")?;
-                    if !keys.insert(k, &mut self.out) {
-                        return Err(Broken {
-                            offset: at,
-                            what: format!("a key occurs twice in database {db}"),
-                        });
-                    }
+                    db_keys
+                        .entry(db)
+                        .or_insert_with(Dups::new)
+                        .insert(k, &mut self.out);
                     self.value(t)?;
                     self.out.keys += 1;
                 }
@@ -431,13 +460,11 @@ impl<Rd: Read> Walker<Rd> {
                         });
                     }
                     let h = self.hash("a hash field")?;
-                    if !fields.insert(h, &mut self.out) {
-                        return Err(Broken {
-                            offset: at,
-                            what: "a field occurs twice in a hash".into(),
-                        });
-                    }
+                    fields.insert(h, &mut self.out);
                     self.skip("a hash value")?;
+                }
+                if fields.duplicated() {
+                    return Err(self.broken("a field occurs twice in a hash".into()));
                 }
                 Ok(())
             }
@@ -547,16 +574,14 @@ impl<Rd: Read> Walker<Rd> {
     /// what `then` reads.
     fn members(&mut self, n: u64, what: &str, mut then: impl FnMut(&mut Self) -> R<()>) -> R<()> {
         let mut seen = Dups::new();
+        seen.reserve(n);
         for _ in 0..n {
-            let at = self.pos;
             let h = self.hash(what)?;
-            if !seen.insert(h, &mut self.out) {
-                return Err(Broken {
-                    offset: at,
-                    what: format!("{what} occurs twice"),
-                });
-            }
+            seen.insert(h, &mut self.out);
             then(self)?;
+        }
+        if seen.duplicated() {
+            return Err(self.broken(format!("{what} occurs twice")));
         }
         Ok(())
     }
@@ -677,11 +702,11 @@ impl<Rd: Read> Walker<Rd> {
             return Err(self.broken(format!("a stream of {length} entries with no listpack")));
         }
         let groups = self.len("a stream's consumer group count")?;
-        let mut names = Dups::new();
+        let mut names = HashSet::new();
         for _ in 0..groups {
             let at = self.pos;
             let h = self.hash("a consumer group name")?;
-            if !names.insert(h, &mut self.out) {
+            if !names.insert(h) {
                 return Err(Broken {
                     offset: at,
                     what: "a consumer group name occurs twice".into(),
@@ -706,12 +731,12 @@ impl<Rd: Read> Walker<Rd> {
                 self.len("a PEL delivery count")?;
             }
             let consumers = self.len("a consumer count")?;
-            let mut cnames = Dups::new();
+            let mut cnames = HashSet::new();
             let mut owned: HashSet<[u8; 16]> = HashSet::new();
             for _ in 0..consumers {
                 let at = self.pos;
                 let h = self.hash("a consumer name")?;
-                if !cnames.insert(h, &mut self.out) {
+                if !cnames.insert(h) {
                     return Err(Broken {
                         offset: at,
                         what: "a consumer name occurs twice in a group".into(),
