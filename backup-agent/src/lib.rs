@@ -203,11 +203,11 @@ fn scheduled(
         let failures = ctx.metrics.failures.clone();
         match schedule::parse(expr, &cfg.schedule.timezone) {
             Ok(s) => jobs.push(
-                schedule::Job::new(name, s, Arc::new(move || run(ctx.clone()))).on_panic(Arc::new(
-                    move || {
+                schedule::Job::new(name, s, Arc::new(move || run(ctx.clone())))
+                    .on_panic(Arc::new(move || {
                         failures.get_or_create(&metrics::kind(name)).inc();
-                    },
-                )),
+                    }))
+                    .retry(cfg.schedule.retry.clone()),
             ),
             Err(e) => tracing::error!("schedule of {name}: {e}"),
         }

@@ -39,6 +39,32 @@ pub struct Schedules {
     /// On start, when the catalog holds no full backup, take one now instead of waiting for
     /// `full`'s first time: WAL archived without a base backup restores nothing. Default `true`.
     pub initial_full: bool,
+    /// A scheduled run that fails (a restart of PostgreSQL or Redis under it, a storage outage)
+    /// is tried again after each of these delays in turn, unless the job's next scheduled time
+    /// comes first. Default `["1m", "5m", "15m"]`; `[]` turns retries off.
+    #[serde(with = "durations")]
+    pub retry: Vec<Duration>,
+}
+
+/// A list of durations written as humantime strings (`["1m", "5m"]`).
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|d| humantime_serde::Serde::from(*d))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Ok(Vec::<humantime_serde::Serde<Duration>>::deserialize(d)?
+            .into_iter()
+            .map(humantime_serde::Serde::into_inner)
+            .collect())
+    }
 }
 
 impl Default for Schedules {
@@ -52,6 +78,11 @@ impl Default for Schedules {
             drill: String::new(),
             timezone: "UTC".into(),
             initial_full: true,
+            retry: vec![
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+                Duration::from_secs(900),
+            ],
         }
     }
 }
@@ -132,6 +163,10 @@ pub struct Job {
     current: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Called when a run panics (the failures metric), after backup.log says so.
     on_panic: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Delays before the retries of a failed run.
+    retry: Vec<Duration>,
+    /// Ends pending retries (the scheduler's stop).
+    cancel: CancellationToken,
 }
 
 impl Job {
@@ -144,7 +179,15 @@ impl Job {
             last_failed: Arc::new(AtomicBool::new(false)),
             current: Arc::default(),
             on_panic: None,
+            retry: Vec::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Retries a failed run after each of `delays` in turn.
+    pub fn retry(mut self, delays: Vec<Duration>) -> Self {
+        self.retry = delays;
+        self
     }
 
     /// Whether a run is going.
@@ -164,7 +207,12 @@ impl Job {
     }
 
     /// Starts a run unless one is going: returns false (and logs) when it would overlap.
-    pub fn fire(&self, log: &Arc<LogFile>) -> bool {
+    pub fn fire(self: &Arc<Self>, log: &Arc<LogFile>) -> bool {
+        self.fire_attempt(log, 0)
+    }
+
+    /// Run `retries` (0: the scheduled run itself); a failed one schedules the next retry.
+    fn fire_attempt(self: &Arc<Self>, log: &Arc<LogFile>, retries: usize) -> bool {
         if self.running.swap(true, Ordering::SeqCst) {
             log.emit(
                 Line::new("job_skipped")
@@ -173,17 +221,18 @@ impl Job {
             );
             return false;
         }
-        let (run, running, name) = (self.run.clone(), self.running.clone(), self.name);
-        let (log, on_panic) = (log.clone(), self.on_panic.clone());
-        let failed = self.last_failed.clone();
-        let inner = tokio::spawn(run());
+        let inner = tokio::spawn((self.run)());
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(inner.abort_handle());
+        let (job, log) = (self.clone(), log.clone());
         tokio::spawn(async move {
+            let name = job.name;
             // The job writes its own start and end lines (with the error) to backup.log. A panic
             // is caught here (the run is a task of its own): reported failed, and the job stays
             // schedulable instead of looking "still going" forever.
             let outcome = inner.await;
-            failed.store(!matches!(outcome, Ok(Ok(()))), Ordering::SeqCst);
+            let failed = !matches!(outcome, Ok(Ok(())));
+            job.last_failed.store(failed, Ordering::SeqCst);
+            let aborted = matches!(&outcome, Err(j) if !j.is_panic());
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!("{name}: {e:#}"),
@@ -196,16 +245,53 @@ impl Job {
                             .field("error", format!("the job panicked: {msg}")),
                     );
                     tracing::error!("{name}: the job panicked: {msg}");
-                    if let Some(f) = on_panic {
+                    if let Some(f) = &job.on_panic {
                         f();
                     }
                 }
                 // Aborted at the end of a shutdown's grace: `run` below says so.
                 Err(_) => {}
             }
-            running.store(false, Ordering::SeqCst);
+            job.running.store(false, Ordering::SeqCst);
+            if failed && !aborted {
+                job.retry_later(&log, retries).await;
+            }
         });
         true
+    }
+
+    /// After a failed run: the next retry, unless none is left, the next scheduled run comes
+    /// first, or the scheduler stops meanwhile.
+    async fn retry_later(self: &Arc<Self>, log: &Arc<LogFile>, done: usize) {
+        let Some(&delay) = self.retry.get(done) else {
+            if !self.retry.is_empty() {
+                log.emit(
+                    Line::new("job_retries_exhausted")
+                        .field("job", self.name)
+                        .field("attempts", done + 1),
+                );
+            }
+            return;
+        };
+        let now = chrono::Utc::now();
+        if let Some(next) = self.schedule.next_after(now)
+            && (next - now).to_std().unwrap_or_default() <= delay
+        {
+            return;
+        }
+        log.emit(
+            Line::new("job_retry")
+                .field("job", self.name)
+                .field("attempt", done + 2)
+                .field("of", self.retry.len() + 1)
+                .field("in_s", delay.as_secs()),
+        );
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {
+                self.fire_attempt(log, done + 1);
+            }
+        }
     }
 
     /// Aborts the run going now (its objects are dropped unfinished: a local temporary file is
@@ -230,7 +316,13 @@ pub async fn run(
     fire_now: Vec<&'static str>,
     grace: Duration,
 ) {
-    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    let jobs: Vec<Arc<Job>> = jobs
+        .into_iter()
+        .map(|mut j| {
+            j.cancel = cancel.clone();
+            Arc::new(j)
+        })
+        .collect();
     let mut set = tokio::task::JoinSet::new();
     for job in jobs.iter().cloned() {
         let (log, cancel) = (log.clone(), cancel.clone());
@@ -485,6 +577,7 @@ mod tests {
         .on_panic(Arc::new(move || {
             p.fetch_add(1, Ordering::SeqCst);
         }));
+        let job = Arc::new(job);
         for run in 1..=2 {
             assert!(job.fire(&log), "run {run} was skipped");
             for _ in 0..200 {
@@ -509,6 +602,91 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A job that fails its first `fails` runs, counting them.
+    fn flaky(
+        fails: usize,
+        retry: Vec<Duration>,
+    ) -> (Arc<Job>, Arc<std::sync::atomic::AtomicUsize>) {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let job = Job::new(
+            "postgres-full",
+            parse("0 2 * * *", "UTC").expect("cron"),
+            Arc::new(move || {
+                let c = c.clone();
+                Box::pin(async move {
+                    if c.fetch_add(1, Ordering::SeqCst) < fails {
+                        anyhow::bail!("the server closed the connection");
+                    }
+                    Ok(())
+                })
+            }),
+        )
+        .retry(retry);
+        (Arc::new(job), count)
+    }
+
+    async fn settle(job: &Job, count: &std::sync::atomic::AtomicUsize, runs: usize) {
+        for _ in 0..300 {
+            if count.load(Ordering::SeqCst) >= runs && !job.running.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Long enough for one more retry to show if one were (wrongly) due.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_is_retried_until_it_succeeds_or_the_retries_run_out() {
+        let dir = std::env::temp_dir().join(format!("ba-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = Arc::new(LogFile::open(dir.join("backup.log")).expect("log"));
+        let ms = Duration::from_millis;
+
+        // Fails once (PostgreSQL restarted under it), then the first retry succeeds.
+        let (job, count) = flaky(1, vec![ms(50), ms(50)]);
+        assert!(job.fire(&log));
+        settle(&job, &count, 2).await;
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(
+            !job.last_failed.load(Ordering::SeqCst),
+            "the retry succeeded"
+        );
+        let text = std::fs::read_to_string(dir.join("backup.log")).expect("log");
+        assert!(
+            text.contains("event=job_retry job=postgres-full attempt=2 of=3 in_s=0"),
+            "{text}"
+        );
+
+        // Fails every time: 1 + 2 retries, then it says so and stops.
+        let (job, count) = flaky(usize::MAX, vec![ms(50), ms(50)]);
+        assert!(job.fire(&log));
+        settle(&job, &count, 3).await;
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+        assert!(job.last_failed.load(Ordering::SeqCst));
+        let text = std::fs::read_to_string(dir.join("backup.log")).expect("log");
+        assert!(
+            text.contains("event=job_retries_exhausted job=postgres-full attempts=3"),
+            "{text}"
+        );
+
+        // No retries configured: one run.
+        let (job, count) = flaky(usize::MAX, vec![]);
+        assert!(job.fire(&log));
+        settle(&job, &count, 1).await;
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+
+        // The scheduler stopping ends a pending retry.
+        let (job, count) = flaky(usize::MAX, vec![Duration::from_secs(3600)]);
+        assert!(job.fire(&log));
+        settle(&job, &count, 1).await;
+        job.cancel.cancel();
+        tokio::time::sleep(ms(50)).await;
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn overlapping_runs_never_start() {
         let dir = std::env::temp_dir().join(format!("ba-sched-{}", std::process::id()));
@@ -528,6 +706,7 @@ mod tests {
                 })
             }),
         );
+        let job = Arc::new(job);
         assert!(job.fire(&log));
         tokio::task::yield_now().await;
         assert!(
