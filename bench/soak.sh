@@ -69,7 +69,7 @@ daemon_pid() { head -n 1 "$DEV/run/$1.pid"; }
 say "pgbench -i -s $SCALE, the marker table"
 PGPASSWORD=$APP_PW "$BIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p 16432 -U app app >"$WORK/pgbench-init.log" 2>&1 \
   || { tail -n 20 "$WORK/pgbench-init.log"; die "pgbench -i"; }
-app_psql -c "CREATE TABLE soak_marks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+app_psql -c "DROP TABLE IF EXISTS soak_marks" -c "CREATE TABLE soak_marks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
 
 secs=$((MINUTES * 60))
 say "load for $MINUTES minutes: pgbench -c 2, Redis writes, a marker a second"

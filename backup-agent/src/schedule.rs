@@ -557,24 +557,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ba-panic-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let log = Arc::new(LogFile::open(dir.join("backup.log")).expect("log"));
-        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let c = count.clone();
         let p = panics.clone();
-        let job = Job::new(
-            "postgres-full",
-            parse("0 2 * * *", "UTC").expect("cron"),
-            Arc::new(move || {
-                let c = c.clone();
-                Box::pin(async move {
-                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                        panic!("out of cheese");
-                    }
-                    Ok(())
-                })
-            }),
-        )
-        .on_panic(Arc::new(move || {
+        let (job, count) = counting(|n| {
+            if n == 0 {
+                panic!("out of cheese");
+            }
+            Ok(())
+        });
+        let job = job.on_panic(Arc::new(move || {
             p.fetch_add(1, Ordering::SeqCst);
         }));
         let job = Arc::new(job);
@@ -602,28 +593,35 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A job that fails its first `fails` runs, counting them.
-    fn flaky(
-        fails: usize,
-        retry: Vec<Duration>,
-    ) -> (Arc<Job>, Arc<std::sync::atomic::AtomicUsize>) {
+    /// A `postgres-full` job whose run `n` (from 0) does `run(n)`, and its run count.
+    fn counting(
+        run: impl Fn(usize) -> anyhow::Result<()> + Send + Sync + 'static,
+    ) -> (Job, Arc<std::sync::atomic::AtomicUsize>) {
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let c = count.clone();
+        let (c, run) = (count.clone(), Arc::new(run));
         let job = Job::new(
             "postgres-full",
             parse("0 2 * * *", "UTC").expect("cron"),
             Arc::new(move || {
-                let c = c.clone();
-                Box::pin(async move {
-                    if c.fetch_add(1, Ordering::SeqCst) < fails {
-                        anyhow::bail!("the server closed the connection");
-                    }
-                    Ok(())
-                })
+                let (c, run) = (c.clone(), run.clone());
+                Box::pin(async move { run(c.fetch_add(1, Ordering::SeqCst)) })
             }),
-        )
-        .retry(retry);
-        (Arc::new(job), count)
+        );
+        (job, count)
+    }
+
+    /// A job that fails its first `fails` runs, retried after `retry`.
+    fn flaky(
+        fails: usize,
+        retry: Vec<Duration>,
+    ) -> (Arc<Job>, Arc<std::sync::atomic::AtomicUsize>) {
+        let (job, count) = counting(move |n| {
+            if n < fails {
+                anyhow::bail!("the server closed the connection");
+            }
+            Ok(())
+        });
+        (Arc::new(job.retry(retry)), count)
     }
 
     async fn settle(job: &Job, count: &std::sync::atomic::AtomicUsize, runs: usize) {

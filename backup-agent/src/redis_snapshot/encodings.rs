@@ -41,25 +41,32 @@ fn signed(v: u64, bits: u32) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
-/// The entries of a listpack: 6-byte header (total bytes, element count or 65535), entries each
-/// followed by their back-length, and the end byte 0xFF.
-pub fn listpack(b: &[u8]) -> Result<Vec<Entry<'_>>, String> {
-    if b.len() < 7 {
+/// The frame listpacks and ziplists share: at least `min` bytes, the total size in the first 4
+/// (little-endian) equal to the blob's, and the end byte 0xFF.
+fn frame(b: &[u8], what: &str, min: usize) -> Result<(), String> {
+    if b.len() < min {
         return Err(format!(
-            "listpack of {} bytes: shorter than its header",
+            "{what} of {} bytes: shorter than its header",
             b.len()
         ));
     }
     let total = le(&b[0..4]) as usize;
     if total != b.len() {
         return Err(format!(
-            "listpack header says {total} bytes, the blob has {}",
+            "{what} header says {total} bytes, the blob has {}",
             b.len()
         ));
     }
     if b[b.len() - 1] != 0xff {
-        return Err("listpack does not end with 0xFF".into());
+        return Err(format!("{what} does not end with 0xFF"));
     }
+    Ok(())
+}
+
+/// The entries of a listpack: 6-byte header (total bytes, element count or 65535), entries each
+/// followed by their back-length, and the end byte 0xFF.
+pub fn listpack(b: &[u8]) -> Result<Vec<Entry<'_>>, String> {
+    frame(b, "listpack", 7)?;
     let declared = le(&b[4..6]) as usize;
     let last = b.len() - 1;
     let mut p = 6;
@@ -168,23 +175,8 @@ fn decode_backlen(b: &[u8]) -> Option<u64> {
 /// The entries of a ziplist: 10-byte header (total bytes, offset of the last entry, element
 /// count or 65535), entries each led by the previous entry's length, and the end byte 0xFF.
 pub fn ziplist(b: &[u8]) -> Result<Vec<Entry<'_>>, String> {
-    if b.len() < 11 {
-        return Err(format!(
-            "ziplist of {} bytes: shorter than its header",
-            b.len()
-        ));
-    }
-    let total = le(&b[0..4]) as usize;
-    if total != b.len() {
-        return Err(format!(
-            "ziplist header says {total} bytes, the blob has {}",
-            b.len()
-        ));
-    }
+    frame(b, "ziplist", 11)?;
     let last = b.len() - 1;
-    if b[last] != 0xff {
-        return Err("ziplist does not end with 0xFF".into());
-    }
     let tail = le(&b[4..8]) as usize;
     if tail > last {
         return Err(format!("ziplist tail offset {tail} is past its end"));

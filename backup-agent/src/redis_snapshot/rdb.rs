@@ -185,14 +185,15 @@ impl RdbCheck {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        let mut piece = self.walk.spare.try_recv().unwrap_or_default();
-        piece.clear();
-        piece.extend_from_slice(data);
-        if let Some(tx) = &self.walk.tx
-            && tx.send(piece).is_err()
-        {
-            // The walk has ended (it found the damage); its verdict waits in `finish`.
-            self.walk.tx = None;
+        if let Some(tx) = &self.walk.tx {
+            let mut piece = self.walk.spare.try_recv().unwrap_or_default();
+            piece.clear();
+            piece.extend_from_slice(data);
+            // Blocks while the walker is 4 pieces behind: the pull waits for it (no more memory).
+            if tx.send(piece).is_err() {
+                // The walk has ended (it found the damage); its verdict waits in `finish`.
+                self.walk.tx = None;
+            }
         }
         self.size += data.len() as u64;
         if self.head.len() < 9 {
