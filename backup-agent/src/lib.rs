@@ -7,6 +7,7 @@
 //! -> [`storage`] (streamed, temp-then-rename or multipart) -> catalog manifest (written last);
 //! [`restore`], [`verify`] and [`drill`] read the catalog back.
 
+pub mod alloc;
 pub mod cli;
 pub mod cluster;
 pub mod compress;

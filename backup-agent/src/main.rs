@@ -169,6 +169,7 @@ enum RestoreWhat {
 }
 
 fn main() -> ExitCode {
+    backup_agent::alloc::limit_arenas();
     // wal-fetch runs as PostgreSQL's restore_command: any failure that is not "the archive has no
     // such file" (exit 1) must stop recovery (exit 126), a mangled command line or a bad config
     // included.
