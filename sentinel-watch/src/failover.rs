@@ -530,19 +530,14 @@ impl Tracker {
             .restart_lost_writes
             .get_or_create(&mlabels(&s.master))
             .inc_by(s.lost.len() as u64);
-        let line = Line::new("master_restarted")
-            .field("master", &s.master)
-            .field("addr", &s.first_new.addr)
-            .field("old_run_id", &s.last_old.run)
-            .field("new_run_id", &s.first_new.run)
-            .field("write_downtime_ms", s.downtime.as_millis())
-            .field("lost_writes", s.lost.len())
-            .field("lost_replicated", s.lost_replicated)
-            .field("writes_checked", s.checked)
-            .field_opt(
-                "lost_seqs",
-                Some(&s.lost).filter(|l| !l.is_empty()).map(|l| compress(l)),
-            );
+        let line = probe_fields(
+            Line::new("master_restarted")
+                .field("master", &s.master)
+                .field("addr", &s.first_new.addr)
+                .field("old_run_id", &s.last_old.run)
+                .field("new_run_id", &s.first_new.run),
+            Some(s),
+        );
         if s.lost.is_empty() {
             tracing::info!("master of {} restarted in place: {line}", s.master);
         } else {
@@ -698,31 +693,27 @@ impl Tracker {
             .field("trigger", f.trigger.as_str())
             .field("started", humantime::format_rfc3339_millis(f.started))
             .field_opt("duration_ms", f.duration().map(|d| d.as_millis()))
-            .field_opt("config_epoch", f.epoch)
-            .field_opt(
-                "write_downtime_ms",
-                f.probe.as_ref().map(|p| p.downtime.as_millis()),
-            )
-            .field_opt("lost_writes", f.probe.as_ref().map(|p| p.lost.len()))
-            .field_opt(
-                "lost_replicated",
-                f.probe.as_ref().map(|p| p.lost_replicated),
-            )
-            .field_opt("writes_checked", f.probe.as_ref().map(|p| p.checked))
-            .field_opt(
-                "lost_seqs",
-                f.probe
-                    .as_ref()
-                    .filter(|p| !p.lost.is_empty())
-                    .map(|p| compress(&p.lost)),
-            )
-            .field("timeline", f.timeline());
+            .field_opt("config_epoch", f.epoch);
+        let line = probe_fields(line, f.probe.as_ref()).field("timeline", f.timeline());
         // The process log (docker logs, journald) has it too, not only the event log file.
         tracing::info!("failover of {}: {line}", f.master);
         self.log.emit(line);
         self.finished.push(f.clone());
         vec![Outcome::Ended(f)]
     }
+}
+
+/// The prober's figures for a change of master (a failover, or a restart in place), when it has
+/// them.
+fn probe_fields(line: Line, p: Option<&Switch>) -> Line {
+    line.field_opt("write_downtime_ms", p.map(|p| p.downtime.as_millis()))
+        .field_opt("lost_writes", p.map(|p| p.lost.len()))
+        .field_opt("lost_replicated", p.map(|p| p.lost_replicated))
+        .field_opt("writes_checked", p.map(|p| p.checked))
+        .field_opt(
+            "lost_seqs",
+            p.filter(|p| !p.lost.is_empty()).map(|p| compress(&p.lost)),
+        )
 }
 
 /// `1-4,9` for `[1,2,3,4,9]`.

@@ -179,11 +179,8 @@ pub async fn run(
 /// The master's `run_id`, from `INFO server`.
 async fn run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
     let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
+    Ok(crate::view::info_field(&info, "run_id")
         .unwrap_or_default()
-        .trim()
         .to_string())
 }
 
