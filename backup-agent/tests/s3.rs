@@ -122,6 +122,27 @@ async fn ids_are_claimed_once_on_s3_and_locally() {
             "{}: a claim was made twice",
             storage.describe()
         );
+        // Many claims of one key at once: exactly one wins, on S3 as locally.
+        for round in 0..5 {
+            let key = format!("claims/race-{round}");
+            let mut claims = tokio::task::JoinSet::new();
+            for i in 0..16 {
+                let (storage, key) = (storage.clone(), key.clone());
+                claims.spawn(async move {
+                    storage
+                        .create_exclusive(&key, format!("{i}\n").as_bytes())
+                        .await
+                });
+            }
+            let won = claims
+                .join_all()
+                .await
+                .into_iter()
+                .map(|r| r.expect("claim"))
+                .filter(|won| *won)
+                .count();
+            assert_eq!(won, 1, "{}: {key} claimed {won} times", storage.describe());
+        }
         let (a, b, c) = tokio::join!(
             fresh_id(storage, BackupKind::Redis),
             fresh_id(storage, BackupKind::Redis),

@@ -149,6 +149,7 @@ fn serve(
             let mut b = s3s::service::S3ServiceBuilder::new(WithUploadListing {
                 fs,
                 root: root.clone(),
+                conditional_puts: tokio::sync::Mutex::new(()),
             });
             b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             let service = b.build();
@@ -195,9 +196,14 @@ fn serve(
 /// listing reads the metadata files s3s-fs keeps for each upload in progress
 /// (`.bucket-<b64>.object-<b64>.upload-<id>.metadata.json`, removed when the upload is completed
 /// or aborted), so that cleanup of interrupted uploads can be tested against real uploads.
+///
+/// Conditional PUTs (`If-None-Match: *`) are made atomic: s3s-fs checks that the object is absent
+/// and then writes it, so two concurrent claims of one key could both succeed, where S3 lets only
+/// one. They are serialised here, which is enough for a test server.
 struct WithUploadListing {
     fs: s3s_fs::FileSystem,
     root: std::path::PathBuf,
+    conditional_puts: tokio::sync::Mutex<()>,
 }
 
 /// Forwards operations to s3s-fs (the signature `#[async_trait]` gives the trait's methods).
@@ -237,8 +243,18 @@ impl s3s::S3 for WithUploadListing {
         list_objects: ListObjectsInput -> ListObjectsOutput,
         list_objects_v2: ListObjectsV2Input -> ListObjectsV2Output,
         list_parts: ListPartsInput -> ListPartsOutput,
-        put_object: PutObjectInput -> PutObjectOutput,
         upload_part: UploadPartInput -> UploadPartOutput,
+    }
+
+    async fn put_object(
+        &self,
+        req: s3s::S3Request<s3s::dto::PutObjectInput>,
+    ) -> s3s::S3Result<s3s::S3Response<s3s::dto::PutObjectOutput>> {
+        if req.input.if_none_match.is_none() {
+            return self.fs.put_object(req).await;
+        }
+        let _one_at_a_time = self.conditional_puts.lock().await;
+        self.fs.put_object(req).await
     }
 
     async fn list_multipart_uploads(
