@@ -30,6 +30,20 @@ pub fn lookup(name: &str) -> anyhow::Result<(u32, u32)> {
     anyhow::bail!("there is no OS user {name:?} (give a user name, or UID:GID)")
 }
 
+/// The name of this process's (effective) OS user, from /etc/passwd: what PostgreSQL's peer
+/// authentication sees on a socket connection of ours.
+pub fn current_name() -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[2].parse() == Ok(uid))
+        .map(|f| f[0].to_string())
+        .ok_or_else(|| anyhow::anyhow!("uid {uid} (this process) has no entry in /etc/passwd"))
+}
+
 /// Gives a tree to (uid, gid), never following symbolic links.
 pub fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;

@@ -865,7 +865,11 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
             .env("BACKUP_AGENT_STORAGE__PATH", store)
             .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
             .env("BACKUP_AGENT_DRILL__DATABASE", postgres::APP_DB)
-            .env("BACKUP_AGENT_DRILL__QUERY", "SELECT count(*) FROM t")
+            // The rows, and how the drill's own connection was let in.
+            .env(
+                "BACKUP_AGENT_DRILL__QUERY",
+                "SELECT count(*) || ' via ' || (SELECT string_agg(auth_method, ',') FROM pg_hba_file_rules) FROM t",
+            )
             .env("BACKUP_AGENT_DRILL__WORK_DIR", work)
             .env("BACKUP_AGENT_DRILL__BIN_DIR", &bindir)
             .output()
@@ -880,7 +884,8 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("SELECT count(*) FROM t -> 1500"), "{text}");
+    // Peer authentication only: trust would let any local user who reaches the socket in.
+    assert!(text.contains("FROM t -> 1500 via peer\n"), "{text}");
     let cat = storage.catalog().await.expect("catalog");
     assert_eq!(cat.drills.len(), 1);
     assert!(

@@ -16,7 +16,8 @@ pub struct Run<'a> {
     pub bin: &'a Path,
     /// (uid, gid) the server runs as; `None`: this process's user.
     pub owner: Option<(u32, u32)>,
-    /// Role and database to connect as (trust, on the private socket only).
+    /// Role and database to connect as (peer authentication, on the private socket only: see
+    /// [`auth_files`]).
     pub user: &'a str,
     pub database: &'a str,
     /// A query whose first value is returned (restore drills).
@@ -83,15 +84,14 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
         if lent_conf {
             super::unpack::write_nofollow(&conf, b"", false, 0o600)?;
         }
-        let hba = private.join("hba.conf");
-        std::fs::write(&hba, b"local all all trust\n")?;
+        let (hba, ident) = auth_files(&private, r.user)?;
         if let Some((uid, gid)) = r.owner {
             crate::osuser::chown_tree(&private, uid, gid)?;
             if lent_conf {
                 std::os::unix::fs::lchown(&conf, Some(uid), Some(gid))?;
             }
         }
-        start_and_query(r, &private, &hba).await
+        start_and_query(r, &private, &hba, &ident).await
     }
     .await;
     if lent_conf {
@@ -101,7 +101,32 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
     result
 }
 
-async fn start_and_query(r: &Run<'_>, private: &Path, hba: &Path) -> anyhow::Result<Recovered> {
+/// The temporary server's pg_hba and pg_ident: socket connections only, by peer authentication,
+/// and only from this process's OS user, mapped to `role`. The restored cluster carries the
+/// source's roles and their passwords, which we do not know and must not change, so a password of
+/// ours cannot be set before the first connection; peer authentication needs none, and the
+/// kernel vouches for the connecting user (trust would let in any local user who can reach the
+/// socket, and the cluster holds production data).
+fn auth_files(private: &Path, role: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let me = crate::osuser::current_name()
+        .map_err(|e| anyhow::anyhow!("the temporary server admits only this OS user: {e:#}"))?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let hba = private.join("hba.conf");
+    std::fs::write(&hba, b"local all all peer map=outrigger\n")?;
+    let ident = private.join("ident.conf");
+    std::fs::write(
+        &ident,
+        format!("outrigger {} {}\n", quote(&me), quote(role)),
+    )?;
+    Ok((hba, ident))
+}
+
+async fn start_and_query(
+    r: &Run<'_>,
+    private: &Path,
+    hba: &Path,
+    ident: &Path,
+) -> anyhow::Result<Recovered> {
     let postgres = r.bin.join("postgres");
     let log_path = private.join("postgres.log");
     let log = std::fs::File::create(&log_path)?;
@@ -116,6 +141,8 @@ async fn start_and_query(r: &Run<'_>, private: &Path, hba: &Path) -> anyhow::Res
         .arg(format!("unix_socket_directories={}", private.display()))
         .arg("-c")
         .arg(format!("hba_file={}", hba.display()))
+        .arg("-c")
+        .arg(format!("ident_file={}", ident.display()))
         // Keep this run's WAL through its shutdown checkpoint, so that an archiver started on
         // the promoted cluster can still store the new timeline from its first segment.
         .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
