@@ -7,9 +7,7 @@ use std::time::SystemTime;
 use common::output::{OutputArg, print_json};
 use serde::Serialize;
 
-use crate::compress::Codec;
-use crate::config::Config;
-use crate::storage::Storage;
+use crate::jobs::Ctx;
 use crate::verify::Verdict;
 
 fn rfc3339(t: SystemTime) -> String {
@@ -50,8 +48,8 @@ struct Listing {
 }
 
 /// `backup-agent list`: the complete backups, oldest first, the cluster and the recovery window.
-pub async fn list(cfg: &Config, out: OutputArg) -> anyhow::Result<ExitCode> {
-    let storage = Storage::from_config(&cfg.storage).await?;
+pub async fn list(ctx: &Ctx, out: OutputArg) -> anyhow::Result<ExitCode> {
+    let storage = &ctx.storage;
     let mut cat = storage.catalog().await?;
     cat.manifests.sort_by_key(|m| m.finished_at);
     let listing = Listing {
@@ -141,9 +139,8 @@ struct VerifyReport<'a> {
 }
 
 /// `backup-agent verify [ID]`: exit 0 when every backup checked is good, 1 otherwise.
-pub async fn verify(cfg: &Config, id: Option<&str>, out: OutputArg) -> anyhow::Result<ExitCode> {
-    let storage = Storage::from_config(&cfg.storage).await?;
-    let verdicts = crate::verify::verify(&storage, &Codec::reader(cfg)?, id).await?;
+pub async fn verify(ctx: &Ctx, id: Option<&str>, out: OutputArg) -> anyhow::Result<ExitCode> {
+    let verdicts = crate::verify::verify(&ctx.storage, &ctx.reader()?, id).await?;
     let ok = verdicts.iter().all(|v| v.problem.is_none());
     if out.is_json() {
         print_json(&VerifyReport {

@@ -187,7 +187,7 @@ pub struct Storage {
     /// Local directory holding the catalog and objects (when `s3` is not set). Default `backups`.
     pub path: PathBuf,
     /// S3 instead of the local directory. Default none.
-    pub s3: Option<crate::s3::S3Config>,
+    pub s3: Option<crate::storage::s3::S3Config>,
     /// Permission bits of the files written to the local directory (backups, WAL, catalog), as
     /// an octal string, applied whatever the umask; new directories get the matching search bits
     /// ("0600" -> 0700, "0640" -> 0750). Default: unset, the umask decides (0644/0755 under the usual

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::catalog::{BackupKind, DRILLS_PREFIX, DrillRecord};
+use common::catalog::{BackupKind, DrillRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::Codec;
@@ -60,7 +60,7 @@ pub async fn run(
 ) -> anyhow::Result<DrillRecord> {
     let d = &cfg.drill;
     let started_at = SystemTime::now();
-    let id = crate::pg::basebackup::new_id(started_at);
+    let id = crate::ids::new_id(started_at);
     let cat = storage.catalog().await?;
     let backup = cat
         .newest(BackupKind::PostgresFull)
@@ -89,12 +89,7 @@ pub async fn run(
             Err(e) => format!("{e:#}"),
         },
     };
-    storage
-        .put(
-            &format!("{DRILLS_PREFIX}{id}.json"),
-            &serde_json::to_vec_pretty(&record)?,
-        )
-        .await?;
+    crate::catalog::record_drill(storage, &record).await?;
     Ok(record)
 }
 

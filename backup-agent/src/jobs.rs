@@ -2,28 +2,101 @@
 //! (outcome, size, duration, error), metrics, progress on a terminal or in the logs.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::catalog::Manifest;
 use common::logfmt::{Line, LogFile};
+use tokio_util::sync::CancellationToken;
 
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::metrics::{Metrics, kind};
 use crate::pg::basebackup;
 use crate::storage::Storage;
+
+/// What every job runs with, built once per process: by the daemon for its scheduler and WAL
+/// archiver, by a CLI command for itself. One storage client (one S3 client and its connection
+/// pool) serves every job; a config whose storage or encryption cannot work fails here, at
+/// start, not at the first 02:00.
+#[derive(Clone)]
+pub struct Ctx {
+    pub cfg: Arc<Config>,
+    pub storage: Storage,
+    /// Compression, and the recipients when encryption is on: what backups are written with.
+    pub codec: Codec,
+    /// backup.log.
+    pub log: Arc<LogFile>,
+    pub metrics: Metrics,
+    /// The process's root token: cancelled on SIGTERM/SIGINT.
+    pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    pub async fn new(
+        cfg: Arc<Config>,
+        log: Arc<LogFile>,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let storage = Storage::from_config(&cfg.storage).await?;
+        Self::with_storage(cfg, storage, log, metrics, cancel)
+    }
+
+    /// A context on storage already opened (`storage` must be the one `cfg.storage` names).
+    pub fn with_storage(
+        cfg: Arc<Config>,
+        storage: Storage,
+        log: Arc<LogFile>,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let codec = Codec::writer(&cfg)?;
+        Ok(Self {
+            cfg,
+            storage,
+            codec,
+            log,
+            metrics,
+            cancel,
+        })
+    }
+
+    /// A backup command's context: backup.log opened from the config (an unusable path fails
+    /// here), metrics that nothing serves.
+    pub async fn for_command(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let log = LogFile::open(&cfg.log_file)
+            .map_err(|e| anyhow::anyhow!("log_file {}: {e}", cfg.log_file.display()))?;
+        Self::new(Arc::new(cfg), Arc::new(log), Metrics::default(), cancel).await
+    }
+
+    /// The context of a command that reads backups (restore, verify, list, wal-fetch): backup.log
+    /// is not opened, so that a restore run as another user (PostgreSQL's, for wal-fetch) needs
+    /// no right to it.
+    pub async fn for_reading(cfg: Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let log = LogFile::deferred(&cfg.log_file);
+        Self::new(Arc::new(cfg), Arc::new(log), Metrics::default(), cancel).await
+    }
+
+    /// The codec for reading backups back (with the identities, when configured): built when a
+    /// restore, verify or drill needs it, so that a daemon that only writes never reads them.
+    pub fn reader(&self) -> anyhow::Result<Codec> {
+        Codec::reader(&self.cfg)
+    }
+}
 
 /// Runs a job that produces a catalog entry: start and end lines in backup.log (outcome, id,
 /// size, duration, LSN range or the error) and the job's metrics.
 async fn logged<F>(
     job: &str,
     server: &(dyn std::fmt::Display + Sync),
-    log: &LogFile,
-    metrics: &Metrics,
+    ctx: &Ctx,
     work: F,
 ) -> anyhow::Result<Manifest>
 where
     F: std::future::Future<Output = anyhow::Result<Manifest>>,
 {
+    let (log, metrics) = (&ctx.log, &ctx.metrics);
     let started = Instant::now();
     log.emit(
         Line::new("job_start")
@@ -76,20 +149,16 @@ where
 }
 
 /// One full backup, logged and measured; progress on a terminal, or in the log every 10 s.
-pub async fn postgres_full(
-    cfg: &Config,
-    log: &LogFile,
-    metrics: &Metrics,
-) -> anyhow::Result<Manifest> {
-    logged("postgres-full", &cfg.postgres, log, metrics, async {
-        let storage = Storage::from_config(&cfg.storage).await?;
+pub async fn postgres_full(ctx: &Ctx) -> anyhow::Result<Manifest> {
+    let cfg = &ctx.cfg;
+    logged("postgres-full", &cfg.postgres, ctx, async {
         let mut progress = Progress::new("postgres-full");
         // Only a person watching needs a total; the server's sizing pass is skipped otherwise.
         let estimate = progress.tty;
         let r = basebackup::run(
             &cfg.postgres,
-            &storage,
-            &crate::compress::Codec::writer(cfg)?,
+            &ctx.storage,
+            &ctx.codec,
             estimate,
             &mut |done, total| progress.update(done, total),
         )
@@ -102,7 +171,8 @@ pub async fn postgres_full(
 
 /// One Redis snapshot, logged and measured (the server named is the master Sentinel follows, or
 /// the fixed address; the node actually used is in the end line).
-pub async fn redis(cfg: &Config, log: &LogFile, metrics: &Metrics) -> anyhow::Result<Manifest> {
+pub async fn redis(ctx: &Ctx) -> anyhow::Result<Manifest> {
+    let cfg = &ctx.cfg;
     let server = match cfg.redis_snapshot.source {
         crate::config::SnapshotSource::Sentinel => format!(
             "sentinel:{}/{}",
@@ -111,13 +181,11 @@ pub async fn redis(cfg: &Config, log: &LogFile, metrics: &Metrics) -> anyhow::Re
         ),
         crate::config::SnapshotSource::Address => cfg.redis.to_string(),
     };
-    logged("redis", &server, log, metrics, async {
-        let storage = Storage::from_config(&cfg.storage).await?;
+    logged("redis", &server, ctx, async {
         let mut progress = Progress::new("redis");
-        let r = crate::redis_snapshot::snapshot(cfg, &storage, &mut |done, total| {
-            progress.update(done, total)
-        })
-        .await;
+        let r =
+            crate::redis_snapshot::snapshot(ctx, &mut |done, total| progress.update(done, total))
+                .await;
         progress.end();
         r
     })
@@ -125,33 +193,24 @@ pub async fn redis(cfg: &Config, log: &LogFile, metrics: &Metrics) -> anyhow::Re
 }
 
 /// One logical dump of every configured database plus the globals, logged and measured.
-pub async fn postgres_logical(
-    cfg: &Config,
-    log: &LogFile,
-    metrics: &Metrics,
-) -> anyhow::Result<Manifest> {
+pub async fn postgres_logical(ctx: &Ctx) -> anyhow::Result<Manifest> {
+    let cfg = &ctx.cfg;
     let pg = cfg.logical.postgres.as_ref().unwrap_or(&cfg.postgres);
-    logged("postgres-logical", pg, log, metrics, async {
-        let storage = Storage::from_config(&cfg.storage).await?;
-        crate::logical::backup(cfg, &storage).await
-    })
-    .await
+    logged("postgres-logical", pg, ctx, crate::logical::backup(ctx)).await
 }
 
 /// One restore drill, logged (start and end lines) and measured. A failed drill is recorded in
 /// the catalog and returned as an error.
 pub async fn drill(
-    cfg: &Config,
-    log: &LogFile,
-    metrics: &Metrics,
+    ctx: &Ctx,
     fetcher: &crate::restore::Fetcher,
 ) -> anyhow::Result<common::catalog::DrillRecord> {
+    let (log, metrics) = (&ctx.log, &ctx.metrics);
     let started = Instant::now();
     log.emit(Line::new("job_start").field("job", "restore-drill"));
     let r = async {
-        let storage = Storage::from_config(&cfg.storage).await?;
-        let codec = crate::compress::Codec::reader(cfg)?;
-        crate::drill::run(cfg, &storage, &codec, fetcher).await
+        let codec = ctx.reader()?;
+        crate::drill::run(&ctx.cfg, &ctx.storage, &codec, fetcher).await
     }
     .await;
     let took = started.elapsed().as_millis();
@@ -259,12 +318,11 @@ fn bar(job: &str, done: u64, total: Option<u64>, took: std::time::Duration) -> S
 /// multipart uploads never completed and older than `leftover_age`), then what retention lets go
 /// (manifest first). With `dry_run`, only says what would go. Returns what was (or would be) removed.
 pub async fn cleanup(
-    cfg: &Config,
-    log: &LogFile,
+    ctx: &Ctx,
     dry_run: bool,
     leftover_age: std::time::Duration,
 ) -> anyhow::Result<Vec<String>> {
-    let storage = Storage::from_config(&cfg.storage).await?;
+    let (cfg, storage, log) = (&ctx.cfg, &ctx.storage, &ctx.log);
     let catalog = storage.catalog().await?;
     let wal = storage.keys("wal").await?;
     let seg = catalog
@@ -293,7 +351,7 @@ pub async fn cleanup(
             .into_iter()
             .filter(|k| {
                 let id = k.rsplit('/').next().unwrap_or("");
-                crate::pg::basebackup::id_time(id).is_some_and(|t| t < day_ago)
+                crate::ids::id_time(id).is_some_and(|t| t < day_ago)
             })
             .map(|k| (k, "backup id claim older than a day")),
     );
@@ -333,19 +391,20 @@ pub async fn cleanup(
 
 /// The incremental: switch WAL, create a restore point, wait until the archive has the WAL up to
 /// the switch, check that the WAL since the previous backup is complete (no gap), and record it.
-pub async fn postgres_incr(
-    cfg: &Config,
-    log: &LogFile,
-    metrics: &Metrics,
-) -> anyhow::Result<Manifest> {
-    logged("postgres-incr", &cfg.postgres, log, metrics, incr(cfg)).await
+pub async fn postgres_incr(ctx: &Ctx) -> anyhow::Result<Manifest> {
+    logged(
+        "postgres-incr",
+        &ctx.cfg.postgres,
+        ctx,
+        incr(&ctx.cfg, &ctx.storage),
+    )
+    .await
 }
 
-async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
+async fn incr(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
     use crate::pg::conn::{format_lsn, parse_lsn};
     use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
-    let storage = Storage::from_config(&cfg.storage).await?;
-    let (id, started_at) = basebackup::fresh_id(&storage, BackupKind::PostgresIncr).await?;
+    let (id, started_at) = crate::ids::fresh_id(storage, BackupKind::PostgresIncr).await?;
     let catalog = storage.catalog().await?;
     let previous = catalog
         .manifests
@@ -369,7 +428,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         .await
         .map_err(|e| anyhow::anyhow!("pg_control_system(): {}", common::conn::pg_error_text(&e)))?
         .get(0);
-    crate::cluster::claim(&storage, &system_id, previous.pg_version).await?;
+    crate::cluster::claim(storage, &system_id, previous.pg_version).await?;
     let switched: String = client
         .query_one("SELECT pg_switch_wal()::text", &[])
         .await
@@ -424,13 +483,13 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
     // the last segment, so it is excluded).
     for segno in (from / seg)..=((to - 1) / seg) {
         let name = crate::pg::wal::segment_name(status.timeline, segno, seg);
-        let Some(key) = crate::pg::wal::stored_key(&storage, &name).await? else {
+        let Some(key) = crate::pg::wal::stored_key(storage, &name).await? else {
             missing.push(name);
             continue;
         };
         // The archiver recorded each object's SHA-256 beside it; only objects stored before
         // that are read back to hash them.
-        let sum = crate::pg::wal::recorded_sum(&storage, &key).await?;
+        let sum = crate::pg::wal::recorded_sum(storage, &key).await?;
         let (size, sha256) = match sum {
             Some(sum) => (storage.size(&key).await?, sum),
             None => {
@@ -466,12 +525,7 @@ async fn incr(cfg: &Config) -> anyhow::Result<Manifest> {
         info: Default::default(),
         objects,
     };
-    storage
-        .put(
-            &BackupKind::PostgresIncr.manifest_key(&id),
-            &serde_json::to_vec_pretty(&m)?,
-        )
-        .await?;
+    crate::catalog::record(storage, &m).await?;
     Ok(m)
 }
 

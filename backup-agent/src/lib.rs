@@ -8,12 +8,14 @@
 //! [`restore`], [`verify`] and [`drill`] read the catalog back.
 
 pub mod alloc;
+pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod crypt;
 pub mod drill;
+pub mod ids;
 pub mod jobs;
 pub mod logical;
 pub mod metrics;
@@ -22,7 +24,7 @@ pub mod pg;
 pub mod redis_snapshot;
 pub mod restore;
 pub mod retention;
-pub mod s3;
+
 pub mod schedule;
 pub mod storage;
 pub mod verify;
@@ -51,25 +53,20 @@ pub fn daemon(
     let cancel = ctx.cancel.clone();
     let readiness = ctx.readiness.clone();
     Ok(async move {
-        let cfg = Arc::new(cfg);
-        let storage = storage::Storage::from_config(&cfg.storage).await?;
+        let ctx = jobs::Ctx::new(Arc::new(cfg), log, metrics, cancel.clone()).await?;
+        let (cfg, storage, log, metrics) = (&ctx.cfg, &ctx.storage, &ctx.log, &ctx.metrics);
         log.emit(
             Line::new("start")
                 .field("storage", storage.describe())
                 .field("wal", cfg.wal.enabled),
         );
         let shared = pg::wal::Shared::default();
-        let archiver = cfg.wal.enabled.then(|| {
-            tokio::spawn(supervise_archiver(
-                cfg.clone(),
-                storage.clone(),
-                log.clone(),
-                shared.clone(),
-                cancel.clone(),
-            ))
-        });
+        let archiver = cfg
+            .wal
+            .enabled
+            .then(|| tokio::spawn(supervise_archiver(ctx.clone(), shared.clone())));
         let fetcher = restore::Fetcher::current(config_path.as_deref())?;
-        let jobs = scheduled(&cfg, &log, &metrics, fetcher);
+        let jobs = scheduled(&ctx, fetcher);
         let mut fire_now = vec![];
         if cfg.schedule.initial_full && jobs.iter().any(|j| j.name == "postgres-full") {
             match storage.catalog().await {
@@ -122,9 +119,9 @@ pub fn daemon(
                     ticks += 1;
                     if ticks % 30 == 1 {
                         if cfg.wal.enabled {
-                            warned = slot_retained(&cfg, &metrics, &log, warned).await;
+                            warned = slot_retained(cfg, metrics, log, warned).await;
                         }
-                        catalog_metrics(&storage, &metrics).await;
+                        catalog_metrics(storage, metrics).await;
                     }
                 }
             }
@@ -140,23 +137,11 @@ pub fn daemon(
 
 /// The WAL archiver, restarted with backoff (1 s doubling to 30 s) if it ever ends or panics
 /// while the daemon runs; each stop is logged (`wal_archiver_stopped`).
-async fn supervise_archiver(
-    cfg: Arc<Config>,
-    storage: storage::Storage,
-    log: Arc<LogFile>,
-    shared: pg::wal::Shared,
-    cancel: tokio_util::sync::CancellationToken,
-) {
+async fn supervise_archiver(ctx: jobs::Ctx, shared: pg::wal::Shared) {
+    let (log, cancel) = (&ctx.log, &ctx.cancel);
     let mut delay = Duration::from_secs(1);
     loop {
-        let ended = tokio::spawn(pg::wal::run(
-            cfg.clone(),
-            storage.clone(),
-            log.clone(),
-            shared.clone(),
-            cancel.clone(),
-        ))
-        .await;
+        let ended = tokio::spawn(pg::wal::run(ctx.clone(), shared.clone())).await;
         shared.lock().unwrap_or_else(|p| p.into_inner()).streaming = false;
         if cancel.is_cancelled() {
             return;
@@ -183,28 +168,22 @@ async fn supervise_archiver(
 }
 
 /// The scheduled jobs of the config (an empty expression disables a job).
-fn scheduled(
-    cfg: &Arc<Config>,
-    log: &Arc<LogFile>,
-    metrics: &metrics::Metrics,
-    fetcher: restore::Fetcher,
-) -> Vec<schedule::Job> {
-    let ctx = JobCtx {
-        cfg: cfg.clone(),
-        log: log.clone(),
-        metrics: metrics.clone(),
+fn scheduled(ctx: &jobs::Ctx, fetcher: restore::Fetcher) -> Vec<schedule::Job> {
+    let x = Scheduled {
+        job: ctx.clone(),
         fetcher: Arc::new(fetcher),
     };
+    let cfg = &ctx.cfg;
     let mut jobs = vec![];
-    let mut add = |name: &'static str, expr: &str, run: fn(JobCtx) -> schedule::JobRun| {
+    let mut add = |name: &'static str, expr: &str, run: fn(Scheduled) -> schedule::JobRun| {
         if expr.trim().is_empty() {
             return;
         }
-        let ctx = ctx.clone();
-        let failures = ctx.metrics.failures.clone();
+        let x = x.clone();
+        let failures = x.job.metrics.failures.clone();
         match schedule::parse(expr, &cfg.schedule.timezone) {
             Ok(s) => jobs.push(
-                schedule::Job::new(name, s, Arc::new(move || run(ctx.clone())))
+                schedule::Job::new(name, s, Arc::new(move || run(x.clone())))
                     .on_panic(Arc::new(move || {
                         failures.get_or_create(&metrics::kind(name)).inc();
                     }))
@@ -215,39 +194,23 @@ fn scheduled(
     };
     let s = &cfg.schedule;
     add("postgres-full", &s.full, |x| {
-        Box::pin(async move {
-            jobs::postgres_full(&x.cfg, &x.log, &x.metrics)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { jobs::postgres_full(&x.job).await.map(|_| ()) })
     });
     add("postgres-incr", &s.incremental, |x| {
-        Box::pin(async move {
-            jobs::postgres_incr(&x.cfg, &x.log, &x.metrics)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { jobs::postgres_incr(&x.job).await.map(|_| ()) })
     });
     add("redis", &s.redis, |x| {
-        Box::pin(async move { jobs::redis(&x.cfg, &x.log, &x.metrics).await.map(|_| ()) })
+        Box::pin(async move { jobs::redis(&x.job).await.map(|_| ()) })
     });
     add("postgres-logical", &s.logical, |x| {
-        Box::pin(async move {
-            jobs::postgres_logical(&x.cfg, &x.log, &x.metrics)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { jobs::postgres_logical(&x.job).await.map(|_| ()) })
     });
     add("restore-drill", &s.drill, |x| {
-        Box::pin(async move {
-            jobs::drill(&x.cfg, &x.log, &x.metrics, &x.fetcher)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { jobs::drill(&x.job, &x.fetcher).await.map(|_| ()) })
     });
     add("cleanup", &s.cleanup, |x| {
         Box::pin(async move {
-            jobs::cleanup(&x.cfg, &x.log, false, Duration::from_secs(12 * 3600))
+            jobs::cleanup(&x.job, false, Duration::from_secs(12 * 3600))
                 .await
                 .map(|_| ())
         })
@@ -255,12 +218,11 @@ fn scheduled(
     jobs
 }
 
-/// What every scheduled job runs with.
+/// What every scheduled job runs with: the daemon's one job context, and the binary a drill's
+/// temporary cluster fetches WAL with.
 #[derive(Clone)]
-struct JobCtx {
-    cfg: Arc<Config>,
-    log: Arc<LogFile>,
-    metrics: metrics::Metrics,
+struct Scheduled {
+    job: jobs::Ctx,
     fetcher: Arc<restore::Fetcher>,
 }
 

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::compress::{self, Codec};
-use crate::config::Config;
-use crate::pg::basebackup::fresh_id;
+use crate::ids::fresh_id;
 use crate::storage::{Storage, Stored};
 
 /// Logical dump settings (`[logical]`).
@@ -81,7 +80,8 @@ pub fn check_versions(tool: &str, tool_major: u32, server_num: u32) -> anyhow::R
 }
 
 /// Dumps the configured databases and the globals; returns the manifest (already stored).
-pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
+pub async fn backup(ctx: &crate::jobs::Ctx) -> anyhow::Result<Manifest> {
+    let (cfg, storage, codec) = (&ctx.cfg, &ctx.storage, &ctx.codec);
     let l = &cfg.logical;
     let pg = l.postgres.as_ref().unwrap_or(&cfg.postgres);
     let (id, started_at) = fresh_id(storage, BackupKind::PostgresLogical).await?;
@@ -113,7 +113,6 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
     };
     drop(client);
     let env = pg.libpq_env("backup-agent")?;
-    let codec = Codec::writer(cfg)?;
     let ext = codec.suffix();
     let mut objects = vec![];
     for db in &databases {
@@ -128,7 +127,7 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         cmd.args(["--format=custom", "--compress=0", "--dbname"])
             .arg(conninfo_dbname(db))
             .envs(env.iter().map(|(k, v)| (k, v)));
-        let stored = dump_to(storage, &key, &codec, cmd, &format!("pg_dump of {db}")).await?;
+        let stored = dump_to(storage, &key, codec, cmd, &format!("pg_dump of {db}")).await?;
         objects.push(stored);
     }
     // Roles and tablespaces. Reading role passwords needs a superuser; without one, the roles
@@ -139,14 +138,14 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         let mut cmd = tokio::process::Command::new(l.tool("pg_dumpall"));
         cmd.arg("--globals-only")
             .envs(env.iter().map(|(k, v)| (k, v)));
-        match dump_to(storage, &key, &codec, cmd, "pg_dumpall --globals-only").await {
+        match dump_to(storage, &key, codec, cmd, "pg_dumpall --globals-only").await {
             Ok(s) => s,
             Err(e) if format!("{e:#}").contains("pg_authid") => {
                 role_passwords = false;
                 let mut cmd = tokio::process::Command::new(l.tool("pg_dumpall"));
                 cmd.args(["--globals-only", "--no-role-passwords"])
                     .envs(env.iter().map(|(k, v)| (k, v)));
-                dump_to(storage, &key, &codec, cmd, "pg_dumpall --globals-only").await?
+                dump_to(storage, &key, codec, cmd, "pg_dumpall --globals-only").await?
             }
             Err(e) => return Err(e),
         }
@@ -178,10 +177,7 @@ pub async fn backup(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest>
         .insert("pg_dump_version".into(), majors[0].to_string());
     m.info
         .insert("role_passwords".into(), role_passwords.to_string());
-    let json = serde_json::to_vec_pretty(&m)?;
-    storage
-        .put(&BackupKind::PostgresLogical.manifest_key(&id), &json)
-        .await?;
+    crate::catalog::record(storage, &m).await?;
     Ok(m)
 }
 
@@ -246,13 +242,13 @@ fn spawn_tool(
 /// `dsn` names, with pg_restore. The stored object is verified (size, SHA-256) before pg_restore
 /// sees a byte of it.
 pub async fn restore(
-    cfg: &Config,
-    storage: &Storage,
+    ctx: &crate::jobs::Ctx,
     id: Option<&str>,
     database: &str,
     dsn: &str,
     clean: bool,
 ) -> anyhow::Result<Manifest> {
+    let (cfg, storage) = (&ctx.cfg, &ctx.storage);
     let mut cat = storage.catalog().await?;
     cat.manifests
         .sort_by_key(|m| std::cmp::Reverse(m.finished_at));
@@ -297,7 +293,7 @@ pub async fn restore(
         .take()
         .ok_or_else(|| anyhow::anyhow!("pg_restore: no stdin"))?;
     let stored = storage.open(&obj.key).await?;
-    let mut dec = Codec::reader(cfg)?.decoder(&obj.key, stored)?;
+    let mut dec = ctx.reader()?.decoder(&obj.key, stored)?;
     let fed = tokio::io::copy(&mut dec, &mut stdin).await;
     drop(stdin);
     let status = child.wait().await?;

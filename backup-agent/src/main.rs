@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use backup_agent::Config;
-use backup_agent::compress::Codec;
+use backup_agent::jobs::Ctx;
 use backup_agent::restore::Target;
 use clap::Parser;
 use common::app::CommonArgs;
@@ -169,7 +169,7 @@ enum RestoreWhat {
 }
 
 fn main() -> ExitCode {
-    backup_agent::alloc::limit_arenas();
+    backup_agent::alloc::tune();
     // wal-fetch runs as PostgreSQL's restore_command: any failure that is not "the archive has no
     // such file" (exit 1) must stop recovery (exit 126), a mangled command line or a bad config
     // included.
@@ -206,10 +206,9 @@ fn main() -> ExitCode {
         ),
         Cmd::Backup {
             what: BackupWhat::PostgresFull,
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            let metrics = backup_agent::metrics::Metrics::default();
-            let m = backup_agent::jobs::postgres_full(&cfg, &log, &metrics).await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
+            let m = backup_agent::jobs::postgres_full(&ctx).await?;
             println!(
                 "{} postgres-full {} bytes {}..{}",
                 m.id,
@@ -221,10 +220,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Backup {
             what: BackupWhat::PostgresIncr,
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            let metrics = backup_agent::metrics::Metrics::default();
-            let m = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics).await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
+            let m = backup_agent::jobs::postgres_incr(&ctx).await?;
             println!(
                 "{} postgres-incr {}..{}",
                 m.id,
@@ -235,10 +233,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Backup {
             what: BackupWhat::Redis,
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            let metrics = backup_agent::metrics::Metrics::default();
-            let m = backup_agent::jobs::redis(&cfg, &log, &metrics).await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
+            let m = backup_agent::jobs::redis(&ctx).await?;
             let info = |k: &str| m.info.get(k).map(String::as_str).unwrap_or("-");
             println!(
                 "{} redis {} bytes from {} ({}), server wait {} ms, transfer {} ms",
@@ -253,10 +250,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Backup {
             what: BackupWhat::PostgresLogical,
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            let metrics = backup_agent::metrics::Metrics::default();
-            let m = backup_agent::jobs::postgres_logical(&cfg, &log, &metrics).await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
+            let m = backup_agent::jobs::postgres_logical(&ctx).await?;
             println!(
                 "{} postgres-logical {} bytes, databases {}",
                 m.id,
@@ -273,27 +269,20 @@ fn main() -> ExitCode {
                     backup,
                     clean,
                 },
-        } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let m = backup_agent::logical::restore(
-                &cfg,
-                &storage,
-                backup.as_deref(),
-                &database,
-                &dsn,
-                clean,
-            )
-            .await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_reading(cfg, cancel).await?;
+            let m = backup_agent::logical::restore(&ctx, backup.as_deref(), &database, &dsn, clean)
+                .await?;
             println!("restored database {database} from logical dump {}", m.id);
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Restore {
             what: RestoreWhat::Redis { target_dir, backup },
-        } => common::app::run_command(|_| async move {
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_reading(cfg, cancel).await?;
             let (m, info) = backup_agent::redis_snapshot::restore(
-                &storage,
-                &Codec::reader(&cfg)?,
+                &ctx.storage,
+                &ctx.reader()?,
                 backup.as_deref(),
                 &target_dir,
             )
@@ -324,19 +313,19 @@ fn main() -> ExitCode {
         Cmd::Verify {
             restore_drill: true,
             ..
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            let metrics = backup_agent::metrics::Metrics::default();
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
             let fetcher = backup_agent::restore::Fetcher::current(config_path.as_deref())?;
-            let d = backup_agent::jobs::drill(&cfg, &log, &metrics, &fetcher).await?;
+            let d = backup_agent::jobs::drill(&ctx, &fetcher).await?;
             println!(
                 "restore drill {} of backup {} passed: {}",
                 d.id, d.backup_id, d.detail
             );
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Verify { id, output, .. } => common::app::run_command(|_| async move {
-            backup_agent::cli::verify(&cfg, id.as_deref(), output).await
+        Cmd::Verify { id, output, .. } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_reading(cfg, cancel).await?;
+            backup_agent::cli::verify(&ctx, id.as_deref(), output).await
         }),
         Cmd::Keygen { output } => {
             let (secret, public) = backup_agent::crypt::generate();
@@ -361,9 +350,10 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Cmd::List { output } => {
-            common::app::run_command(|_| async move { backup_agent::cli::list(&cfg, output).await })
-        }
+        Cmd::List { output } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_reading(cfg, cancel).await?;
+            backup_agent::cli::list(&ctx, output).await
+        }),
         Cmd::Restore {
             what:
                 RestoreWhat::Postgres {
@@ -375,7 +365,7 @@ fn main() -> ExitCode {
                     recover,
                     tablespace_map,
                 },
-        } => common::app::run_command(|_| async move {
+        } => common::app::run_command(|cancel| async move {
             let target = match (backup, time, lsn) {
                 (Some(id), _, _) => Target::Backup(id),
                 (_, Some(t), _) => Target::Time(backup_agent::restore::parse_time(&t)?),
@@ -390,7 +380,7 @@ fn main() -> ExitCode {
                     .ok_or_else(|| anyhow::anyhow!("--tablespace-map {m:?}: give OID=DIR"))?;
                 tablespaces.insert(oid, dir);
             }
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
+            let ctx = Ctx::for_reading(cfg, cancel).await?;
             let opts = backup_agent::restore::Options {
                 target,
                 dir: target_dir.clone(),
@@ -400,9 +390,9 @@ fn main() -> ExitCode {
             };
             let fetcher = backup_agent::restore::Fetcher::current(config_path.as_deref())?;
             let r = backup_agent::restore::restore(
-                &cfg,
-                &storage,
-                &Codec::reader(&cfg)?,
+                &ctx.cfg,
+                &ctx.storage,
+                &ctx.reader()?,
                 &opts,
                 &fetcher,
             )
@@ -424,11 +414,9 @@ fn main() -> ExitCode {
         Cmd::Cleanup {
             dry_run,
             leftovers_older_than,
-        } => common::app::run_command(|_| async move {
-            let log = common::logfmt::LogFile::open(&cfg.log_file)?;
-            for key in
-                backup_agent::jobs::cleanup(&cfg, &log, dry_run, leftovers_older_than).await?
-            {
+        } => common::app::run_command(|cancel| async move {
+            let ctx = Ctx::for_command(cfg, cancel).await?;
+            for key in backup_agent::jobs::cleanup(&ctx, dry_run, leftovers_older_than).await? {
                 println!(
                     "{}{key}",
                     if dry_run { "would remove " } else { "removed " }
@@ -450,17 +438,16 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // One thread: PostgreSQL runs this once per WAL file.
-            common::app::run_command_on(common::app::Threads::One, |_| async move {
+            common::app::run_command_on(common::app::Threads::One, |cancel| async move {
                 use backup_agent::pg::fetch::{
                     EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch,
                 };
+                let retry = cfg.restore.wal_fetch_retry;
                 let r = async {
                     let fatal = |e: anyhow::Error| FetchError::Fatal(format!("{e:#}"));
-                    let storage = backup_agent::storage::Storage::from_config(&cfg.storage)
-                        .await
-                        .map_err(fatal)?;
-                    let codec = Codec::reader(&cfg).map_err(fatal)?;
-                    fetch(&storage, &codec, &name, &path, cfg.restore.wal_fetch_retry).await
+                    let ctx = Ctx::for_reading(cfg, cancel).await.map_err(fatal)?;
+                    let codec = ctx.reader().map_err(fatal)?;
+                    fetch(&ctx.storage, &codec, &name, &path, retry).await
                 }
                 .await;
                 Ok(match r {
@@ -483,9 +470,9 @@ fn main() -> ExitCode {
         Cmd::WalPrefetch { data_dir } => common::app::run_command(|cancel| async move {
             let spool = backup_agent::pg::prefetch::Spool::of_data_dir(&data_dir)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", data_dir.display()))?;
-            let storage = backup_agent::storage::Storage::from_config(&cfg.storage).await?;
-            let codec = Codec::reader(&cfg)?;
-            backup_agent::pg::prefetch::run(&spool, &storage, &codec, cfg.restore.prefetch, cancel)
+            let depth = cfg.restore.prefetch;
+            let ctx = Ctx::for_reading(cfg, cancel.clone()).await?;
+            backup_agent::pg::prefetch::run(&spool, &ctx.storage, &ctx.reader()?, depth, cancel)
                 .await?;
             Ok(ExitCode::SUCCESS)
         }),

@@ -253,6 +253,7 @@ impl Job {
                 Err(_) => {}
             }
             job.running.store(false, Ordering::SeqCst);
+            crate::alloc::release_free();
             if failed && !aborted {
                 job.retry_later(&log, retries).await;
             }

@@ -96,3 +96,47 @@ fn storage_mode_is_checked() {
         );
     }
 }
+
+/// The daemon builds its job context (storage client, codec with the encryption keys) once, at
+/// start: a passphrase file it cannot read stops it there, naming the file, instead of failing
+/// every backup from the first 02:00 on while it looks healthy.
+#[test]
+fn an_unreadable_encryption_key_stops_the_daemon_at_start() {
+    let dir = harness::process::TempDir::new("ctx").expect("dir");
+    let missing = dir.path().join("no-such-passphrase");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backup-agent"))
+        .env("BACKUP_AGENT_LISTEN", "127.0.0.1:0")
+        .env("BACKUP_AGENT_WAL__ENABLED", "false")
+        .env("BACKUP_AGENT_SCHEDULE__INITIAL_FULL", "false")
+        .env("BACKUP_AGENT_STORAGE__PATH", dir.path().join("storage"))
+        .env("BACKUP_AGENT_LOG_FILE", dir.path().join("logs/backup.log"))
+        .env("BACKUP_AGENT_ENCRYPTION__PASSPHRASE_FILE", &missing)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status.expect("the daemon still ran 20 s after start with an unreadable key");
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("encryption.passphrase_file") && text.contains("no-such-passphrase"),
+        "{text}"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_agent::config::Config;
+use backup_agent::jobs::Ctx;
 use backup_agent::pg::conn::{ReplConn, ReplError, parse_lsn};
 use backup_agent::storage::Storage;
 use common::logfmt::LogFile;
@@ -76,20 +77,27 @@ fn full_backup_cmd(pg: &Postgres, store: &Path, user: &str, password: &str) -> C
 }
 
 /// The WAL archiver on its own task, as the daemon runs it.
+/// Returns the job context the archiver runs with (jobs take it too) and its token.
 fn archiver(
     cfg: &Arc<Config>,
     storage: &Storage,
-) -> (Arc<LogFile>, CancellationToken, tokio::task::JoinHandle<()>) {
+) -> (Ctx, CancellationToken, tokio::task::JoinHandle<()>) {
+    let ctx = job_ctx(cfg, storage);
+    let task = tokio::spawn(backup_agent::pg::wal::run(ctx.clone(), Default::default()));
+    (ctx.clone(), ctx.cancel, task)
+}
+
+/// A job context on `storage`, with backup.log from `cfg`, as the daemon builds it.
+fn job_ctx(cfg: &Arc<Config>, storage: &Storage) -> Ctx {
     let log = Arc::new(LogFile::open(&cfg.log_file).expect("log"));
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(backup_agent::pg::wal::run(
+    Ctx::with_storage(
         cfg.clone(),
         storage.clone(),
-        log.clone(),
+        log,
         Default::default(),
-        cancel.clone(),
-    ));
-    (log, cancel, task)
+        CancellationToken::new(),
+    )
+    .expect("job context")
 }
 
 fn cli(storage: &Path, args: &[&str]) -> std::process::Output {
@@ -195,7 +203,7 @@ async fn full_backup_then_point_in_time_restore() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, archiver) = archiver(&cfg, &storage);
+    let (ctx, cancel, archiver) = archiver(&cfg, &storage);
 
     app(
         &pg,
@@ -205,7 +213,7 @@ async fn full_backup_then_point_in_time_restore() {
         &pg,
         "INSERT INTO t (id, payload) SELECT g, repeat('x', 200) FROM generate_series(1, 3) g",
     );
-    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    let m = backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
     assert!(
@@ -426,7 +434,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
     cfg.retention.min_full_backups = 2;
     let cfg = Arc::new(cfg);
     let storage = Storage::local(&store);
-    let (log, cancel, archiver) = archiver(&cfg, &storage);
+    let (ctx, cancel, archiver) = archiver(&cfg, &storage);
     let mut fulls = vec![];
     for _ in 0..3 {
         app(
@@ -439,7 +447,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
         );
         pg.psql_super("SELECT pg_switch_wal()").expect("switch");
         fulls.push(
-            backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+            backup_agent::jobs::postgres_full(&ctx)
                 .await
                 .expect("full backup"),
         );
@@ -447,7 +455,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     wait_archived(&pg, &storage).await;
-    let dry = backup_agent::jobs::cleanup(&cfg, &log, true, Duration::ZERO)
+    let dry = backup_agent::jobs::cleanup(&ctx, true, Duration::ZERO)
         .await
         .expect("dry run");
     assert!(
@@ -461,7 +469,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
             .expect("storage"),
         "dry run deleted"
     );
-    let removed = backup_agent::jobs::cleanup(&cfg, &log, false, Duration::ZERO)
+    let removed = backup_agent::jobs::cleanup(&ctx, false, Duration::ZERO)
         .await
         .expect("cleanup");
     assert_eq!(removed, dry);
@@ -545,17 +553,14 @@ async fn incremental_checks_the_wal_has_no_gap() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, archiver) = archiver(&cfg, &storage);
-    let metrics = Default::default();
-    let full = backup_agent::jobs::postgres_full(&cfg, &log, &metrics)
-        .await
-        .expect("full");
+    let (ctx, cancel, archiver) = archiver(&cfg, &storage);
+    let full = backup_agent::jobs::postgres_full(&ctx).await.expect("full");
     app(
         &pg,
         "CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g",
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let inc = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics)
+    let inc = backup_agent::jobs::postgres_incr(&ctx)
         .await
         .expect("incremental");
     assert_eq!(inc.start_lsn, full.end_lsn);
@@ -587,7 +592,7 @@ async fn incremental_checks_the_wal_has_no_gap() {
         .await
         .expect("delete");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let e = backup_agent::jobs::postgres_incr(&cfg, &log, &metrics)
+    let e = backup_agent::jobs::postgres_incr(&ctx)
         .await
         .expect_err("gap");
     assert!(
@@ -842,12 +847,12 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
     std::fs::create_dir_all(&work).expect("work dir");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, archiver) = archiver(&cfg, &storage);
+    let (ctx, cancel, archiver) = archiver(&cfg, &storage);
     app(
         &pg,
         "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g",
     );
-    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    let m = backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
     // Written after the backup: only the WAL archive has them.
@@ -955,8 +960,10 @@ async fn sslmode_disable_backs_up_a_server_without_tls() {
         .expect("pg_stat_ssl")
         .get(0);
     assert!(!ssl);
-    let log = LogFile::open(&cfg.log_file).expect("log");
-    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    let ctx = Ctx::for_command(cfg, CancellationToken::new())
+        .await
+        .expect("job context");
+    let m = backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup with sslmode disable");
     assert!(m.objects.iter().any(|o| o.key.ends_with("base.tar.zst")));
@@ -983,8 +990,10 @@ async fn tls_replication_connection_verifies_the_server() {
     let mut cfg = config(&pg, &store);
     cfg.postgres.sslmode = common::TlsMode::VerifyFull;
     cfg.postgres.sslrootcert = Some(ca.clone());
-    let log = LogFile::open(&cfg.log_file).expect("log");
-    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    let ctx = Ctx::for_command(cfg.clone(), CancellationToken::new())
+        .await
+        .expect("job context");
+    let m = backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup over verified TLS");
     assert!(m.objects.iter().any(|o| o.key.ends_with("base.tar.zst")));
@@ -1140,7 +1149,7 @@ async fn encrypted_wal_is_fetched_only_with_the_key() {
     cfg.encryption.recipients = vec![public.clone()];
     let cfg = Arc::new(cfg);
     let storage = Storage::local(&store);
-    let (_log, cancel, archiver) = archiver(&cfg, &storage);
+    let (_ctx, cancel, archiver) = archiver(&cfg, &storage);
     app(
         &pg,
         "CREATE TABLE w AS SELECT g FROM generate_series(1, 50000) g",
@@ -1428,10 +1437,10 @@ async fn tablespaces_are_backed_up_and_restored_where_mapped() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, task) = archiver(&cfg, &storage);
+    let (ctx, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY) TABLESPACE ts");
     app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    let m = backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    let m = backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
     assert!(
@@ -1665,7 +1674,7 @@ async fn latest_restore_stops_instead_of_promoting_when_storage_fails() {
     let cfg: Config = common::config::load(Some(&cfg_path)).expect("config");
     let cfg = Arc::new(cfg);
     let storage = Storage::from_config(&cfg.storage).await.expect("storage");
-    let (_log, cancel, task) = archiver(&cfg, &storage);
+    let (_ctx, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
     app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
     let run = |args: &[&str]| with_config(&cfg_path, args);
@@ -1741,7 +1750,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     assert_eq!(cfg.restore.prefetch, 2);
     let cfg = Arc::new(cfg);
     let storage = Storage::from_config(&cfg.storage).await.expect("storage");
-    let (_log, cancel, task) = archiver(&cfg, &storage);
+    let (_ctx, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
     let run = |args: &[&str]| with_config(&cfg_path, args);
     succeeded(&run(&["backup", "postgres-full"]));
@@ -1858,10 +1867,10 @@ async fn backed_up_rows_1_to_4(
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, task) = archiver(&cfg, &storage);
+    let (ctx, cancel, task) = archiver(&cfg, &storage);
     app(pg, "CREATE TABLE t (id int PRIMARY KEY)");
     app(pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
     app(pg, "INSERT INTO t VALUES (4)");
@@ -1944,10 +1953,10 @@ async fn time_and_lsn_restores_are_exact_and_recover_leaves_a_stock_cluster() {
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(&pg, &store));
     let storage = Storage::local(&store);
-    let (log, cancel, task) = archiver(&cfg, &storage);
+    let (ctx, cancel, task) = archiver(&cfg, &storage);
     app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
     app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    backup_agent::jobs::postgres_full(&cfg, &log, &Default::default())
+    backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use backup_agent::compress::Codec;
 use backup_agent::config::{Config, SnapshotSource};
-use backup_agent::metrics::Metrics;
 use backup_agent::storage::Storage;
 use common::catalog::BackupKind;
-use common::logfmt::LogFile;
 use common::{RedisSettings, Secret};
 use harness::process::TempDir;
 use harness::redis::{RedisOptions, RedisStack};
@@ -128,8 +126,8 @@ fn set_on<'a>(nodes: impl Iterator<Item = &'a harness::redis::Node>, key: &str, 
 }
 
 async fn snapshot(cfg: &Config) -> anyhow::Result<common::catalog::Manifest> {
-    let log = LogFile::open(&cfg.log_file).expect("log");
-    backup_agent::jobs::redis(cfg, &log, &Metrics::default()).await
+    let ctx = backup_agent::jobs::Ctx::for_command(cfg.clone(), Default::default()).await?;
+    backup_agent::jobs::redis(&ctx).await
 }
 
 /// Restores snapshot `id` into a new dir, starts redis-server on it, returns (digest, keys).

@@ -1,7 +1,7 @@
 //! S3 uploads against the harness's S3 server: multipart parts grow with the object so that no
 //! upload hits the part-count ceiling (S3's is 10 000; a low one is injected here).
 
-use backup_agent::s3::{PartPlan, S3, S3Config};
+use backup_agent::storage::s3::{PartPlan, S3, S3Config};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -92,7 +92,7 @@ async fn parts_grow_past_the_part_count_ceiling() {
 /// with a conditional PUT and locally with an exclusive create.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_claimed_once_on_s3_and_locally() {
-    use backup_agent::pg::basebackup::{claim_key, fresh_id, id_time};
+    use backup_agent::ids::{claim_key, fresh_id, id_time};
     use backup_agent::storage::Storage;
     use common::catalog::BackupKind;
     let server = tokio::task::spawn_blocking(harness::s3::S3Server::start)
@@ -107,7 +107,7 @@ async fn ids_are_claimed_once_on_s3_and_locally() {
     for storage in &stores {
         // A claim made by someone else for this very second is respected.
         let now = std::time::SystemTime::now();
-        let taken = backup_agent::pg::basebackup::new_id(now);
+        let taken = backup_agent::ids::new_id(now);
         assert!(
             storage
                 .create_exclusive(&claim_key(BackupKind::Redis, &taken), b"other agent\n")

@@ -254,6 +254,15 @@ impl LogFile {
         Ok(f)
     }
 
+    /// Opens at the first line written: for a command that may never write one (a restore), so
+    /// that it neither creates the file nor needs the right to.
+    pub fn deferred(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            open: Mutex::new(None),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::catalog::{WAL_STATUS_KEY, WalStatus};
-use common::logfmt::{Line, LogFile};
+use common::logfmt::Line;
 use common::retry::{Failure, RetryError};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
 use super::conn::{ReplConn, ReplError, format_lsn, parse_lsn};
 use super::copydata::{WalMsg, status_update};
@@ -80,21 +79,16 @@ pub struct Progress {
 pub type Shared = Arc<std::sync::Mutex<Progress>>;
 
 /// Runs the archiver until cancelled, reconnecting with backoff.
-pub async fn run(
-    cfg: Arc<Config>,
-    storage: Storage,
-    log: Arc<LogFile>,
-    shared: Shared,
-    cancel: CancellationToken,
-) {
+pub async fn run(ctx: crate::jobs::Ctx, shared: Shared) {
+    let (log, cancel) = (&ctx.log, &ctx.cancel);
     let backoff = common::retry::Backoff {
         min: Duration::from_millis(500),
         max: Duration::from_secs(30),
         max_attempts: 0,
     };
     loop {
-        let r = common::retry::retry(&backoff, &cancel, "wal archiver", || async {
-            let ended = session(&cfg, &storage, &log, &shared, &cancel).await;
+        let r = common::retry::retry(&backoff, cancel, "wal archiver", || async {
+            let ended = session(&ctx, &shared).await;
             shared.lock().unwrap_or_else(|p| p.into_inner()).streaming = false;
             match ended {
                 Ok(()) => Ok(()),
@@ -180,13 +174,8 @@ pub async fn recorded_sum(storage: &Storage, key: &str) -> std::io::Result<Optio
     }
 }
 
-async fn session(
-    cfg: &Config,
-    storage: &Storage,
-    log: &LogFile,
-    shared: &Shared,
-    cancel: &CancellationToken,
-) -> Result<(), ReplError> {
+async fn session(ctx: &crate::jobs::Ctx, shared: &Shared) -> Result<(), ReplError> {
+    let (cfg, storage, log, cancel) = (&ctx.cfg, &ctx.storage, &*ctx.log, &ctx.cancel);
     let mut conn = ReplConn::connect(&cfg.postgres).await?;
     let ident = conn.query("IDENTIFY_SYSTEM").await?;
     let id = ident.first().cloned().unwrap_or_default();
@@ -233,10 +222,7 @@ async fn session(
         .first()
         .and_then(|r| r.get(0, "restart_lsn").and_then(parse_lsn));
     let mut pos = from_slot.unwrap_or(xlogpos);
-    let mut codec = Codec::writer(cfg).map_err(|e| ReplError::Protocol {
-        server: conn.server.clone(),
-        message: format!("{e:#}"),
-    })?;
+    let mut codec = ctx.codec.clone();
     // A segment is compressed in memory on the daemon's runtime, where workers would only add
     // their buffers to the daemon's resident memory: one thread.
     codec.compression.threads = Some(0);

@@ -17,8 +17,7 @@ use common::catalog::{BackupKind, Catalog, Manifest, ObjectEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::compress::{self, Codec};
-use crate::config::Config;
-use crate::pg::basebackup::fresh_id;
+use crate::ids::fresh_id;
 use crate::storage::{HashingReader, Storage};
 use rdb::{RdbCheck, RdbInfo};
 
@@ -30,14 +29,13 @@ pub fn prefix(id: &str) -> String {
 /// Pulls, checks and stores one snapshot; returns its manifest (already stored).
 /// `progress(bytes, total)`; the total is unknown for a diskless transfer.
 pub async fn snapshot(
-    cfg: &Config,
-    storage: &Storage,
+    ctx: &crate::jobs::Ctx,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> anyhow::Result<Manifest> {
+    let (cfg, storage, codec) = (&ctx.cfg, &ctx.storage, &ctx.codec);
     let (id, started_at) = fresh_id(storage, BackupKind::Redis).await?;
     let picked = source::pick(&cfg.redis_snapshot, &cfg.redis).await?;
     tracing::info!(node = %picked.node, role = picked.role, why = %picked.why, "redis snapshot source");
-    let codec = Codec::writer(cfg)?;
     let key = format!("{}dump.rdb{}", prefix(&id), codec.suffix());
     let mut enc = codec.encoder(storage.create(&key).await?)?;
     let mut check = RdbCheck::new();
@@ -100,10 +98,7 @@ pub async fn snapshot(
     ] {
         m.info.insert(k.into(), v);
     }
-    let json = serde_json::to_vec_pretty(&m)?;
-    storage
-        .put(&BackupKind::Redis.manifest_key(&id), &json)
-        .await?;
+    crate::catalog::record(storage, &m).await?;
     Ok(m)
 }
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::sync::oneshot;
 
-use crate::storage::Stored;
+use super::Stored;
 
 /// S3 settings (`storage.s3`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
