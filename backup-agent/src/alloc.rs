@@ -23,7 +23,11 @@ pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (env, param, value) in [
         ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2),
-        ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD,
+        ),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: mallopt sets one allocator parameter; no other thread is running yet.

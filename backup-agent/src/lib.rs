@@ -22,9 +22,9 @@ pub mod metrics;
 pub mod osuser;
 pub mod pg;
 pub mod redis_snapshot;
+pub mod report;
 pub mod restore;
 pub mod retention;
-
 pub mod schedule;
 pub mod storage;
 pub mod verify;
