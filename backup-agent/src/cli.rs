@@ -1,12 +1,12 @@
 //! The command line: the daemon (the default) and the one-shot commands (backup, restore, verify,
 //! list, cleanup, keygen, and `wal-fetch`/`wal-prefetch`, which PostgreSQL runs during
-//! recovery), each on the job context ([`crate::jobs::Ctx`]) built for it.
+//! recovery), each on the job context ([`crate::context::Ctx`]) built for it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::Config;
-use crate::jobs::Ctx;
+use crate::context::Ctx;
 use crate::restore::Target;
 use clap::Parser;
 use common::app::CommonArgs;

@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use common::{ConfigError, DaemonConfig, PgSettings, RedisSettings};
+use common::{ConfigError, DaemonConfig, PgSettings, RedisSettings, Secret};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,11 +21,11 @@ pub struct Config {
     /// Where Redis snapshots are pulled from.
     pub redis_snapshot: RedisSnapshot,
     /// Logical dumps (pg_dump).
-    pub logical: crate::logical::Logical,
+    pub logical: Logical,
     /// Client-side encryption of stored objects (age). Off by default.
-    pub encryption: crate::crypt::Encryption,
+    pub encryption: Encryption,
     /// Restore drills (`verify --restore-drill`, `schedule.drill`).
-    pub drill: crate::drill::Drill,
+    pub drill: Drill,
     /// Where backups go.
     pub storage: Storage,
     /// The job log people tail. Default `backups/logs/backup.log`.
@@ -38,9 +39,9 @@ pub struct Config {
     /// Continuous WAL archiving.
     pub wal: Wal,
     /// What cleanup keeps.
-    pub retention: crate::retention::Policy,
+    pub retention: Policy,
     /// When the daemon runs each job (standard cron, 5 fields, in `schedule.timezone`, UTC by default; Sunday is 0 or 7).
-    pub schedule: crate::schedule::Schedules,
+    pub schedule: Schedules,
     /// Restore and `wal-fetch` (PostgreSQL's restore_command).
     pub restore: Restore,
 }
@@ -187,7 +188,7 @@ pub struct Storage {
     /// Local directory holding the catalog and objects (when `s3` is not set). Default `backups`.
     pub path: PathBuf,
     /// S3 instead of the local directory. Default none.
-    pub s3: Option<crate::storage::s3::S3Config>,
+    pub s3: Option<S3Config>,
     /// Permission bits of the files written to the local directory (backups, WAL, catalog), as
     /// an octal string, applied whatever the umask; new directories get the matching search bits
     /// ("0600" -> 0700, "0640" -> 0750). Default: unset, the umask decides (0644/0755 under the usual
@@ -282,19 +283,36 @@ impl Default for Config {
             postgres: PgSettings::default(),
             redis: RedisSettings::default(),
             redis_snapshot: RedisSnapshot::default(),
-            logical: crate::logical::Logical::default(),
-            encryption: crate::crypt::Encryption::default(),
-            drill: crate::drill::Drill::default(),
+            logical: Logical::default(),
+            encryption: Encryption::default(),
+            drill: Drill::default(),
             storage: Storage::default(),
             log_file: PathBuf::from("backups/logs/backup.log"),
             shutdown_grace: std::time::Duration::from_secs(300),
             compression: Compression::default(),
             wal: Wal::default(),
-            retention: crate::retention::Policy::default(),
-            schedule: crate::schedule::Schedules::default(),
+            retention: Policy::default(),
+            schedule: Schedules::default(),
             restore: Restore::default(),
         }
     }
+}
+
+/// The most segments `restore.prefetch` may keep ahead.
+pub const MAX_PREFETCH: usize = 64;
+
+/// `host:port` (or `[v6]:port`).
+pub fn split_addr(s: &str) -> anyhow::Result<(String, u16)> {
+    let (h, p) = s
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("{s:?} is not host:port"))?;
+    let port = p
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?}: bad port {p:?}"))?;
+    Ok((
+        h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port,
+    ))
 }
 
 impl DaemonConfig for Config {
@@ -319,11 +337,10 @@ impl DaemonConfig for Config {
                 self.compression.threads.unwrap_or_default()
             )));
         }
-        if self.restore.prefetch > crate::pg::prefetch::MAX_DEPTH {
+        if self.restore.prefetch > MAX_PREFETCH {
             return Err(ConfigError::Invalid(format!(
                 "restore.prefetch = {}: at most {} segments (0 turns prefetch off)",
-                self.restore.prefetch,
-                crate::pg::prefetch::MAX_DEPTH
+                self.restore.prefetch, MAX_PREFETCH
             )));
         }
         if self.wal.slot.is_empty()
@@ -338,7 +355,7 @@ impl DaemonConfig for Config {
                 self.wal.slot
             )));
         }
-        crate::schedule::zone(&self.schedule.timezone)
+        crate::cron::zone(&self.schedule.timezone)
             .map_err(|e| ConfigError::Invalid(format!("schedule.timezone: {e}")))?;
         for (key, expr) in [
             ("schedule.full", &self.schedule.full),
@@ -349,7 +366,7 @@ impl DaemonConfig for Config {
             ("schedule.drill", &self.schedule.drill),
         ] {
             if !expr.trim().is_empty() {
-                crate::schedule::parse(expr, &self.schedule.timezone)
+                crate::cron::parse(expr, &self.schedule.timezone)
                     .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
             }
         }
@@ -370,7 +387,7 @@ impl DaemonConfig for Config {
                 ));
             }
             for s in &self.redis_snapshot.sentinels {
-                crate::redis_snapshot::source::split_addr(s)
+                split_addr(s)
                     .map_err(|e| ConfigError::Invalid(format!("redis_snapshot.sentinels: {e}")))?;
             }
         }
@@ -383,5 +400,242 @@ impl DaemonConfig for Config {
         }
         self.postgres.validate("postgres")?;
         self.redis.validate("redis")
+    }
+}
+
+/// When jobs run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedules {
+    /// Full backup. Default `0 2 * * *` (02:00 UTC daily). Empty disables.
+    pub full: String,
+    /// Incremental (WAL switch, restore point, completeness check). Default `0 */6 * * *`.
+    pub incremental: String,
+    /// Cleanup (leftovers, retention). Default `0 3 * * *`.
+    pub cleanup: String,
+    /// Redis snapshot. Default `0 */4 * * *`.
+    pub redis: String,
+    /// Logical dump (pg_dump of every database). Default empty (off).
+    pub logical: String,
+    /// Restore drill (needs PostgreSQL server binaries on this machine). Default empty (off).
+    pub drill: String,
+    /// The time zone the expressions are in (IANA name). Default `UTC`. An expression may name
+    /// its own: `CRON_TZ=Europe/Berlin 0 3 * * *`.
+    pub timezone: String,
+    /// On start, when the catalog holds no full backup, take one now instead of waiting for
+    /// `full`'s first time: WAL archived without a base backup restores nothing. Default `true`.
+    pub initial_full: bool,
+    /// A scheduled run that fails (a restart of PostgreSQL or Redis under it, a storage outage)
+    /// is tried again after each of these delays in turn, unless the job's next scheduled time
+    /// comes first. Default `["1m", "5m", "15m"]`; `[]` turns retries off.
+    #[serde(with = "durations")]
+    pub retry: Vec<Duration>,
+}
+
+/// A list of durations written as humantime strings (`["1m", "5m"]`).
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|d| humantime_serde::Serde::from(*d))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Ok(Vec::<humantime_serde::Serde<Duration>>::deserialize(d)?
+            .into_iter()
+            .map(humantime_serde::Serde::into_inner)
+            .collect())
+    }
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self {
+            full: "0 2 * * *".into(),
+            incremental: "0 */6 * * *".into(),
+            cleanup: "0 3 * * *".into(),
+            redis: "0 */4 * * *".into(),
+            logical: String::new(),
+            drill: String::new(),
+            timezone: "UTC".into(),
+            initial_full: true,
+            retry: vec![
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+                Duration::from_secs(900),
+            ],
+        }
+    }
+}
+
+/// Logical dump settings (`[logical]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logical {
+    /// Databases to dump. Default: every database that accepts connections (templates excluded).
+    pub databases: Vec<String>,
+    /// The connection for the dumps: a role that can read everything (the replication role
+    /// usually cannot). Default: the `[postgres]` section.
+    pub postgres: Option<PgSettings>,
+    /// Directory of pg_dump, pg_dumpall and pg_restore. Default: found on PATH.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Encryption settings (`[encryption]`). Off unless `recipients` or `passphrase_file` is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Encryption {
+    /// age X25519 recipients (`age1...`) every object is encrypted to. The agent needs only these
+    /// public keys to back up. Default none.
+    pub recipients: Vec<String>,
+    /// File with age identities (`AGE-SECRET-KEY-1...` lines, `#` comments), needed by restore,
+    /// wal-fetch and verify of encrypted objects. Default none.
+    pub identity_file: Option<PathBuf>,
+    /// Instead of recipients: encrypt and decrypt with the passphrase in this file (scrypt; slower
+    /// per object than X25519). Default none.
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl Encryption {
+    pub fn enabled(&self) -> bool {
+        !self.recipients.is_empty() || self.passphrase_file.is_some()
+    }
+
+    /// Checks the settings without reading secret files.
+    pub fn validate(&self) -> Result<(), String> {
+        use std::str::FromStr;
+        if self.passphrase_file.is_some() && !self.recipients.is_empty() {
+            return Err(
+                "encryption.recipients and encryption.passphrase_file are both set; age cannot mix them: choose one"
+                    .into(),
+            );
+        }
+        for r in &self.recipients {
+            age::x25519::Recipient::from_str(r).map_err(|e| {
+                format!(
+                    "encryption.recipients: {r:?} is not an age X25519 recipient (age1...): {e}"
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Restore drill settings (`[drill]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Drill {
+    /// Directory of the `postgres` binary. Default `/usr/lib/postgresql/<backup's major>/bin`
+    /// when it exists, else PATH.
+    pub bin_dir: Option<PathBuf>,
+    /// Where the temporary cluster goes. Default the system's temp directory.
+    pub work_dir: Option<PathBuf>,
+    /// The role and database the query runs as/in (the restored cluster's). Default `postgres`.
+    pub user: String,
+    pub database: String,
+    /// The query whose first value is recorded. Default
+    /// `SELECT count(*) FROM pg_database`.
+    pub query: String,
+    /// When running as root, PostgreSQL runs as this OS user. Default `postgres`.
+    pub os_user: String,
+    /// Bound on restore, recovery and query together. Default `30m`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Drill {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            work_dir: None,
+            user: "postgres".into(),
+            database: "postgres".into(),
+            query: "SELECT count(*) FROM pg_database".into(),
+            os_user: "postgres".into(),
+            timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Retention settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Keep backups this long. Default `30days`.
+    #[serde(with = "humantime_serde")]
+    pub keep: Duration,
+    /// Keep at least this many complete full backups, however old. Default `2`.
+    pub min_full_backups: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            keep: Duration::from_secs(30 * 24 * 3600),
+            min_full_backups: 2,
+        }
+    }
+}
+
+/// S3 settings (`storage.s3`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket. Required.
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `outrigger/`. Default none.
+    pub prefix: String,
+    /// Region. Default `us-east-1`.
+    pub region: String,
+    /// Endpoint URL for S3-compatible servers (MinIO, Ceph, ...). Default: AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    /// Default `false`.
+    pub path_style: bool,
+    /// Access key id. Default: the standard AWS credential chain.
+    pub access_key_id: Option<String>,
+    /// Secret access key, or `secret_access_key_file`. Default: the standard AWS chain.
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Server-side encryption: `AES256` or `aws:kms`. Default none.
+    pub server_side_encryption: Option<String>,
+    /// Storage class, e.g. `STANDARD_IA`. Default the bucket's.
+    pub storage_class: Option<String>,
+    /// First multipart part size in bytes. Parts double every 1000 parts (up to S3's 5 GiB) so that
+    /// an object fits S3's 10 000 parts however large: with 8 MiB, parts stay 8 MiB up to
+    /// 7.8 GiB, and an object can reach 5 TiB. An upload holds one part in memory. Default
+    /// 8 MiB (minimum 5 MiB).
+    pub part_size: usize,
+    /// Bound on one request attempt (a part upload included): an S3 that stops answering fails
+    /// the job instead of hanging it. Default `2m`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connect timeout. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            server_side_encryption: None,
+            storage_class: None,
+            part_size: 8 << 20,
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }

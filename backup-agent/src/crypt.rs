@@ -4,34 +4,19 @@
 //! suffix. age runs synchronously on a blocking thread, fed through a bounded pipe.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
+pub use crate::config::Encryption;
+
 /// The suffix of encrypted objects.
 pub const SUFFIX: &str = ".age";
-
-/// Encryption settings (`[encryption]`). Off unless `recipients` or `passphrase_file` is set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Encryption {
-    /// age X25519 recipients (`age1...`) every object is encrypted to. The agent needs only these
-    /// public keys to back up. Default none.
-    pub recipients: Vec<String>,
-    /// File with age identities (`AGE-SECRET-KEY-1...` lines, `#` comments), needed by restore,
-    /// wal-fetch and verify of encrypted objects. Default none.
-    pub identity_file: Option<PathBuf>,
-    /// Instead of recipients: encrypt and decrypt with the passphrase in this file (scrypt; slower
-    /// per object than X25519). Default none.
-    pub passphrase_file: Option<PathBuf>,
-}
 
 /// The keys built from the settings.
 pub struct Keys {
@@ -53,28 +38,6 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Encryption {
-    pub fn enabled(&self) -> bool {
-        !self.recipients.is_empty() || self.passphrase_file.is_some()
-    }
-
-    /// Checks the settings without reading secret files.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.passphrase_file.is_some() && !self.recipients.is_empty() {
-            return Err(
-                "encryption.recipients and encryption.passphrase_file are both set; age cannot mix them: choose one"
-                    .into(),
-            );
-        }
-        for r in &self.recipients {
-            age::x25519::Recipient::from_str(r).map_err(|e| {
-                format!(
-                    "encryption.recipients: {r:?} is not an age X25519 recipient (age1...): {e}"
-                )
-            })?;
-        }
-        Ok(())
-    }
-
     /// Builds the keys: recipients to encrypt (when enabled) and, with `identities`, what
     /// decrypts (the identity file, or the passphrase). Backing up never reads the identity file.
     pub fn keys(&self, identities: bool) -> anyhow::Result<Keys> {
@@ -305,6 +268,8 @@ impl AsyncRead for DecryptReader {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -3,51 +3,16 @@
 //! pg_hba), a query run once recovery is over, the result recorded in the catalog
 //! (`catalog/drills/<id>.json`) and the metrics, and the directory removed whatever happened.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::SystemTime;
 
 use common::catalog::{BackupKind, DrillRecord};
-use serde::{Deserialize, Serialize};
 
 use crate::compress::Codec;
 use crate::restore::{Fetcher, Options, Target, recover};
 use crate::storage::Storage;
 
-/// Restore drill settings (`[drill]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Drill {
-    /// Directory of the `postgres` binary. Default `/usr/lib/postgresql/<backup's major>/bin`
-    /// when it exists, else PATH.
-    pub bin_dir: Option<PathBuf>,
-    /// Where the temporary cluster goes. Default the system's temp directory.
-    pub work_dir: Option<PathBuf>,
-    /// The role and database the query runs as/in (the restored cluster's). Default `postgres`.
-    pub user: String,
-    pub database: String,
-    /// The query whose first value is recorded. Default
-    /// `SELECT count(*) FROM pg_database`.
-    pub query: String,
-    /// When running as root, PostgreSQL runs as this OS user. Default `postgres`.
-    pub os_user: String,
-    /// Bound on restore, recovery and query together. Default `30m`.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for Drill {
-    fn default() -> Self {
-        Self {
-            bin_dir: None,
-            work_dir: None,
-            user: "postgres".into(),
-            database: "postgres".into(),
-            query: "SELECT count(*) FROM pg_database".into(),
-            os_user: "postgres".into(),
-            timeout: Duration::from_secs(1800),
-        }
-    }
-}
+pub use crate::config::Drill;
 
 /// Runs one drill and records it (passed or failed). `fetcher` is the binary the temporary
 /// cluster fetches WAL with (`wal-fetch`). Returns the record; a failed drill is

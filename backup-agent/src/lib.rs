@@ -13,6 +13,8 @@ pub mod cli;
 pub mod cluster;
 pub mod compress;
 pub mod config;
+pub mod context;
+pub mod cron;
 pub mod crypt;
 pub mod drill;
 pub mod ids;

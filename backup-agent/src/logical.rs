@@ -7,27 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::SystemTime;
 
-use common::PgSettings;
 use common::catalog::{BackupKind, Manifest, ObjectEntry};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::compress::{self, Codec};
 use crate::ids::fresh_id;
 use crate::storage::{Storage, Stored};
 
-/// Logical dump settings (`[logical]`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Logical {
-    /// Databases to dump. Default: every database that accepts connections (templates excluded).
-    pub databases: Vec<String>,
-    /// The connection for the dumps: a role that can read everything (the replication role
-    /// usually cannot). Default: the `[postgres]` section.
-    pub postgres: Option<PgSettings>,
-    /// Directory of pg_dump, pg_dumpall and pg_restore. Default: found on PATH.
-    pub bin_dir: Option<PathBuf>,
-}
+pub use crate::config::Logical;
 
 impl Logical {
     fn tool(&self, name: &str) -> PathBuf {
@@ -80,7 +67,7 @@ pub fn check_versions(tool: &str, tool_major: u32, server_num: u32) -> anyhow::R
 }
 
 /// Dumps the configured databases and the globals; returns the manifest (already stored).
-pub async fn backup(ctx: &crate::jobs::Ctx) -> anyhow::Result<Manifest> {
+pub async fn backup(ctx: &crate::context::Ctx) -> anyhow::Result<Manifest> {
     let (cfg, storage, codec) = (&ctx.cfg, &ctx.storage, &ctx.codec);
     let l = &cfg.logical;
     let pg = l.postgres.as_ref().unwrap_or(&cfg.postgres);
@@ -242,7 +229,7 @@ fn spawn_tool(
 /// `dsn` names, with pg_restore. The stored object is verified (size, SHA-256) before pg_restore
 /// sees a byte of it.
 pub async fn restore(
-    ctx: &crate::jobs::Ctx,
+    ctx: &crate::context::Ctx,
     id: Option<&str>,
     database: &str,
     dsn: &str,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use common::output::{OutputArg, print_json};
 use serde::Serialize;
 
-use crate::jobs::Ctx;
+use crate::context::Ctx;
 use crate::verify::Verdict;
 
 fn rfc3339(t: SystemTime) -> String {

@@ -3,32 +3,13 @@
 //! oldest kept full backup, and incrementals older than it. A backup's manifest is deleted before
 //! its objects, so a half-deleted backup is never listed.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use common::catalog::{BackupKind, Catalog, Manifest};
-use serde::{Deserialize, Serialize};
 
 use crate::pg::conn::parse_lsn;
 
-/// Retention settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Policy {
-    /// Keep backups this long. Default `30days`.
-    #[serde(with = "humantime_serde")]
-    pub keep: Duration,
-    /// Keep at least this many complete full backups, however old. Default `2`.
-    pub min_full_backups: usize,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            keep: Duration::from_secs(30 * 24 * 3600),
-            min_full_backups: 2,
-        }
-    }
-}
+pub use crate::config::Policy;
 
 /// What a cleanup removes.
 #[derive(Debug, Default, PartialEq)]
@@ -109,6 +90,8 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn full(id: &str, days_old: u64, start: &str, now: SystemTime) -> Manifest {

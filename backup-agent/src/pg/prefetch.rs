@@ -40,7 +40,7 @@ pub const SPOOL_DIR: &str = "outrigger-prefetch";
 /// The prefetcher exits when PostgreSQL has not asked for a segment for this long.
 pub const IDLE: Duration = Duration::from_secs(60);
 /// The most segments `restore.prefetch` may keep ahead.
-pub const MAX_DEPTH: usize = 64;
+pub use crate::config::MAX_PREFETCH as MAX_DEPTH;
 
 const WANT: &str = "want";
 const LOCK: &str = "lock";

@@ -79,7 +79,7 @@ pub struct Progress {
 pub type Shared = Arc<std::sync::Mutex<Progress>>;
 
 /// Runs the archiver until cancelled, reconnecting with backoff.
-pub async fn run(ctx: crate::jobs::Ctx, shared: Shared) {
+pub async fn run(ctx: crate::context::Ctx, shared: Shared) {
     let (log, cancel) = (&ctx.log, &ctx.cancel);
     let backoff = common::retry::Backoff {
         min: Duration::from_millis(500),
@@ -174,7 +174,7 @@ pub async fn recorded_sum(storage: &Storage, key: &str) -> std::io::Result<Optio
     }
 }
 
-async fn session(ctx: &crate::jobs::Ctx, shared: &Shared) -> Result<(), ReplError> {
+async fn session(ctx: &crate::context::Ctx, shared: &Shared) -> Result<(), ReplError> {
     let (cfg, storage, log, cancel) = (&ctx.cfg, &ctx.storage, &*ctx.log, &ctx.cancel);
     let mut conn = ReplConn::connect(&cfg.postgres).await?;
     let ident = conn.query("IDENTIFY_SYSTEM").await?;

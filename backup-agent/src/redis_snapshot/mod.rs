@@ -29,7 +29,7 @@ pub fn prefix(id: &str) -> String {
 /// Pulls, checks and stores one snapshot; returns its manifest (already stored).
 /// `progress(bytes, total)`; the total is unknown for a diskless transfer.
 pub async fn snapshot(
-    ctx: &crate::jobs::Ctx,
+    ctx: &crate::context::Ctx,
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> anyhow::Result<Manifest> {
     let (cfg, storage, codec) = (&ctx.cfg, &ctx.storage, &ctx.codec);

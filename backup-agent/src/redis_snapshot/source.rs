@@ -4,6 +4,7 @@
 
 use common::RedisSettings;
 
+use crate::config::split_addr;
 use crate::config::{RedisSnapshot, SnapshotSource};
 
 /// The node picked and why.
@@ -133,18 +134,4 @@ async fn replica_state(node: &RedisSettings) -> anyhow::Result<u64> {
     Ok(get("slave_repl_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
-}
-
-/// `host:port` (or `[v6]:port`).
-pub fn split_addr(s: &str) -> anyhow::Result<(String, u16)> {
-    let (h, p) = s
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("{s:?} is not host:port"))?;
-    let port = p
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{s:?}: bad port {p:?}"))?;
-    Ok((
-        h.trim_start_matches('[').trim_end_matches(']').to_string(),
-        port,
-    ))
 }

@@ -9,8 +9,11 @@ use std::task::{Context, Poll};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Stored, TEMP_MARK};
+use super::object::Stored;
 use crate::config::FileMode;
+
+/// Marks temporary objects: `<key>.partial-<pid>-<start>-<n>`.
+pub const TEMP_MARK: &str = ".partial-";
 
 /// A local storage directory.
 #[derive(Clone, Debug)]

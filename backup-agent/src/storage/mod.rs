@@ -9,8 +9,8 @@ mod local;
 pub mod object;
 pub mod s3;
 
-pub use local::{Local, LocalWriter};
-pub use object::{HashingReader, check_stored, sha256_hex, verify_object};
+pub use local::{Local, LocalWriter, TEMP_MARK};
+pub use object::{HashingReader, Stored, check_stored, sha256_hex};
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -20,9 +20,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::config::FileMode;
 
-/// Marks temporary objects: `<key>.partial-<pid>-<n>`.
-pub const TEMP_MARK: &str = ".partial-";
-
 /// A readable stored object.
 pub type Reader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
@@ -31,14 +28,6 @@ pub type Reader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 pub enum Storage {
     Local(Local),
     S3(s3::S3),
-}
-
-/// What a finished object is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stored {
-    pub key: String,
-    pub size: u64,
-    pub sha256: String,
 }
 
 impl Storage {
@@ -328,6 +317,18 @@ impl AsyncWrite for ObjectWriter {
             Self::S3(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
+}
+
+/// Reads a stored object to its end and checks it against the catalog's entry.
+pub async fn verify_object(
+    storage: &Storage,
+    o: &common::catalog::ObjectEntry,
+) -> anyhow::Result<()> {
+    let mut r = HashingReader::new(storage.open(&o.key).await?);
+    tokio::io::copy(&mut r, &mut tokio::io::sink())
+        .await
+        .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
+    check_stored(o, r.finish())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Objects read back: size and SHA-256 computed as they stream, checked against the catalog.
+//! What an object is once stored (size and SHA-256), and the checks of one read back: computed as
+//! it streams, compared with the catalog's entry.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -6,7 +7,13 @@ use std::task::{Context, Poll};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::Storage;
+/// What a finished object is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
 
 /// Checks the size and SHA-256 read back from storage against the catalog's entry.
 pub fn check_stored(
@@ -22,18 +29,6 @@ pub fn check_stored(
         );
     }
     Ok(())
-}
-
-/// Reads a stored object to its end and checks it against the catalog's entry.
-pub async fn verify_object(
-    storage: &Storage,
-    o: &common::catalog::ObjectEntry,
-) -> anyhow::Result<()> {
-    let mut r = HashingReader::new(storage.open(&o.key).await?);
-    tokio::io::copy(&mut r, &mut tokio::io::sink())
-        .await
-        .map_err(|e| anyhow::anyhow!("object {}: {e}", o.key))?;
-    check_stored(o, r.finish())
 }
 
 /// A reader that hashes what passes through it.

@@ -7,7 +7,6 @@
 //! which happens only when the writer is finished; a writer dropped half way aborts the upload.
 //! An upload interrupted by a crash stays incomplete (never listed) until `cleanup` aborts it.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,71 +15,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
-use common::Secret;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::sync::oneshot;
 
-use super::Stored;
+use super::object::Stored;
 
-/// S3 settings (`storage.s3`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Config {
-    /// Bucket. Required.
-    pub bucket: String,
-    /// Key prefix inside the bucket, e.g. `outrigger/`. Default none.
-    pub prefix: String,
-    /// Region. Default `us-east-1`.
-    pub region: String,
-    /// Endpoint URL for S3-compatible servers (MinIO, Ceph, ...). Default: AWS.
-    pub endpoint: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
-    /// Default `false`.
-    pub path_style: bool,
-    /// Access key id. Default: the standard AWS credential chain.
-    pub access_key_id: Option<String>,
-    /// Secret access key, or `secret_access_key_file`. Default: the standard AWS chain.
-    pub secret_access_key: Option<Secret>,
-    pub secret_access_key_file: Option<PathBuf>,
-    /// Server-side encryption: `AES256` or `aws:kms`. Default none.
-    pub server_side_encryption: Option<String>,
-    /// Storage class, e.g. `STANDARD_IA`. Default the bucket's.
-    pub storage_class: Option<String>,
-    /// First multipart part size in bytes. Parts double every 1000 parts (up to S3's 5 GiB) so that
-    /// an object fits S3's 10 000 parts however large: with 8 MiB, parts stay 8 MiB up to
-    /// 7.8 GiB, and an object can reach 5 TiB. An upload holds one part in memory. Default
-    /// 8 MiB (minimum 5 MiB).
-    pub part_size: usize,
-    /// Bound on one request attempt (a part upload included): an S3 that stops answering fails
-    /// the job instead of hanging it. Default `2m`.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Connect timeout. Default `10s`.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        Self {
-            bucket: String::new(),
-            prefix: String::new(),
-            region: "us-east-1".into(),
-            endpoint: None,
-            path_style: false,
-            access_key_id: None,
-            secret_access_key: None,
-            secret_access_key_file: None,
-            server_side_encryption: None,
-            storage_class: None,
-            part_size: 8 << 20,
-            request_timeout: Duration::from_secs(120),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
+pub use crate::config::S3Config;
 
 /// How multipart parts grow: `base` bytes for the first `grow_every` parts, then twice as much
 /// every `grow_every` parts, at most `max_part`; at most `max_parts` parts.
