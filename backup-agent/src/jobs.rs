@@ -311,7 +311,7 @@ pub async fn cleanup(
                 .field("removed", done.len())
                 .field_opt(
                     "wal_horizon",
-                    plan.wal_horizon.map(crate::pg::conn::format_lsn),
+                    plan.wal_horizon.map(crate::pg::lsn::format_lsn),
                 ),
         );
     }
@@ -331,7 +331,7 @@ pub async fn postgres_incr(ctx: &Ctx) -> anyhow::Result<Manifest> {
 }
 
 async fn incr(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
-    use crate::pg::conn::{format_lsn, parse_lsn};
+    use crate::pg::lsn::{format_lsn, parse_lsn};
     use common::catalog::{BackupKind, ObjectEntry, WAL_STATUS_KEY, WalStatus};
     let (id, started_at) = crate::ids::fresh_id(storage, BackupKind::PostgresIncr).await?;
     let catalog = storage.catalog().await?;
@@ -410,8 +410,8 @@ async fn incr(cfg: &Config, storage: &Storage) -> anyhow::Result<Manifest> {
     let mut missing = vec![];
     // Every segment from the previous backup's end to the switch point (the switch LSN is the end of
     // the last segment, so it is excluded).
-    for segno in (from / seg)..=((to - 1) / seg) {
-        let name = crate::pg::wal::segment_name(status.timeline, segno, seg);
+    for segno in crate::pg::lsn::segments_between(from, to, seg) {
+        let name = crate::pg::lsn::segment_name(status.timeline, segno, seg);
         let Some(key) = crate::pg::wal::stored_key(storage, &name).await? else {
             missing.push(name);
             continue;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use common::catalog::{BackupKind, Catalog, Manifest};
 
-use crate::pg::conn::parse_lsn;
+use crate::pg::lsn::parse_lsn;
 
 pub use crate::config::Policy;
 
@@ -24,7 +24,7 @@ pub struct Plan {
 
 /// The start LSN of a WAL object key (`wal/TTTTTTTTXXXXXXXXYYYYYYYY[.partial].zst`) and its end.
 fn segment_range(key: &str, seg_size: u64) -> Option<(u64, u64)> {
-    let (_, segno) = crate::pg::wal::parse_segment_name(key.strip_prefix("wal/")?, seg_size)?;
+    let (_, segno) = crate::pg::lsn::parse_segment_name(key.strip_prefix("wal/")?, seg_size)?;
     let start = segno * seg_size;
     Some((start, start + seg_size))
 }

@@ -111,7 +111,7 @@ impl WalChain {
         codec: &Codec,
         cat: &common::catalog::Catalog,
     ) -> anyhow::Result<Option<Self>> {
-        use crate::pg::conn::parse_lsn;
+        use crate::pg::lsn::parse_lsn;
         let Some(status) = &cat.wal else {
             return Ok(None);
         };
@@ -125,7 +125,7 @@ impl WalChain {
             if name.ends_with(crate::pg::wal::SUM_SUFFIX) {
                 continue;
             }
-            let Some((tli, segno)) = crate::pg::wal::parse_segment_name(name, seg_size) else {
+            let Some((tli, segno)) = crate::pg::lsn::parse_segment_name(name, seg_size) else {
                 continue;
             };
             if name[24..].starts_with(".partial") {
@@ -182,7 +182,7 @@ impl WalChain {
     /// Every segment from backup `m`'s start to the newest archived LSN is stored: complete, or
     /// partial for the last one. Names the missing ones.
     fn check_from(&self, m: &Manifest) -> anyhow::Result<String> {
-        use crate::pg::conn::{format_lsn, parse_lsn};
+        use crate::pg::lsn::{format_lsn, parse_lsn};
         let start = m
             .start_lsn
             .as_deref()
@@ -213,7 +213,7 @@ impl WalChain {
             let ok = self.complete.contains(&(tli, segno))
                 || (segno == last && self.partial.contains(&(tli, segno)));
             if !ok {
-                missing.push(crate::pg::wal::segment_name(tli, segno, self.seg_size));
+                missing.push(crate::pg::lsn::segment_name(tli, segno, self.seg_size));
             }
         }
         if !missing.is_empty() {

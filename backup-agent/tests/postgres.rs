@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use backup_agent::config::Config;
 use backup_agent::jobs::Ctx;
-use backup_agent::pg::conn::{ReplConn, ReplError, parse_lsn};
+use backup_agent::pg::conn::{ReplConn, ReplError};
+use backup_agent::pg::lsn::parse_lsn;
 use backup_agent::storage::Storage;
 use common::logfmt::LogFile;
 use common::{PgSettings, Secret};

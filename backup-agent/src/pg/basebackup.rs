@@ -11,8 +11,9 @@ use common::catalog::{BackupKind, Manifest, ObjectEntry};
 use postgres_protocol::message::backend::Message;
 use tokio::io::AsyncWriteExt;
 
-use super::conn::{ReplConn, ReplError, parse_lsn};
+use super::conn::{ReplConn, ReplError};
 use super::copydata::BackupMsg;
+use super::lsn::parse_lsn;
 use crate::compress::Codec;
 use crate::compress::{self, Encoder};
 use crate::ids::fresh_id;

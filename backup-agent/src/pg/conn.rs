@@ -522,25 +522,8 @@ pub fn split_message(buf: &mut BytesMut) -> Result<Option<(u8, Bytes)>, String> 
 /// hundred KiB; 1 GiB is PostgreSQL's own limit for a message.
 pub const MAX_MESSAGE_LEN: usize = 1 << 30;
 
-pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-/// Parses `X/Y`.
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn lsn_round_trip() {
-        for s in ["0/0", "0/3000028", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
-            assert_eq!(super::format_lsn(super::parse_lsn(s).expect("parses")), s);
-        }
-        assert_eq!(super::parse_lsn("nope"), None);
-    }
 
     /// Framing: whole messages come off one by one, a partial one waits, and a declared length
     /// under 4 or over the limit is an error (it panicked before: the body slice started past

@@ -4,5 +4,6 @@ pub mod basebackup;
 pub mod conn;
 pub mod copydata;
 pub mod fetch;
+pub mod lsn;
 pub mod prefetch;
 pub mod wal;

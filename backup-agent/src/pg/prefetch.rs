@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{FetchError, Fetched, fetch_once};
-use super::wal::{parse_segment_name, segment_name};
+use super::lsn::{parse_segment_name, segment_name};
 use crate::compress::Codec;
 use crate::storage::Storage;
 

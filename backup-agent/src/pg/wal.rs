@@ -12,32 +12,12 @@ use common::logfmt::Line;
 use common::retry::{Failure, RetryError};
 use tokio::io::AsyncWriteExt;
 
-use super::conn::{ReplConn, ReplError, format_lsn, parse_lsn};
+use super::conn::{ReplConn, ReplError};
 use super::copydata::{WalMsg, status_update};
+pub use super::lsn::{format_lsn, parse_lsn, parse_segment_name, segment_name};
 use crate::compress::Codec;
 use crate::config::Config;
 use crate::storage::Storage;
-
-/// WAL segment file name: timeline, then the segment number split by 4 GiB "xlogid".
-pub fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
-    let per_id = 0x1_0000_0000 / seg_size;
-    format!("{tli:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
-}
-
-/// The timeline and segment number of a name that starts with a WAL segment name
-/// (`TTTTTTTTXXXXXXXXYYYYYYYY`, then anything: `.partial`, a suffix); `None` for other names
-/// (history files) and for a segment number past what `seg_size` allows.
-pub fn parse_segment_name(name: &str, seg_size: u64) -> Option<(u32, u64)> {
-    let hex = name.get(..24)?;
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let per_id = 0x1_0000_0000 / seg_size;
-    let tli = u32::from_str_radix(&hex[..8], 16).ok()?;
-    let id = u64::from_str_radix(&hex[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&hex[16..24], 16).ok()?;
-    (seg < per_id).then_some((tli, id * per_id + seg))
-}
 
 /// Parses `16MB`-style sizes from SHOW wal_segment_size.
 pub fn parse_size(s: &str) -> Option<u64> {

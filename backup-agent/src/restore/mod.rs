@@ -19,7 +19,7 @@ use common::catalog::{BackupKind, Catalog, Manifest, WalStatus};
 
 use crate::compress::{self, Codec};
 use crate::config::Config;
-use crate::pg::conn::{format_lsn, parse_lsn};
+use crate::pg::lsn::{format_lsn, parse_lsn};
 use crate::storage::{HashingReader, Storage};
 
 /// The file in a restored data directory that holds what `wal-fetch` needs.
