@@ -74,7 +74,14 @@ fn main() {
     // medians. Both with their defaults for durability (fsync of what they wrote).
     const ROUNDS: usize = 3;
     let pbb_bin = pg.bindir().join("pg_basebackup");
-    let (mut ours_runs, mut pbb_runs) = (vec![], vec![]);
+    let (mut ours_runs, mut pbb_runs, mut floor_runs) = (vec![], vec![], vec![]);
+    // The floor: the server's send rate, with nothing compressed or written (the tar to
+    // /dev/null, no WAL). A backup can go no faster than this.
+    let floor_cmd = format!(
+        "{} -h 127.0.0.1 -p {port} -U {} -D - -Ft -X none -c fast > /dev/null",
+        pbb_bin.display(),
+        postgres::REPL_USER
+    );
     let mut store = dir.path().join("ours-0");
     let mut pbb = dir.path().join("pbb-0");
     for round in 0..ROUNDS {
@@ -104,6 +111,12 @@ fn main() {
                 "-c",
                 "fast",
             ],
+            &[("PGPASSWORD", postgres::REPL_PASSWORD)],
+        ));
+        floor_runs.push(timed(
+            false,
+            "sh",
+            &["-c", &floor_cmd],
             &[("PGPASSWORD", postgres::REPL_PASSWORD)],
         ));
         if round == 0 {
@@ -225,6 +238,10 @@ fn main() {
 
     println!(
         "same database, same run, local disk; backup = median of {ROUNDS} alternating runs, each tool fsyncing what it wrote (its default); restore = unpack only (no WAL replay)"
+    );
+    let (floor, _) = median(&floor_runs);
+    println!(
+        "the server's send rate (pg_basebackup -D - -Ft -X none to /dev/null: nothing compressed or written): {floor:.2} s"
     );
     println!(
         "{:<42} {:>9} {:>12} {:>11} {:>10} {:>12}",
