@@ -105,7 +105,34 @@ struct Feed {
     tx: Option<mpsc::SyncSender<Vec<u8>>>,
     /// Pieces the walker is done with, to be filled again (no allocation per piece).
     spare: mpsc::Receiver<Vec<u8>>,
+    /// Bytes gathered for the next piece: small updates go to the walker [`PIECE`] at a time,
+    /// not one hand-over (and one wake-up of its thread) each.
+    pending: Vec<u8>,
     done: std::thread::JoinHandle<Result<Option<Walked>, Broken>>,
+}
+
+/// The size of the pieces handed to the walker (an update larger than this goes whole).
+const PIECE: usize = 64 << 10;
+
+impl Feed {
+    /// Hands what is pending to the walker. Blocks while the walker is 4 pieces behind: the pull
+    /// waits for it (no more memory).
+    fn send_pending(&mut self) {
+        let Some(tx) = &self.tx else {
+            self.pending.clear();
+            return;
+        };
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut next = self.spare.try_recv().unwrap_or_default();
+        next.clear();
+        let piece = std::mem::replace(&mut self.pending, next);
+        if tx.send(piece).is_err() {
+            // The walk has ended (it found the damage); its verdict waits in `finish`.
+            self.tx = None;
+        }
+    }
 }
 
 /// The pieces as one byte stream.
@@ -174,6 +201,7 @@ impl RdbCheck {
             walk: Feed {
                 tx: Some(tx),
                 spare,
+                pending: Vec::new(),
                 done,
             },
             crc: 0,
@@ -185,14 +213,10 @@ impl RdbCheck {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        if let Some(tx) = &self.walk.tx {
-            let mut piece = self.walk.spare.try_recv().unwrap_or_default();
-            piece.clear();
-            piece.extend_from_slice(data);
-            // Blocks while the walker is 4 pieces behind: the pull waits for it (no more memory).
-            if tx.send(piece).is_err() {
-                // The walk has ended (it found the damage); its verdict waits in `finish`.
-                self.walk.tx = None;
+        if self.walk.tx.is_some() {
+            self.walk.pending.extend_from_slice(data);
+            if self.walk.pending.len() >= PIECE {
+                self.walk.send_pending();
             }
         }
         self.size += data.len() as u64;
@@ -228,6 +252,7 @@ impl RdbCheck {
 
     /// Checks the whole payload once it has been seen.
     pub fn finish(mut self) -> Result<RdbInfo, RdbError> {
+        self.walk.send_pending();
         drop(self.walk.tx.take());
         let walked = match self.walk.done.join() {
             Ok(w) => w,
