@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
-pub use crate::config::Encryption;
+use crate::config::Encryption;
 
 /// The suffix of encrypted objects.
 pub const SUFFIX: &str = ".age";

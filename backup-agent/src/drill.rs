@@ -12,8 +12,6 @@ use crate::compress::Codec;
 use crate::restore::{Fetcher, Options, Target, recover};
 use crate::storage::Storage;
 
-pub use crate::config::Drill;
-
 /// Runs one drill and records it (passed or failed). `fetcher` is the binary the temporary
 /// cluster fetches WAL with (`wal-fetch`). Returns the record; a failed drill is
 /// `Ok` with `ok = false` (the error is in `detail`), an error only when nothing could be recorded.

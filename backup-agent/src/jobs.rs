@@ -8,11 +8,10 @@ use common::catalog::Manifest;
 use common::logfmt::Line;
 
 use crate::config::Config;
+use crate::context::Ctx;
 use crate::metrics::kind;
 use crate::pg::basebackup;
 use crate::storage::Storage;
-
-pub use crate::context::Ctx;
 
 /// Runs a job that produces a catalog entry: start and end lines in backup.log (outcome, id,
 /// size, duration, LSN range or the error) and the job's metrics.

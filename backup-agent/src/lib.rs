@@ -55,7 +55,7 @@ pub fn daemon(
     let cancel = ctx.cancel.clone();
     let readiness = ctx.readiness.clone();
     Ok(async move {
-        let ctx = jobs::Ctx::new(Arc::new(cfg), log, metrics, cancel.clone()).await?;
+        let ctx = context::Ctx::new(Arc::new(cfg), log, metrics, cancel.clone()).await?;
         let (cfg, storage, log, metrics) = (&ctx.cfg, &ctx.storage, &ctx.log, &ctx.metrics);
         log.emit(
             Line::new("start")
@@ -139,7 +139,7 @@ pub fn daemon(
 
 /// The WAL archiver, restarted with backoff (1 s doubling to 30 s) if it ever ends or panics
 /// while the daemon runs; each stop is logged (`wal_archiver_stopped`).
-async fn supervise_archiver(ctx: jobs::Ctx, shared: pg::wal::Shared) {
+async fn supervise_archiver(ctx: context::Ctx, shared: pg::wal::Shared) {
     let (log, cancel) = (&ctx.log, &ctx.cancel);
     let mut delay = Duration::from_secs(1);
     loop {
@@ -170,7 +170,7 @@ async fn supervise_archiver(ctx: jobs::Ctx, shared: pg::wal::Shared) {
 }
 
 /// The scheduled jobs of the config (an empty expression disables a job).
-fn scheduled(ctx: &jobs::Ctx, fetcher: restore::Fetcher) -> Vec<schedule::Job> {
+fn scheduled(ctx: &context::Ctx, fetcher: restore::Fetcher) -> Vec<schedule::Job> {
     let x = Scheduled {
         job: ctx.clone(),
         fetcher: Arc::new(fetcher),
@@ -183,7 +183,7 @@ fn scheduled(ctx: &jobs::Ctx, fetcher: restore::Fetcher) -> Vec<schedule::Job> {
         }
         let x = x.clone();
         let failures = x.job.metrics.failures.clone();
-        match schedule::parse(expr, &cfg.schedule.timezone) {
+        match cron::parse(expr, &cfg.schedule.timezone) {
             Ok(s) => jobs.push(
                 schedule::Job::new(name, s, Arc::new(move || run(x.clone())))
                     .on_panic(Arc::new(move || {
@@ -224,7 +224,7 @@ fn scheduled(ctx: &jobs::Ctx, fetcher: restore::Fetcher) -> Vec<schedule::Job> {
 /// temporary cluster fetches WAL with.
 #[derive(Clone)]
 struct Scheduled {
-    job: jobs::Ctx,
+    job: context::Ctx,
     fetcher: Arc<restore::Fetcher>,
 }
 

@@ -14,7 +14,7 @@ use crate::compress::{self, Codec};
 use crate::ids::fresh_id;
 use crate::storage::{Storage, Stored};
 
-pub use crate::config::Logical;
+use crate::config::Logical;
 
 impl Logical {
     fn tool(&self, name: &str) -> PathBuf {

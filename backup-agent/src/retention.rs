@@ -9,7 +9,7 @@ use common::catalog::{BackupKind, Catalog, Manifest};
 
 use crate::pg::lsn::parse_lsn;
 
-pub use crate::config::Policy;
+use crate::config::Policy;
 
 /// What a cleanup removes.
 #[derive(Debug, Default, PartialEq)]

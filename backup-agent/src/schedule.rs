@@ -16,8 +16,7 @@ use std::time::Duration;
 use common::logfmt::{Line, LogFile};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::Schedules;
-pub use crate::cron::{Schedule, parse, zone};
+use crate::cron::Schedule;
 
 /// One run of a job.
 pub type JobRun = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -299,6 +298,7 @@ pub async fn shutdown(jobs: &[Arc<Job>], log: &Arc<LogFile>, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cron::parse;
 
     #[test]
     fn five_field_cron_and_clear_errors() {

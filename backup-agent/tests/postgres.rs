@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_agent::config::Config;
-use backup_agent::jobs::Ctx;
+use backup_agent::context::Ctx;
 use backup_agent::pg::conn::{ReplConn, ReplError};
 use backup_agent::pg::lsn::parse_lsn;
 use backup_agent::storage::Storage;
@@ -486,7 +486,7 @@ async fn retention_keeps_the_minimum_and_the_wal_they_need_and_damage_is_caught(
             parse_lsn(m.end_lsn.as_deref().expect("end")).expect("lsn") / seg,
         );
         for segno in s..=e {
-            let name = backup_agent::pg::wal::segment_name(1, segno, seg);
+            let name = backup_agent::pg::lsn::segment_name(1, segno, seg);
             assert!(
                 storage
                     .exists(&format!("wal/{name}.zst"))
@@ -1794,7 +1794,7 @@ async fn prefetch_hands_segments_over_and_an_outage_mid_replay_still_stops_recov
     for d in [&spool, &spools.join("12345")] {
         std::fs::create_dir_all(d).expect("mkdir");
         for segno in 1..=0x30u64 {
-            let name = backup_agent::pg::wal::segment_name(1, segno, 16 << 20);
+            let name = backup_agent::pg::lsn::segment_name(1, segno, 16 << 20);
             std::fs::write(d.join(name), b"stale garbage").expect("plant");
         }
     }

@@ -126,7 +126,7 @@ fn set_on<'a>(nodes: impl Iterator<Item = &'a harness::redis::Node>, key: &str, 
 }
 
 async fn snapshot(cfg: &Config) -> anyhow::Result<common::catalog::Manifest> {
-    let ctx = backup_agent::jobs::Ctx::for_command(cfg.clone(), Default::default()).await?;
+    let ctx = backup_agent::context::Ctx::for_command(cfg.clone(), Default::default()).await?;
     backup_agent::jobs::redis(&ctx).await
 }
 

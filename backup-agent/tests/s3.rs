@@ -1,7 +1,8 @@
 //! S3 uploads against the harness's S3 server: multipart parts grow with the object so that no
 //! upload hits the part-count ceiling (S3's is 10 000; a low one is injected here).
 
-use backup_agent::storage::s3::{PartPlan, S3, S3Config};
+use backup_agent::config::S3Config;
+use backup_agent::storage::s3::{PartPlan, S3};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 

@@ -33,14 +33,13 @@ use tokio_util::sync::CancellationToken;
 use super::fetch::{FetchError, Fetched, fetch_once};
 use super::lsn::{parse_segment_name, segment_name};
 use crate::compress::Codec;
+use crate::config::MAX_PREFETCH;
 use crate::storage::Storage;
 
 /// The spool's directory under `pg_wal`.
 pub const SPOOL_DIR: &str = "outrigger-prefetch";
 /// The prefetcher exits when PostgreSQL has not asked for a segment for this long.
 pub const IDLE: Duration = Duration::from_secs(60);
-/// The most segments `restore.prefetch` may keep ahead.
-pub use crate::config::MAX_PREFETCH as MAX_DEPTH;
 
 const WANT: &str = "want";
 const LOCK: &str = "lock";
@@ -264,7 +263,7 @@ pub async fn run(
         return Ok(());
     };
     spool.clear();
-    let depth = depth.clamp(1, MAX_DEPTH);
+    let depth = depth.clamp(1, MAX_PREFETCH);
     // Nearest first, as many at a time as there are cores (twice that on S3, where a fetch
     // mostly waits on round trips): decoding is CPU work, and the segment PostgreSQL needs
     // next should not share the CPU with seven later ones.

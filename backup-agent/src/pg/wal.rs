@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::conn::{ReplConn, ReplError};
 use super::copydata::{WalMsg, status_update};
-pub use super::lsn::{format_lsn, parse_lsn, parse_segment_name, segment_name};
+use super::lsn::{format_lsn, parse_lsn, segment_name};
 use crate::compress::Codec;
 use crate::config::Config;
 use crate::storage::Storage;
@@ -492,6 +492,7 @@ async fn report(conn: &mut ReplConn, received: u64, flushed: u64) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::lsn::parse_segment_name;
 
     #[test]
     fn segment_names_and_sizes() {

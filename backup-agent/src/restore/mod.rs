@@ -503,7 +503,7 @@ fn write_settings(cfg: &Config, dir: &Path, fetcher: &Fetcher) -> anyhow::Result
     };
     let mut storage = cfg.storage.clone();
     storage.path = abs(&storage.path);
-    let mut encryption = crate::crypt::Encryption {
+    let mut encryption = crate::config::Encryption {
         recipients: vec![],
         identity_file: cfg.encryption.identity_file.as_deref().map(abs),
         passphrase_file: cfg.encryption.passphrase_file.as_deref().map(abs),
@@ -519,7 +519,7 @@ fn write_settings(cfg: &Config, dir: &Path, fetcher: &Fetcher) -> anyhow::Result
     #[derive(serde::Serialize)]
     struct Settings<'a> {
         storage: &'a crate::config::Storage,
-        encryption: &'a crate::crypt::Encryption,
+        encryption: &'a crate::config::Encryption,
         restore: &'a crate::config::Restore,
     }
     let mut doc = toml::Value::try_from(Settings {

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::object::Stored;
 
-pub use crate::config::S3Config;
+use crate::config::S3Config;
 
 /// How multipart parts grow: `base` bytes for the first `grow_every` parts, then twice as much
 /// every `grow_every` parts, at most `max_part`; at most `max_parts` parts.
