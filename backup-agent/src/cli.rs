@@ -194,6 +194,12 @@ pub fn main() -> ExitCode {
         }
     };
     let wal_fetch = matches!(cli.cmd, Some(Cmd::WalFetch { .. })) && !cli.common.check_config;
+    if wal_fetch
+        && let Some(Cmd::WalFetch { name, path }) = &cli.cmd
+        && let Some(code) = served_wal_fetch(name, path, cli.common.config.as_deref())
+    {
+        return code;
+    }
     let cfg: Config = match common::app::bootstrap(&cli.common) {
         Ok(c) => c,
         Err(_) if wal_fetch => return fatal(),
@@ -425,11 +431,10 @@ pub fn main() -> ExitCode {
         }),
         Cmd::WalFetch { name, path } => {
             use crate::pg::prefetch::{Spool, is_segment_name};
+            let spool = Spool::for_dest(&path);
             // The prefetch spool first: no runtime, no storage client for a segment already
             // fetched and checked.
-            let spool = (cfg.restore.prefetch > 0 && is_segment_name(&name))
-                .then(|| Spool::for_dest(&path))
-                .flatten();
+            let spool = spool.filter(|_| cfg.restore.prefetch > 0 && is_segment_name(&name));
             if let Some(s) = &spool
                 && s.take(&name, &path, cfg.restore.wal_fetch_retry)
             {
@@ -473,4 +478,32 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
     }
+}
+
+/// `wal-fetch` in a spool the restore process serves (`restore --recover`, drills): every file
+/// comes through the spool, fetched with that process's rights; this process reads neither
+/// storage nor its settings (PostgreSQL's user may have no right to either). `None`: not
+/// served, fetch as usual.
+fn served_wal_fetch(
+    name: &str,
+    path: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Option<ExitCode> {
+    use crate::pg::fetch::{EXIT_ABSENT, EXIT_FATAL};
+    use crate::pg::prefetch::{Answer, Spool, is_segment_name};
+    let spool = Spool::for_dest(path)?;
+    let wait = spool.served_wait()?;
+    Some(match spool.ask(name, path, wait) {
+        Answer::Placed => {
+            if is_segment_name(name) {
+                spool.handed_over(name, path, config);
+            }
+            ExitCode::SUCCESS
+        }
+        Answer::Absent => ExitCode::from(EXIT_ABSENT),
+        Answer::Failed(e) => {
+            eprintln!("wal-fetch {name}: {e}; exit {EXIT_FATAL}: recovery stops here");
+            ExitCode::from(EXIT_FATAL)
+        }
+    })
 }

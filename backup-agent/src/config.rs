@@ -191,11 +191,11 @@ pub struct Storage {
     pub s3: Option<S3Config>,
     /// Permission bits of the files written to the local directory (backups, WAL, catalog), as
     /// an octal string, applied whatever the umask; new directories get the matching search bits
-    /// ("0600" -> 0700, "0640" -> 0750). Default: unset, the umask decides (0644/0755 under the usual
-    /// 022), because a restored cluster's `restore_command` (`wal-fetch`) runs as the PostgreSQL
-    /// user and reads this directory. Set "0600" when that user is the one writing the backups,
-    /// "0640" with a shared group.
-    pub mode: Option<FileMode>,
+    /// ("0600" -> 0700, "0640" -> 0750). Default "0600": only the agent's user reads its
+    /// backups. `restore --recover` and drills fetch WAL with the agent's rights for a server
+    /// that runs as another user; a restore you start yourself runs `wal-fetch` as PostgreSQL's
+    /// user, which then needs "0640" and a shared group.
+    pub mode: FileMode,
 }
 
 impl Default for Storage {
@@ -203,7 +203,7 @@ impl Default for Storage {
         Self {
             path: PathBuf::from("backups"),
             s3: None,
-            mode: None,
+            mode: FileMode::PRIVATE,
         }
     }
 }
@@ -214,6 +214,9 @@ impl Default for Storage {
 pub struct FileMode(u32);
 
 impl FileMode {
+    /// The default: the owner only.
+    pub const PRIVATE: FileMode = FileMode(0o600);
+
     /// `bits` when they are a valid file mode, else why not.
     pub fn new(bits: u32) -> Result<Self, String> {
         if bits & !0o666 != 0 {

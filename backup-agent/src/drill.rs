@@ -97,6 +97,11 @@ async fn attempt(
         user: &d.user,
         database: &d.database,
         query: Some(&d.query),
+        wal: recover::Wal {
+            storage,
+            codec,
+            settings: &cfg.restore,
+        },
     })
     .await?;
     Ok(r.answer.unwrap_or_default())

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::{FetchError, Fetched, fetch_once};
+use super::fetch::{FetchError, Fetched, fetch, fetch_once};
 use super::lsn::{parse_segment_name, segment_name};
 use crate::compress::Codec;
 use crate::config::MAX_PREFETCH;
@@ -45,6 +45,10 @@ const WANT: &str = "want";
 const LOCK: &str = "lock";
 const INFLIGHT: &str = ".inflight";
 const FETCHING: &str = ".fetching";
+const SERVED: &str = "served";
+const ASK: &str = ".ask";
+const ABSENT: &str = ".absent";
+const ERROR: &str = ".error";
 
 /// What the long page header at the start of a WAL segment says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,17 +245,149 @@ impl Spool {
     }
 }
 
-/// How one prefetch ended.
+/// What `wal-fetch` got from a served spool.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The file is in place at the destination.
+    Placed,
+    /// Storage says the archive has no such file.
+    Absent,
+    /// Anything else: why (recovery must stop).
+    Failed(String),
+}
+
+/// The restore process's hold on a spool it serves (see [`Spool::open_served`]).
+pub struct ServedLock {
+    _held: std::fs::File,
+}
+
+impl Spool {
+    /// When the restore process serves this spool (it holds the lock and left its mark): how
+    /// long `wal-fetch` waits for an answer (twice the server's retry, plus two minutes).
+    pub fn served_wait(&self) -> Option<Duration> {
+        let retry: u64 = std::fs::read_to_string(self.path(SERVED))
+            .ok()?
+            .trim()
+            .strip_prefix("retry_ms=")?
+            .parse()
+            .ok()?;
+        matches!(self.try_lock(), Ok(None))
+            .then(|| Duration::from_millis(retry) * 2 + Duration::from_secs(120))
+    }
+
+    /// `wal-fetch` in a served spool: asks the restore process for `name` (any WAL file: a
+    /// segment, a history file) and waits up to `wait` for its answer, moving the file to
+    /// `dest` when it comes. Never reads storage itself.
+    pub fn ask(&self, name: &str, dest: &Path, wait: Duration) -> Answer {
+        let file = self.path(name);
+        let absent = self.path(&format!("{name}{ABSENT}"));
+        let error = self.path(&format!("{name}{ERROR}"));
+        let ask = self.path(&format!("{name}{ASK}"));
+        // An answer left from an earlier ask that gave up is not this one's.
+        let _ = std::fs::remove_file(&absent);
+        let _ = std::fs::remove_file(&error);
+        if std::fs::rename(&file, dest).is_ok() {
+            return Answer::Placed;
+        }
+        if let Err(e) = std::fs::write(&ask, b"") {
+            return Answer::Failed(format!("cannot ask for {name} at {}: {e}", ask.display()));
+        }
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if std::fs::rename(&file, dest).is_ok() {
+                let _ = std::fs::remove_file(&ask);
+                return Answer::Placed;
+            }
+            if std::fs::remove_file(&absent).is_ok() {
+                return Answer::Absent;
+            }
+            if let Ok(why) = std::fs::read_to_string(&error) {
+                let _ = std::fs::remove_file(&error);
+                return Answer::Failed(why);
+            }
+            let gone = !matches!(self.try_lock(), Ok(None));
+            if gone || Instant::now() >= deadline {
+                let _ = std::fs::remove_file(&ask);
+                return Answer::Failed(if gone {
+                    "the restore process that serves WAL to this recovery is gone".into()
+                } else {
+                    format!("no answer from the restore process within {wait:?}")
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The restore process takes the spool to serve it before it starts PostgreSQL: the lock
+    /// (so no prefetcher of `wal-fetch`'s own starts), an empty spool, the mark `wal-fetch`
+    /// looks for, and the spool's directories handed to `owner`, the user PostgreSQL runs as.
+    pub fn open_served(&self, serving: Serving) -> std::io::Result<ServedLock> {
+        let lock = self.try_lock()?.ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{}: another process is fetching WAL for this data directory",
+                self.dir.display()
+            ))
+        })?;
+        self.clear();
+        let _ = std::fs::remove_file(self.path(WANT));
+        std::fs::write(
+            self.path(SERVED),
+            format!("retry_ms={}\n", serving.retry.as_millis()),
+        )?;
+        if let Some((uid, gid)) = serving.owner {
+            let top = self.dir.parent().unwrap_or(&self.dir);
+            crate::osuser::chown_tree(top, uid, gid)?;
+        }
+        Ok(ServedLock { _held: lock })
+    }
+
+    /// Writes an answer file (`name` + `suffix`) the way `wal-fetch` may see it: whole, and
+    /// owned by `owner`.
+    fn answer(
+        &self,
+        name: &str,
+        suffix: &str,
+        text: &str,
+        owner: Option<(u32, u32)>,
+    ) -> std::io::Result<()> {
+        let tmp = self.path(&format!("{name}{suffix}.tmp"));
+        std::fs::write(&tmp, text)?;
+        give(&tmp, owner)?;
+        std::fs::rename(&tmp, self.path(&format!("{name}{suffix}")))
+    }
+}
+
+/// Hands a file PostgreSQL will take to its user (`None`: it is ours already).
+fn give(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
+}
+
+/// How the restore process serves a spool: who PostgreSQL runs as, and how long a fetch
+/// PostgreSQL asked for retries storage errors (`restore.wal_fetch_retry`).
+#[derive(Clone, Copy, Debug)]
+pub struct Serving {
+    pub owner: Option<(u32, u32)>,
+    pub retry: Duration,
+}
+
+/// How one fetch ended.
 enum Outcome {
     Spooled,
     /// Not spooled (absent, an open `.partial`, another cluster's): asked again after a while.
     Skipped(Duration),
     Failed(String, Duration),
+    /// An asked-for file's answer is written.
+    Answered,
 }
 
-/// The prefetcher: keeps the `depth` segments after the announced one in the spool until
-/// recovery is over, the postmaster is gone, PostgreSQL stops asking for [`IDLE`] or `cancel`.
-/// Returns at once when another prefetcher holds the spool.
+/// The prefetcher `wal-fetch` starts: keeps the `depth` segments after the announced one in
+/// the spool until recovery is over, the postmaster is gone, PostgreSQL stops asking for
+/// [`IDLE`] or `cancel`. Returns at once when another process holds the spool.
 pub async fn run(
     spool: &Spool,
     storage: &Storage,
@@ -263,7 +399,44 @@ pub async fn run(
         return Ok(());
     };
     spool.clear();
-    let depth = depth.clamp(1, MAX_PREFETCH);
+    let (spooled, handed) = drive(spool, storage, codec, depth.max(1), None, cancel).await?;
+    let _ = std::fs::remove_dir_all(&spool.dir);
+    eprintln!(
+        "backup-agent wal-prefetch: {spooled} segments prefetched, {handed} handed to PostgreSQL"
+    );
+    Ok(())
+}
+
+/// The restore process serving a spool it opened ([`Spool::open_served`]) to a PostgreSQL that
+/// runs as another user (`restore --recover`, restore drills): answers every file PostgreSQL
+/// asks for (fetched with retry; the file, "absent" or the error), and keeps `depth` segments
+/// ahead (0: none), all with the restore process's rights. Until `cancel`; the spool is
+/// removed at the end.
+pub async fn serve(
+    spool: &Spool,
+    lock: ServedLock,
+    storage: &Storage,
+    codec: &Codec,
+    depth: usize,
+    serving: Serving,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let r = drive(spool, storage, codec, depth, Some(serving), cancel).await;
+    let _ = std::fs::remove_dir_all(&spool.dir);
+    drop(lock);
+    r.map(drop)
+}
+
+/// The spool's loop; returns the segments spooled and those handed to PostgreSQL.
+async fn drive(
+    spool: &Spool,
+    storage: &Storage,
+    codec: &Codec,
+    depth: usize,
+    serving: Option<Serving>,
+    cancel: CancellationToken,
+) -> anyhow::Result<(u64, u64)> {
+    let depth = depth.min(MAX_PREFETCH);
     // Nearest first, as many at a time as there are cores (twice that on S3, where a fetch
     // mostly waits on round trips): decoding is CPU work, and the segment PostgreSQL needs
     // next should not share the CPU with seven later ones.
@@ -276,40 +449,71 @@ pub async fn run(
         1
     };
     let jobs = (cores * per_core).clamp(2, depth.max(2));
+    let owner = serving.and_then(|s| s.owner);
     let mut tasks = tokio::task::JoinSet::new();
     let mut inflight: HashSet<String> = HashSet::new();
     let mut not_before: HashMap<String, Instant> = HashMap::new();
+    // Segments prefetched and still in the spool.
+    let mut prefetched: HashSet<String> = HashSet::new();
     let mut last = (String::new(), Instant::now());
-    // Segments spooled, and those dropped unused (behind recovery or off its timeline).
-    let (mut spooled, mut dropped) = (0u64, 0u64);
-    while !cancel.is_cancelled() && !spool.recovery_over() {
-        let Some((want, seg_size)) = spool.wanted() else {
-            break;
-        };
-        if want != last.0 {
-            last = (want.clone(), Instant::now());
-        } else if last.1.elapsed() > IDLE && inflight.is_empty() {
-            break;
-        }
-        let Some((tli, segno)) = parse_segment_name(&want, seg_size) else {
-            break;
-        };
-        let window: Vec<String> = (1..=depth as u64)
-            .map(|i| segment_name(tli, segno + i, seg_size))
-            .collect();
-        // What falls out of the window (behind recovery, another timeline) goes.
-        if let Ok(rd) = std::fs::read_dir(&spool.dir) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if is_segment_name(&n)
-                    && !window.contains(&n)
-                    && std::fs::remove_file(e.path()).is_ok()
-                {
-                    dropped += 1;
-                }
+    let (mut spooled, mut handed) = (0u64, 0u64);
+    while !cancel.is_cancelled() {
+        let wanted = spool.wanted();
+        if serving.is_none() {
+            // Started by wal-fetch: ends with recovery, or when PostgreSQL stops asking.
+            let Some((want, _)) = &wanted else { break };
+            if spool.recovery_over() {
+                break;
+            }
+            if *want != last.0 {
+                last = (want.clone(), Instant::now());
+            } else if last.1.elapsed() > IDLE && inflight.is_empty() {
+                break;
             }
         }
+        let window: Vec<String> = match wanted
+            .as_ref()
+            .and_then(|(w, size)| Some((parse_segment_name(w, *size)?, *size)))
+        {
+            Some(((tli, segno), size)) => (1..=depth as u64)
+                .map(|i| segment_name(tli, segno + i, size))
+                .collect(),
+            None if serving.is_none() => break,
+            None => vec![],
+        };
+        // Taken by PostgreSQL, or fallen out of the window (behind recovery, another timeline).
+        prefetched.retain(|n| {
+            let p = spool.path(n);
+            if !p.exists() {
+                handed += 1;
+                false
+            } else if window.contains(n) {
+                true
+            } else {
+                let _ = std::fs::remove_file(p);
+                false
+            }
+        });
         not_before.retain(|n, _| window.contains(n));
+        if serving.is_some() {
+            for name in asked(spool) {
+                if inflight.contains(&name) {
+                    // Being prefetched: answered when that ends.
+                    continue;
+                }
+                let _ = std::fs::remove_file(spool.path(&format!("{name}{ASK}")));
+                if spool.path(&name).exists() {
+                    continue;
+                }
+                inflight.insert(name.clone());
+                let (s, st, c, n) = (spool.clone(), storage.clone(), codec.clone(), name);
+                let serving = serving.expect("serving");
+                tasks.spawn(async move {
+                    answer(&s, &st, &c, &n, serving).await;
+                    (n, Outcome::Answered)
+                });
+            }
+        }
         for name in &window {
             if inflight.len() >= jobs {
                 break;
@@ -324,7 +528,7 @@ pub async fn run(
             inflight.insert(name.clone());
             let (s, st, c, n) = (spool.clone(), storage.clone(), codec.clone(), name.clone());
             tasks.spawn(async move {
-                let outcome = prefetch_one(&s, &st, &c, &n).await;
+                let outcome = prefetch_one(&s, &st, &c, &n, owner).await;
                 (n, outcome)
             });
         }
@@ -334,38 +538,53 @@ pub async fn run(
                 inflight.remove(&name);
                 let _ = std::fs::remove_file(spool.path(&format!("{name}{INFLIGHT}")));
                 match outcome {
-                    Outcome::Spooled => spooled += 1,
+                    Outcome::Spooled => {
+                        spooled += 1;
+                        prefetched.insert(name);
+                    }
+                    Outcome::Answered => {}
                     Outcome::Skipped(after) => {
                         not_before.insert(name, Instant::now() + after);
                     }
                     Outcome::Failed(e, after) => {
-                        eprintln!("backup-agent wal-prefetch {name}: {e} (wal-fetch will fetch it itself)");
+                        eprintln!(
+                            "backup-agent wal-prefetch {name}: {e} ({} fetches it again when PostgreSQL asks)",
+                            if serving.is_some() { "the restore process" } else { "wal-fetch" }
+                        );
                         not_before.insert(name, Instant::now() + after);
                     }
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(if serving.is_some() { 2 } else { 10 })) => {}
             _ = cancel.cancelled() => {}
         }
     }
     tasks.shutdown().await;
-    let left = std::fs::read_dir(&spool.dir)
+    Ok((spooled, handed))
+}
+
+/// The names PostgreSQL asks a served spool for.
+fn asked(spool: &Spool) -> Vec<String> {
+    std::fs::read_dir(&spool.dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| is_segment_name(&e.file_name().to_string_lossy()))
-                .count() as u64
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.strip_suffix(ASK).map(str::to_string)
+                })
+                .collect()
         })
-        .unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&spool.dir);
-    eprintln!(
-        "backup-agent wal-prefetch: {spooled} segments prefetched, {} handed to PostgreSQL",
-        spooled.saturating_sub(dropped + left)
-    );
-    Ok(())
+        .unwrap_or_default()
 }
 
 /// Fetches one segment into the spool: written aside, its header checked, then renamed.
-async fn prefetch_one(spool: &Spool, storage: &Storage, codec: &Codec, name: &str) -> Outcome {
+async fn prefetch_one(
+    spool: &Spool,
+    storage: &Storage,
+    codec: &Codec,
+    name: &str,
+    owner: Option<(u32, u32)>,
+) -> Outcome {
     let aside = spool.path(&format!("{name}{FETCHING}"));
     let outcome = match fetch_once(storage, codec, name, &aside).await {
         Ok(Fetched::Written(key)) if key.contains(".partial") => {
@@ -373,7 +592,7 @@ async fn prefetch_one(spool: &Spool, storage: &Storage, codec: &Codec, name: &st
         }
         Ok(Fetched::Written(key)) => match read_header(&aside) {
             Ok(h) if h.system_id == spool.system_id => {
-                match std::fs::rename(&aside, spool.path(name)) {
+                match give(&aside, owner).and_then(|()| std::fs::rename(&aside, spool.path(name))) {
                     Ok(()) => return Outcome::Spooled,
                     Err(e) => Outcome::Failed(e.to_string(), Duration::from_secs(2)),
                 }
@@ -393,4 +612,26 @@ async fn prefetch_one(spool: &Spool, storage: &Storage, codec: &Codec, name: &st
     };
     let _ = std::fs::remove_file(&aside);
     outcome
+}
+
+/// Answers an asked-for file exactly as `wal-fetch` would: the file (retrying storage errors
+/// for `restore.wal_fetch_retry`), "absent", or the error.
+async fn answer(spool: &Spool, storage: &Storage, codec: &Codec, name: &str, serving: Serving) {
+    let aside = spool.path(&format!("{name}{FETCHING}"));
+    let given = match fetch(storage, codec, name, &aside, serving.retry).await {
+        Ok(Fetched::Written(_)) => give(&aside, serving.owner)
+            .and_then(|()| std::fs::rename(&aside, spool.path(name)))
+            .map_err(|e| format!("cannot hand {name} over: {e}")),
+        Ok(Fetched::Absent) => spool
+            .answer(name, ABSENT, "", serving.owner)
+            .map_err(|e| format!("cannot answer that {name} is absent: {e}")),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(why) = given {
+        let _ = std::fs::remove_file(&aside);
+        if let Err(e) = spool.answer(name, ERROR, &why, serving.owner) {
+            // wal-fetch gives up when its wait is over, and recovery stops.
+            eprintln!("backup-agent: cannot answer for {name} ({why}): {e}");
+        }
+    }
 }

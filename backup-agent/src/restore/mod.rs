@@ -260,6 +260,11 @@ pub async fn restore(
             user: &cfg.drill.user,
             database: &cfg.drill.database,
             query: None,
+            wal: recover::Wal {
+                storage,
+                codec,
+                settings: &cfg.restore,
+            },
         })
         .await
         .map_err(|e| {

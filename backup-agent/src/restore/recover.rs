@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::compress::Codec;
+use crate::pg::prefetch::{self, Serving, Spool};
+use crate::storage::Storage;
+
 /// One recovery run.
 pub struct Run<'a> {
     /// The restored data directory (with `recovery.signal`).
@@ -22,6 +28,17 @@ pub struct Run<'a> {
     pub database: &'a str,
     /// A query whose first value is returned (restore drills).
     pub query: Option<&'a str>,
+    /// Where the WAL comes from: this process serves every file the server asks for.
+    pub wal: Wal<'a>,
+}
+
+/// The archive the temporary server replays from. This process fetches (with its own rights,
+/// which PostgreSQL's user may not have: storage is 0600 by default) and hands the files over
+/// through the data directory's spool; `wal-fetch`, the server's restore_command, only asks.
+pub struct Wal<'a> {
+    pub storage: &'a Storage,
+    pub codec: &'a Codec,
+    pub settings: &'a crate::config::Restore,
 }
 
 /// Where recovery ended.
@@ -91,7 +108,32 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
                 std::os::unix::fs::lchown(&conf, Some(uid), Some(gid))?;
             }
         }
-        start_and_query(r, &private, &hba, &ident).await
+        let spool =
+            Spool::of_data_dir(r.dir).map_err(|e| anyhow::anyhow!("{}: {e}", r.dir.display()))?;
+        let how = Serving {
+            owner: r.owner,
+            retry: r.wal.settings.wal_fetch_retry,
+        };
+        let lock = spool
+            .open_served(how)
+            .map_err(|e| anyhow::anyhow!("the WAL spool {}: {e}", spool.dir.display()))?;
+        let stop_serving = CancellationToken::new();
+        let serving = {
+            let (spool, storage, codec) =
+                (spool.clone(), r.wal.storage.clone(), r.wal.codec.clone());
+            let (depth, stop) = (r.wal.settings.prefetch, stop_serving.clone());
+            tokio::spawn(async move {
+                prefetch::serve(&spool, lock, &storage, &codec, depth, how, stop).await
+            })
+        };
+        let result = start_and_query(r, &private, &hba, &ident).await;
+        stop_serving.cancel();
+        match serving.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("serving WAL: {e:#}"),
+            Err(e) => tracing::warn!("serving WAL: {e}"),
+        }
+        result
     }
     .await;
     if lent_conf {

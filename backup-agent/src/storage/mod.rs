@@ -48,7 +48,7 @@ impl Storage {
     pub async fn from_config(c: &crate::config::Storage) -> anyhow::Result<Self> {
         Ok(match &c.s3 {
             Some(s3) => Self::S3(s3::S3::new(s3).await?),
-            None => Self::local_with_mode(&c.path, c.mode),
+            None => Self::local_with_mode(&c.path, Some(c.mode)),
         })
     }
 
