@@ -495,7 +495,7 @@ async fn drive(
             }
         });
         not_before.retain(|n, _| window.contains(n));
-        if serving.is_some() {
+        if let Some(serving) = serving {
             for name in asked(spool) {
                 if inflight.contains(&name) {
                     // Being prefetched: answered when that ends.
@@ -507,7 +507,6 @@ async fn drive(
                 }
                 inflight.insert(name.clone());
                 let (s, st, c, n) = (spool.clone(), storage.clone(), codec.clone(), name);
-                let serving = serving.expect("serving");
                 tasks.spawn(async move {
                     answer(&s, &st, &c, &n, serving).await;
                     (n, Outcome::Answered)
