@@ -71,12 +71,14 @@ fn keygen_writes_the_identity_0600_and_never_over_a_file() {
     assert!(!dir.path().join("elsewhere").exists());
 }
 
-/// `storage.mode` as people write it: a quoted octal string or TOML's octal integer; a mode with
+/// `storage.mode`: 0600 by default, and as people write it: a quoted octal string or TOML's octal integer; a mode with
 /// execute bits or one that locks the agent out of its own files is refused, naming the key.
 #[test]
 fn storage_mode_is_checked() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_backup-agent"));
     for (toml, shown) in [
+        // Private unless said otherwise.
+        ("", "mode = \"0600\""),
         ("[storage]\nmode = \"0640\"\n", "mode = \"0640\""),
         ("[storage]\nmode = 0o640\n", "mode = \"0640\""),
     ] {

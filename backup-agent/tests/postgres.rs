@@ -1941,6 +1941,113 @@ async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_fi
     assert_eq!(ids(&restored), vec![1, 2, 3, 4]);
 }
 
+/// Storage is private by default: 0600 files in 0700 directories, owned by the agent's user
+/// (root here), which PostgreSQL's user cannot read. `restore --recover --owner postgres` still
+/// replays every archived segment: the restore process fetches the WAL with its own rights and
+/// hands each file over through the data directory's spool, and `wal-fetch` (run by the server
+/// as postgres) only asks. A damaged segment stops that recovery with the damage named, never
+/// a promotion short of the archive's end. A restore the operator starts themself is warned
+/// about at restore time, and its recovery stops at the first WAL file (exit 126, not "absent").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_as_another_user_replays_from_private_storage() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = harness::serial();
+    let pg = started().await;
+    let dir = TempDir::new("private").expect("dir");
+    let store = dir.path().join("storage");
+    let cfg = Arc::new(config(&pg, &store));
+    let storage = Storage::from_config(&cfg.storage).await.expect("storage");
+    let (ctx, cancel, task) = archiver(&cfg, &storage);
+    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
+    backup_agent::jobs::postgres_full(&ctx)
+        .await
+        .expect("full backup");
+    // Rows 4-6, one segment each: several files to serve after the backup.
+    for id in 4..=6 {
+        app(&pg, &format!("INSERT INTO t VALUES ({id})"));
+        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    }
+    wait_archived(&pg, &storage).await;
+    cancel.cancel();
+    let _ = task.await;
+
+    // The default modes, on everything under the storage directory.
+    fn modes(p: &Path, out: &mut Vec<(String, u32, bool)>) {
+        for e in std::fs::read_dir(p).expect("read_dir").flatten() {
+            let m = e.metadata().expect("stat");
+            out.push((
+                e.path().display().to_string(),
+                m.permissions().mode() & 0o777,
+                m.is_dir(),
+            ));
+            if m.is_dir() {
+                modes(&e.path(), out);
+            }
+        }
+    }
+    let mut seen = vec![];
+    modes(&store, &mut seen);
+    let wal = seen.iter().filter(|(p, _, _)| p.contains("/wal/")).count();
+    assert!(wal >= 3, "archived WAL: {seen:?}");
+    for (p, mode, is_dir) in &seen {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{p} is {mode:04o}");
+    }
+
+    let restore = |target: &Path, extra: &[&str]| {
+        Command::new(exe())
+            .args(["restore", "postgres", "--target-dir"])
+            .arg(target)
+            .args(["--owner", "postgres"])
+            .args(extra)
+            .env("BACKUP_AGENT_STORAGE__PATH", &store)
+            .env("BACKUP_AGENT_LOG_FILE", store.join("logs/backup.log"))
+            .env("BACKUP_AGENT_RESTORE__WAL_FETCH_RETRY", "1s")
+            .output()
+            .expect("backup-agent runs")
+    };
+    let recovered = dir.path().join("recovered");
+    let out = succeeded(&restore(&recovered, &["--recover"]));
+    assert!(out.contains("recovered to LSN"), "{out}");
+    let restored = start_restored(recovered).await;
+    assert_eq!(ids(&restored), vec![1, 2, 3, 4, 5, 6]);
+    drop(restored);
+
+    // Started by the operator: wal-fetch runs as postgres and cannot read the storage. Warned
+    // at restore time; recovery then stops, as for any storage error.
+    let plain = dir.path().join("plain");
+    let out = restore(&plain, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("is not readable for it") && err.contains("--recover"),
+        "{err}"
+    );
+    let log = stopped_on_its_own(&plain).await;
+    assert!(!promoted(&plain, &log), "{log}");
+    assert!(log.contains("Permission denied"), "{log}");
+
+    // A damaged segment (the last row's): recovery stops there, the damage named.
+    let last = seen
+        .iter()
+        .filter(|(p, _, d)| !d && p.contains("/wal/") && p.ends_with(".zst"))
+        .map(|(p, _, _)| p.clone())
+        .max()
+        .expect("a WAL object");
+    let mut bytes = std::fs::read(&last).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&last, bytes).expect("damage");
+    let damaged = dir.path().join("damaged");
+    let out = restore(&damaged, &["--recover"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "recovered past a damaged segment");
+    assert!(
+        err.contains("without promoting") && err.contains("is damaged"),
+        "{err}"
+    );
+}
+
 /// `--time` in PostgreSQL's own format and `--lsn` restore exactly; `--recover` leaves a
 /// directory a stock PostgreSQL starts (no restore_command, no settings file); targets past the
 /// archive and times without a zone are refused before anything is written; a damaged WAL

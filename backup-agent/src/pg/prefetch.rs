@@ -21,6 +21,12 @@
 //! - The prefetcher exits, removing the spool, when recovery is over (`recovery.signal` and
 //!   `standby.signal` gone), when the postmaster is gone, or when PostgreSQL has not asked for a
 //!   segment for [`IDLE`]. It holds `lock` (flock) while it runs, so there is one per spool.
+//! - Served ([`serve`]): under `restore --recover` and drills the restore process, which can read
+//!   storage when PostgreSQL's user cannot (storage is 0600 by default), holds the lock and marks
+//!   the spool `served` before the server starts. `wal-fetch` then reads neither storage nor its
+//!   settings: it writes `NAME.ask` and waits for the file (handed to the server's user),
+//!   `NAME.absent` (exit 1) or `NAME.error` (exit 126); the restore process answers each ask as
+//!   `wal-fetch` would, retry included, and prefetches the same window.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;

@@ -251,6 +251,17 @@ pub async fn restore(
         }
         return Err(e);
     }
+    if !opts.recover
+        && let (Some(owner), Storage::Local(l)) = (owner, storage)
+        && let Some(why) = unreadable_by(&l.root().join("wal"), owner)
+    {
+        eprintln!(
+            "warning: PostgreSQL's restore_command (wal-fetch) will run as uid {}, and {why}: \
+             recovery will stop at the first WAL file. Restore with --recover (this process then \
+             fetches the WAL for it), or set storage.mode = \"0640\" with a group that user is in.",
+            owner.0
+        );
+    }
     let recovered = if opts.recover {
         let bin = recover::bin_dir(cfg.drill.bin_dir.as_deref(), m.pg_version);
         let r = recover::run(&recover::Run {
@@ -270,7 +281,8 @@ pub async fn restore(
         .map_err(|e| {
             anyhow::anyhow!(
                 "{e:#}\nThe data directory {} holds backup {} unpacked but NOT promoted. Once the cause is \
-                 fixed, restore again into an empty directory (or start PostgreSQL on it to resume recovery).",
+                 fixed, restore again into an empty directory (or start PostgreSQL on it to resume recovery, \
+                 if its user can read the storage).",
                 dir.display(),
                 m.id
             )
@@ -283,6 +295,29 @@ pub async fn restore(
     Ok(Restored {
         backup: m,
         recovered,
+    })
+}
+
+/// Why user `(uid, gid)` cannot list directory `dir`, judged by its owner and mode (supplementary
+/// groups and ACLs are not looked at); `None` when it looks readable.
+fn unreadable_by(dir: &Path, (uid, gid): (u32, u32)) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    let bits = if m.uid() == uid {
+        m.mode() >> 6
+    } else if m.gid() == gid {
+        m.mode() >> 3
+    } else {
+        m.mode()
+    } & 0o5;
+    (uid != 0 && bits != 0o5).then(|| {
+        format!(
+            "{} (owner {}, group {}, mode {:04o}) is not readable for it",
+            dir.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        )
     })
 }
 
