@@ -1948,6 +1948,7 @@ async fn recover_works_when_the_primary_had_higher_settings_than_the_restored_fi
 /// as postgres) only asks. A damaged segment stops that recovery with the damage named, never
 /// a promotion short of the archive's end. A restore the operator starts themself is warned
 /// about at restore time, and its recovery stops at the first WAL file (exit 126, not "absent").
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_as_another_user_replays_from_private_storage() {
     use std::os::unix::fs::PermissionsExt;
