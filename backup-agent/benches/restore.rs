@@ -2,7 +2,10 @@
 //! `restore_command` = backup-agent wal-fetch (prefetch off and on, local storage and the
 //! harness's S3) beside the serial floor, `zstd -q -dc <store>/wal/%f.zst > %p` (one segment at a
 //! time, no process of ours, no checks). Rounds alternate the modes; medians of PostgreSQL's own
-//! "redo done ... elapsed" figure, and ratios to the floor. Prints figures only.
+//! "redo done ... elapsed" figure, and ratios to the floor. `restore --recover` rounds (the
+//! restore process serving the WAL to its temporary server) give the server's figure as the
+//! restore prints it; their second column is the whole restore, unpacking included.
+//! Prints figures only.
 //! Run with `bench/restore.sh` (BENCH_SCALE, default 20; BENCH_SECONDS of pgbench, default 30;
 //! BENCH_ROUNDS, default 3).
 
@@ -24,7 +27,15 @@ fn env_or(name: &str, default: u64) -> u64 {
 #[derive(Clone, Copy)]
 enum Mode {
     Floor,
-    WalFetch { s3: bool, prefetch: usize },
+    WalFetch {
+        s3: bool,
+        prefetch: usize,
+    },
+    /// `restore --recover`: the restore process serves the WAL to its temporary server.
+    Recover {
+        s3: bool,
+        prefetch: usize,
+    },
 }
 
 impl Mode {
@@ -33,6 +44,10 @@ impl Mode {
             Mode::Floor => "zstd -dc floor (local)".into(),
             Mode::WalFetch { s3, prefetch } => format!(
                 "wal-fetch prefetch {prefetch} ({})",
+                if s3 { "S3" } else { "local" }
+            ),
+            Mode::Recover { s3, prefetch } => format!(
+                "--recover prefetch {prefetch} ({})",
                 if s3 { "S3" } else { "local" }
             ),
         }
@@ -102,6 +117,9 @@ fn main() {
         ("BACKUP_AGENT_LOG_FILE", "/dev/null"),
         ("BACKUP_AGENT_WAL__SLOT", "bench_local"),
         ("BACKUP_AGENT_WAL__FLUSH_INTERVAL", "500ms"),
+        // Restores started by hand run wal-fetch (and the floor's zstd) as postgres, which must
+        // read the storage itself.
+        ("BACKUP_AGENT_STORAGE__MODE", "0644"),
         ("RUST_LOG", "warn"),
     ];
     let agent = |s3: bool| {
@@ -181,6 +199,14 @@ fn main() {
             s3: true,
             prefetch: 8,
         },
+        Mode::Recover {
+            s3: false,
+            prefetch: 8,
+        },
+        Mode::Recover {
+            s3: true,
+            prefetch: 8,
+        },
     ];
     let mut times: Vec<Vec<(f64, f64)>> = vec![vec![]; modes.len()];
     for round in 0..rounds {
@@ -188,12 +214,38 @@ fn main() {
             let target = dir.path().join(format!("r{round}-{i}"));
             let (s3, prefetch) = match *mode {
                 Mode::Floor => (false, 0),
-                Mode::WalFetch { s3, prefetch } => (s3, prefetch),
+                Mode::WalFetch { s3, prefetch } | Mode::Recover { s3, prefetch } => (s3, prefetch),
             };
             let mut c = agent(s3);
             c.env("BACKUP_AGENT_RESTORE__PREFETCH", prefetch.to_string())
                 .args(["restore", "postgres", "--owner", "postgres", "--target-dir"])
                 .arg(&target);
+            if let Mode::Recover { .. } = mode {
+                // The replay time is the server's own, as the restore prints it.
+                c.arg("--recover");
+                let started = Instant::now();
+                let out = c.output().expect("backup-agent");
+                let total = started.elapsed().as_secs_f64();
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let replay = text
+                    .split("WAL replayed in ")
+                    .nth(1)
+                    .and_then(|t| t.split_whitespace().next())
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN);
+                println!(
+                    "  round {round} {:<28} replay {replay:6.2} s, restore to stopped {total:6.2} s",
+                    mode.label()
+                );
+                times[i].push((replay, total));
+                let _ = std::fs::remove_dir_all(&target);
+                continue;
+            }
             ok(c);
             if let Mode::Floor = mode {
                 floor_command(&target, &local);
@@ -211,7 +263,8 @@ fn main() {
                 Postgres::start_existing(&target, Duration::from_secs(600)).expect("recovers");
             let total = started.elapsed().as_secs_f64();
             let log = std::fs::read_to_string(restored.proc().log_path()).unwrap_or_default();
-            let replay = redo_elapsed(&log).unwrap_or(f64::NAN);
+            let replay = backup_agent::restore::recover::redo_elapsed(&log)
+                .map_or(f64::NAN, |d| d.as_secs_f64());
             let per_call = if trace {
                 let mut ms: Vec<f64> = std::fs::read_to_string(&calls)
                     .unwrap_or_default()
@@ -298,13 +351,6 @@ fn trace_command(target: &Path, calls: &Path) {
     std::fs::write(&auto, kept.join("\n") + "\n").expect("auto.conf");
     std::fs::write(calls, b"").expect("calls");
     give_to_server_user(calls).expect("chown");
-}
-
-/// PostgreSQL's "redo done at ... elapsed: X s".
-fn redo_elapsed(log: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains("redo done at"))?;
-    let at = line.find("elapsed: ")? + "elapsed: ".len();
-    line[at..].split_whitespace().next()?.parse().ok()
 }
 
 fn lsn(s: &str) -> u64 {

@@ -52,6 +52,8 @@ pub struct Recovered {
     pub timeline: u32,
     /// The first value of [`Run::query`].
     pub answer: Option<String>,
+    /// How long replay took, by the server's own count ("redo done ... elapsed").
+    pub replay: Option<Duration>,
 }
 
 impl std::fmt::Display for Recovered {
@@ -62,7 +64,11 @@ impl std::fmt::Display for Recovered {
             self.lsn,
             self.last_transaction.as_deref().unwrap_or("-"),
             self.timeline
-        )
+        )?;
+        match self.replay {
+            Some(d) => write!(f, ", WAL replayed in {:.2} s", d.as_secs_f64()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -212,7 +218,11 @@ async fn start_and_query(
     let tail = || crate::restore::recover::log_tail(&log_path);
     let recovered = result.map_err(|e| anyhow::anyhow!("{e:#}; server log: {}", tail()))?;
     stopped.map_err(|e| anyhow::anyhow!("{e:#}; server log: {}", tail()))?;
-    Ok(recovered)
+    let replay = redo_elapsed(&std::fs::read_to_string(&log_path).unwrap_or_default());
+    Ok(Recovered {
+        replay,
+        ..recovered
+    })
 }
 
 async fn wait_promoted(
@@ -264,6 +274,7 @@ async fn wait_promoted(
                         last_transaction: row.get(1),
                         timeline: row.get::<_, i32>(2) as u32,
                         answer: r.query.map(|_| answer),
+                        replay: None,
                     });
                 }
             }
@@ -312,9 +323,31 @@ async fn stop(child: &mut tokio::process::Child) -> anyhow::Result<()> {
     anyhow::bail!("the server did not stop within 5 minutes and was killed")
 }
 
+/// The server's own replay time: "redo done at 0/3000100 system usage: ... elapsed: 1.23 s".
+pub fn redo_elapsed(log: &str) -> Option<Duration> {
+    let line = log.lines().find(|l| l.contains("redo done at"))?;
+    let at = line.find("elapsed: ")? + "elapsed: ".len();
+    let secs: f64 = line[at..].split_whitespace().next()?.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 /// The last lines of a server log, on one line.
 pub fn log_tail(p: &Path) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(6)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_replay_time_is_read_from_its_log() {
+        let log = "2026-12-03 15:01:02.345 UTC [812] LOG:  redo starts at 0/2000028\n\
+                   2026-12-03 15:01:05.678 UTC [812] LOG:  redo done at 0/9A001F8 system usage: \
+                   CPU: user: 1.02 s, system: 0.40 s, elapsed: 3.33 s\n";
+        assert_eq!(redo_elapsed(log), Some(Duration::from_millis(3330)));
+        assert_eq!(redo_elapsed("LOG:  database system is ready"), None);
+    }
 }
