@@ -402,6 +402,9 @@ pub fn main() -> ExitCode {
             let r =
                 crate::restore::restore(&ctx.cfg, &ctx.storage, &ctx.reader()?, &opts, &fetcher)
                     .await?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             match &r.recovered {
                 Some(rec) => println!(
                     "restored {} into {}; {rec}; stopped cleanly: start PostgreSQL on it",

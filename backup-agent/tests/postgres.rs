@@ -847,7 +847,9 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     let cfg = Arc::new(config(&pg, &store));
-    let storage = Storage::local(&store);
+    // Private storage (the default modes): the drill's server runs as postgres, which cannot
+    // read it; the agent fetches the WAL for it.
+    let storage = Storage::from_config(&cfg.storage).await.expect("storage");
     let (ctx, cancel, archiver) = archiver(&cfg, &storage);
     app(
         &pg,
@@ -890,8 +892,12 @@ async fn restore_drill_passes_on_a_good_backup_and_fails_on_a_damaged_one() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Peer authentication only: trust would let any local user who reaches the socket in.
-    assert!(text.contains("FROM t -> 1500 via peer\n"), "{text}");
+    // The query ran once pg_hba was scram-sha-256 only: never trust, which would let any local
+    // user who reaches the socket in.
+    assert!(
+        text.contains("FROM t -> 1500 via scram-sha-256\n"),
+        "{text}"
+    );
     let cat = storage.catalog().await.expect("catalog");
     assert_eq!(cat.drills.len(), 1);
     assert!(

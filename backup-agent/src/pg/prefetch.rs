@@ -38,6 +38,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch::{FetchError, Fetched, fetch, fetch_once};
 use super::lsn::{parse_segment_name, segment_name};
+use common::catalog::{WAL_STATUS_KEY, WalStatus};
+
 use crate::compress::Codec;
 use crate::config::MAX_PREFETCH;
 use crate::storage::Storage;
@@ -405,7 +407,7 @@ pub async fn run(
         return Ok(());
     };
     spool.clear();
-    let (spooled, handed) = drive(spool, storage, codec, depth.max(1), None, cancel).await?;
+    let (spooled, handed) = drive(spool, storage, codec, depth.max(1), None, None, cancel).await?;
     let _ = std::fs::remove_dir_all(&spool.dir);
     eprintln!(
         "backup-agent wal-prefetch: {spooled} segments prefetched, {handed} handed to PostgreSQL"
@@ -427,19 +429,40 @@ pub async fn serve(
     serving: Serving,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let r = drive(spool, storage, codec, depth, Some(serving), cancel).await;
+    let seed = head_start(spool, storage).await;
+    let r = drive(spool, storage, codec, depth, Some(serving), seed, cancel).await;
     let _ = std::fs::remove_dir_all(&spool.dir);
     drop(lock);
     r.map(drop)
 }
 
-/// The spool's loop; returns the segments spooled and those handed to PostgreSQL.
+/// A served spool's head start: the segment before the restored backup's first one (from
+/// `backup_label`) and the segment size (from the archive's status), so that the window is
+/// fetched while PostgreSQL starts. `None` when either is unknown: the window then starts with
+/// the first segment handed over.
+async fn head_start(spool: &Spool, storage: &Storage) -> Option<(String, u64)> {
+    let label = std::fs::read_to_string(spool.data.join("backup_label")).ok()?;
+    let line = label
+        .lines()
+        .find(|l| l.starts_with("START WAL LOCATION:"))?;
+    let first = line.split("(file ").nth(1)?.trim_end_matches(')').trim();
+    let status = storage.get(WAL_STATUS_KEY).await.ok()?;
+    let size = serde_json::from_slice::<WalStatus>(&status)
+        .ok()?
+        .segment_size?;
+    let (tli, segno) = parse_segment_name(first, size)?;
+    Some((segment_name(tli, segno.checked_sub(1)?, size), size))
+}
+
+/// The spool's loop; returns the segments spooled and those handed to PostgreSQL. `seed`: where
+/// the window starts until PostgreSQL announces a segment.
 async fn drive(
     spool: &Spool,
     storage: &Storage,
     codec: &Codec,
     depth: usize,
     serving: Option<Serving>,
+    seed: Option<(String, u64)>,
     cancel: CancellationToken,
 ) -> anyhow::Result<(u64, u64)> {
     let depth = depth.min(MAX_PREFETCH);
@@ -464,7 +487,7 @@ async fn drive(
     let mut last = (String::new(), Instant::now());
     let (mut spooled, mut handed) = (0u64, 0u64);
     while !cancel.is_cancelled() {
-        let wanted = spool.wanted();
+        let wanted = spool.wanted().or_else(|| seed.clone());
         if serving.is_none() {
             // Started by wal-fetch: ends with recovery, or when PostgreSQL stops asking.
             let Some((want, _)) = &wanted else { break };

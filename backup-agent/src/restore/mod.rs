@@ -203,6 +203,9 @@ pub struct Restored {
     pub backup: Manifest,
     /// Where recovery ended, with `--recover`.
     pub recovered: Option<recover::Recovered>,
+    /// What the person restoring should know (without `--recover`: a storage the server's user
+    /// cannot read).
+    pub warnings: Vec<String>,
 }
 
 /// Restores into `opts.dir` (which must be empty or missing).
@@ -251,16 +254,17 @@ pub async fn restore(
         }
         return Err(e);
     }
+    let mut warnings = vec![];
     if !opts.recover
         && let (Some(owner), Storage::Local(l)) = (owner, storage)
         && let Some(why) = unreadable_by(&l.root().join("wal"), owner)
     {
-        eprintln!(
-            "warning: PostgreSQL's restore_command (wal-fetch) will run as uid {}, and {why}: \
+        warnings.push(format!(
+            "PostgreSQL's restore_command (wal-fetch) will run as uid {}, and {why}: \
              recovery will stop at the first WAL file. Restore with --recover (this process then \
              fetches the WAL for it), or set storage.mode = \"0640\" with a group that user is in.",
             owner.0
-        );
+        ));
     }
     let recovered = if opts.recover {
         let bin = recover::bin_dir(cfg.drill.bin_dir.as_deref(), m.pg_version);
@@ -295,6 +299,7 @@ pub async fn restore(
     Ok(Restored {
         backup: m,
         recovered,
+        warnings,
     })
 }
 

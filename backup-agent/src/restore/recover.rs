@@ -1,6 +1,7 @@
 //! `restore postgres --recover` and restore drills: a temporary postmaster on a restored data
 //! directory — run as its owner, reachable only through a socket in a private 0700 directory (no
-//! TCP), its own pg_hba — replays WAL to the target and promotes; it must then answer a query,
+//! TCP), its own pg_hba (peer; a drill's query over scram-sha-256), the WAL served by this process
+//! ([`Wal`]) — replays WAL to the target and promotes; it must then answer a query,
 //! and it is shut down cleanly (a fast shutdown writes a checkpoint, so the directory needs no
 //! recovery at its next start). Reports where recovery ended.
 
@@ -151,10 +152,10 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
 
 /// The temporary server's pg_hba and pg_ident: socket connections only, by peer authentication,
 /// and only from this process's OS user, mapped to `role`. The restored cluster carries the
-/// source's roles and their passwords, which we do not know and must not change, so a password of
-/// ours cannot be set before the first connection; peer authentication needs none, and the
-/// kernel vouches for the connecting user (trust would let in any local user who can reach the
-/// socket, and the cluster holds production data).
+/// source's roles and their passwords, which we do not know, so a password of ours cannot be set
+/// before the first connection; peer authentication needs none, and the kernel vouches for the
+/// connecting user (trust would let in any local user who can reach the socket, and the cluster
+/// holds production data). A drill then moves to scram-sha-256 ([`to_scram`]).
 fn auth_files(private: &Path, role: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let me = crate::osuser::current_name()
         .map_err(|e| anyhow::anyhow!("the temporary server admits only this OS user: {e:#}"))?;
@@ -268,7 +269,13 @@ async fn wait_promoted(
                         .await
                         .map_err(|e| anyhow::anyhow!("{}", common::conn::pg_error_text(&e)))?;
                     // The server must answer a query of the caller's (drills) or a plain one.
-                    let answer = first_value(&client, r.query.unwrap_or("SELECT 1")).await?;
+                    let answer = match r.query {
+                        Some(q) => {
+                            let scram = to_scram(r, private, &client, &c, child).await?;
+                            first_value(&scram, q).await?
+                        }
+                        None => first_value(&client, "SELECT 1").await?,
+                    };
                     return Ok(Recovered {
                         lsn: row.get::<_, Option<String>>(0).unwrap_or_default(),
                         last_transaction: row.get(1),
@@ -283,6 +290,65 @@ async fn wait_promoted(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A drill's cluster is a throwaway copy, so its role may get a password of ours: the role gets
+/// a random one (sent as a SCRAM verifier, never in clear), pg_hba becomes `scram-sha-256` only,
+/// the server reloads it (SIGHUP from us, its parent: the role need not be a superuser), and once
+/// a connection without the password is refused the drill's query runs on one that gives it.
+/// `restore --recover` hands production's roles over untouched and stays with peer.
+async fn to_scram(
+    r: &Run<'_>,
+    private: &Path,
+    peer: &tokio_postgres::Client,
+    c: &tokio_postgres::Config,
+    child: &tokio::process::Child,
+) -> anyhow::Result<tokio_postgres::Client> {
+    use std::io::Read;
+    let mut raw = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let password = hex::encode(raw);
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let role = format!("\"{}\"", r.user.replace('"', "\"\""));
+    peer.batch_execute(&format!("ALTER ROLE {role} PASSWORD '{verifier}'"))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "setting the drill role's password: {}",
+                common::conn::pg_error_text(&e)
+            )
+        })?;
+    std::fs::write(private.join("hba.conf"), b"local all all scram-sha-256\n")?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("the server is gone"))?;
+    crate::osuser::signal(pid, libc::SIGHUP)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let without = match c.connect(tokio_postgres::NoTls).await {
+            // Still let in by peer: the reload is not done.
+            Ok(_) => "it still admits a connection without a password".to_string(),
+            Err(e) => common::conn::pg_error_text(&e),
+        };
+        // Asked for the password it was not given: scram is in force.
+        if without.contains("password missing") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("30 s after reloading pg_hba for scram-sha-256: {without}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut with = c.clone();
+    with.password(password);
+    let (client, conn) = with.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        anyhow::anyhow!(
+            "connecting with scram-sha-256: {}",
+            common::conn::pg_error_text(&e)
+        )
+    })?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 async fn first_value(client: &tokio_postgres::Client, q: &str) -> anyhow::Result<String> {
