@@ -444,6 +444,14 @@ pub fn main() -> ExitCode {
                 s.handed_over(&name, &path, config_path.as_deref());
                 return ExitCode::SUCCESS;
             }
+            // The first call of a recovery: the prefetcher starts now, from the backup's first
+            // segment, while this call fetches its own.
+            if let Some(s) = spool.as_ref().filter(|s| s.at_start())
+                && let Err(e) = std::env::current_exe()
+                    .and_then(|exe| s.ensure_prefetcher(&exe, config_path.as_deref()))
+            {
+                eprintln!("wal-fetch {name}: prefetch off: {e}");
+            }
             // One thread: PostgreSQL runs this once per WAL file.
             common::app::run_command_on(common::app::Threads::One, |cancel| async move {
                 use crate::pg::fetch::{EXIT_ABSENT, EXIT_FATAL, FetchError, Fetched, fetch};

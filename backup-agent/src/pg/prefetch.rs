@@ -17,7 +17,9 @@
 //! - After each segment it hands over, `wal-fetch` writes its name and the segment size (from
 //!   the segment's long page header) to `want`; the prefetcher keeps the segments after it on
 //!   the same timeline, removes whatever falls out of that window, and never spools an open
-//!   `.partial` segment (it may still grow while recovery runs).
+//!   `.partial` segment (it may still grow while recovery runs). Until the first announcement
+//!   the window starts at the restored backup's first segment (`backup_label`): the first
+//!   `wal-fetch` of a recovery starts the prefetcher before it fetches its own segment.
 //! - The prefetcher exits, removing the spool, when recovery is over (`recovery.signal` and
 //!   `standby.signal` gone), when the postmaster is gone, or when PostgreSQL has not asked for a
 //!   segment for [`IDLE`]. It holds `lock` (flock) while it runs, so there is one per spool.
@@ -199,6 +201,12 @@ impl Spool {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    /// True while the restored backup's `backup_label` is there: recovery is starting, and a
+    /// prefetcher can start from the backup's first segment (see [`head_start`]).
+    pub fn at_start(&self) -> bool {
+        self.data.join("backup_label").exists()
     }
 
     /// Starts `exe wal-prefetch` for this spool unless one runs. It shares `wal-fetch`'s process
@@ -407,7 +415,13 @@ pub async fn run(
         return Ok(());
     };
     spool.clear();
-    let (spooled, handed) = drive(spool, storage, codec, depth.max(1), None, None, cancel).await?;
+    let seed = head_start(spool, storage).await;
+    if seed.is_none() && spool.wanted().is_none() {
+        // Nothing to start from yet: the wal-fetch that hands a segment over starts another.
+        let _ = std::fs::remove_dir_all(&spool.dir);
+        return Ok(());
+    }
+    let (spooled, handed) = drive(spool, storage, codec, depth.max(1), None, seed, cancel).await?;
     let _ = std::fs::remove_dir_all(&spool.dir);
     eprintln!(
         "backup-agent wal-prefetch: {spooled} segments prefetched, {handed} handed to PostgreSQL"
@@ -436,9 +450,9 @@ pub async fn serve(
     r.map(drop)
 }
 
-/// A served spool's head start: the segment before the restored backup's first one (from
-/// `backup_label`) and the segment size (from the archive's status), so that the window is
-/// fetched while PostgreSQL starts. `None` when either is unknown: the window then starts with
+/// A head start: the segment before the restored backup's first one (from
+/// `backup_label`, which PostgreSQL renames once it has read it) and the segment size (from the
+/// archive's status), so that the window is fetched while PostgreSQL starts. `None` when either is unknown: the window then starts with
 /// the first segment handed over.
 async fn head_start(spool: &Spool, storage: &Storage) -> Option<(String, u64)> {
     let label = std::fs::read_to_string(spool.data.join("backup_label")).ok()?;

@@ -125,6 +125,8 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
             .open_served(how)
             .map_err(|e| anyhow::anyhow!("the WAL spool {}: {e}", spool.dir.display()))?;
         let stop_serving = CancellationToken::new();
+        // Also when this future is dropped (a drill's timeout): the task must not outlive it.
+        let _stop_on_drop = stop_serving.clone().drop_guard();
         let serving = {
             let (spool, storage, codec) =
                 (spool.clone(), r.wal.storage.clone(), r.wal.codec.clone());
