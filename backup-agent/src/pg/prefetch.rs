@@ -36,12 +36,11 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::catalog::{WAL_STATUS_KEY, WalStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{FetchError, Fetched, fetch, fetch_once};
 use super::lsn::{parse_segment_name, segment_name};
-use common::catalog::{WAL_STATUS_KEY, WalStatus};
-
 use crate::compress::Codec;
 use crate::config::MAX_PREFETCH;
 use crate::storage::Storage;
@@ -450,10 +449,10 @@ pub async fn serve(
     r.map(drop)
 }
 
-/// A head start: the segment before the restored backup's first one (from
-/// `backup_label`, which PostgreSQL renames once it has read it) and the segment size (from the
-/// archive's status), so that the window is fetched while PostgreSQL starts. `None` when either is unknown: the window then starts with
-/// the first segment handed over.
+/// A head start: the segment before the restored backup's first one (from `backup_label`,
+/// which PostgreSQL renames once it has read it) and the segment size (from the archive's
+/// status), so that the window is fetched while PostgreSQL starts. `None` when either is
+/// unknown: the window then starts with the first segment handed over.
 async fn head_start(spool: &Spool, storage: &Storage) -> Option<(String, u64)> {
     let label = std::fs::read_to_string(spool.data.join("backup_label")).ok()?;
     let line = label
