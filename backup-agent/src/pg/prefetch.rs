@@ -676,3 +676,100 @@ async fn answer(spool: &Spool, storage: &Storage, codec: &Codec, name: &str, ser
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory with just what the spool reads: `global/pg_control` and `pg_wal`.
+    fn data_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("outrigger-spool-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("global")).expect("mkdir");
+        std::fs::create_dir_all(d.join("pg_wal")).expect("mkdir");
+        std::fs::write(d.join("global/pg_control"), 7_u64.to_ne_bytes()).expect("pg_control");
+        d
+    }
+
+    /// What `wal-fetch` gets for `name` when the restore process answers with `reply`.
+    fn asked_and_answered(spool: &Spool, name: &str, reply: impl FnOnce(&Spool)) -> Answer {
+        let dest = spool.data.join("pg_wal/RECOVERYXLOG");
+        let _ = std::fs::remove_file(&dest);
+        let asking = {
+            let (s, n, d) = (spool.clone(), name.to_string(), dest.clone());
+            std::thread::spawn(move || s.ask(&n, &d, Duration::from_secs(20)))
+        };
+        let ask = spool.path(&format!("{name}{ASK}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ask.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "wal-fetch never asked for {name}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reply(spool);
+        asking.join().expect("join")
+    }
+
+    /// The served spool's protocol, from `wal-fetch`'s side: the file, "absent" and an error
+    /// each come back as such, and once the restore process is gone `wal-fetch` fails (recovery
+    /// stops) instead of waiting out its bound or taking that for "absent".
+    #[test]
+    fn a_served_spool_answers_file_absent_error_and_a_gone_server_stops_recovery() {
+        let data = data_dir("served");
+        let spool = Spool::of_data_dir(&data).expect("spool");
+        assert_eq!(spool.served_wait(), None, "served before anyone serves it");
+        let lock = spool
+            .open_served(Serving {
+                owner: None,
+                retry: Duration::from_secs(3),
+            })
+            .expect("open");
+        assert_eq!(spool.served_wait(), Some(Duration::from_secs(126)));
+
+        let seg = "000000010000000000000005";
+        let got = asked_and_answered(&spool, seg, |s| {
+            std::fs::write(s.path(seg), b"segment bytes").expect("answer");
+        });
+        assert_eq!(got, Answer::Placed);
+        let placed = spool.data.join("pg_wal/RECOVERYXLOG");
+        assert_eq!(std::fs::read(&placed).expect("placed"), b"segment bytes");
+
+        let history = "00000002.history";
+        let got = asked_and_answered(&spool, history, |s| {
+            s.answer(history, ABSENT, "", None).expect("answer");
+        });
+        assert_eq!(got, Answer::Absent);
+
+        let got = asked_and_answered(&spool, seg, |s| {
+            s.answer(seg, ERROR, "object wal/x.zst is damaged", None)
+                .expect("answer");
+        });
+        assert_eq!(got, Answer::Failed("object wal/x.zst is damaged".into()));
+
+        // A stale answer left behind is not taken for the next ask's.
+        spool.answer(seg, ABSENT, "", None).expect("stale");
+        let got = asked_and_answered(&spool, seg, |s| {
+            std::fs::write(s.path(seg), b"again").expect("answer");
+        });
+        assert_eq!(got, Answer::Placed);
+
+        let started = Instant::now();
+        let got = asked_and_answered(&spool, seg, |_| drop(lock));
+        assert_eq!(
+            got,
+            Answer::Failed("the restore process that serves WAL to this recovery is gone".into())
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited out its bound"
+        );
+        assert_eq!(
+            spool.served_wait(),
+            None,
+            "still served after the server went"
+        );
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
