@@ -89,6 +89,24 @@ mod tests {
     }
 
     #[test]
+    fn segment_names_and_sizes() {
+        assert_eq!(segment_name(1, 1, 16 << 20), "000000010000000000000001");
+        assert_eq!(segment_name(2, 256, 16 << 20), "000000020000000100000000");
+        assert_eq!(segment_name(1, 0x1FF, 16 << 20), "0000000100000001000000FF");
+        for (tli, segno) in [(1, 1), (2, 256), (1, 0x1FF)] {
+            let name = segment_name(tli, segno, 16 << 20);
+            assert_eq!(parse_segment_name(&name, 16 << 20), Some((tli, segno)));
+            let partial = format!("{name}.partial.zst");
+            assert_eq!(parse_segment_name(&partial, 16 << 20), Some((tli, segno)));
+        }
+        assert_eq!(parse_segment_name("00000002.history", 16 << 20), None);
+        assert_eq!(
+            parse_segment_name("000000010000000000000100", 16 << 20),
+            None
+        );
+    }
+
+    #[test]
     fn segment_arithmetic() {
         let seg = 16 << 20;
         assert_eq!(Lsn(0x3000028).segment(seg), 3);
