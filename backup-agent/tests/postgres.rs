@@ -1870,18 +1870,37 @@ async fn backed_up_rows_1_to_4(
     pg: &Postgres,
     name: &str,
 ) -> (TempDir, std::path::PathBuf, Storage) {
+    backed_up(pg, name, &[4], false).await
+}
+
+/// A table `t` with rows 1-3, a full backup, then each row of `after` in a WAL segment of its
+/// own, archived, and the archiver stopped: the temp dir `name`, its storage directory and a
+/// client for it. `private`: storage with the default modes (0600, PostgreSQL's user cannot read
+/// it); else the umask's.
+async fn backed_up(
+    pg: &Postgres,
+    name: &str,
+    after: &[i32],
+    private: bool,
+) -> (TempDir, std::path::PathBuf, Storage) {
     let dir = TempDir::new(name).expect("dir");
     let store = dir.path().join("storage");
     let cfg = Arc::new(config(pg, &store));
-    let storage = Storage::local(&store);
+    let storage = if private {
+        Storage::from_config(&cfg.storage).await.expect("storage")
+    } else {
+        Storage::local(&store)
+    };
     let (ctx, cancel, task) = archiver(&cfg, &storage);
     app(pg, "CREATE TABLE t (id int PRIMARY KEY)");
     app(pg, "INSERT INTO t SELECT generate_series(1, 3)");
     backup_agent::jobs::postgres_full(&ctx)
         .await
         .expect("full backup");
-    app(pg, "INSERT INTO t VALUES (4)");
-    pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    for id in after {
+        app(pg, &format!("INSERT INTO t VALUES ({id})"));
+        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
+    }
     wait_archived(pg, &storage).await;
     cancel.cancel();
     let _ = task.await;
@@ -1960,24 +1979,8 @@ async fn recover_as_another_user_replays_from_private_storage() {
     use std::os::unix::fs::PermissionsExt;
     let _serial = harness::serial();
     let pg = started().await;
-    let dir = TempDir::new("private").expect("dir");
-    let store = dir.path().join("storage");
-    let cfg = Arc::new(config(&pg, &store));
-    let storage = Storage::from_config(&cfg.storage).await.expect("storage");
-    let (ctx, cancel, task) = archiver(&cfg, &storage);
-    app(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
-    app(&pg, "INSERT INTO t SELECT generate_series(1, 3)");
-    backup_agent::jobs::postgres_full(&ctx)
-        .await
-        .expect("full backup");
     // Rows 4-6, one segment each: several files to serve after the backup.
-    for id in 4..=6 {
-        app(&pg, &format!("INSERT INTO t VALUES ({id})"));
-        pg.psql_super("SELECT pg_switch_wal()").expect("switch");
-    }
-    wait_archived(&pg, &storage).await;
-    cancel.cancel();
-    let _ = task.await;
+    let (dir, store, _) = backed_up(&pg, "private", &[4, 5, 6], true).await;
 
     // The default modes, on everything under the storage directory.
     fn modes(p: &Path, out: &mut Vec<(String, u32, bool)>) {
