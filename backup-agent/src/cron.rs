@@ -57,6 +57,13 @@ pub fn parse(expr: &str, tz: &str) -> Result<Schedule, String> {
 mod tests {
     use super::*;
 
+    /// An instant written in RFC 3339.
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+    }
+
     #[test]
     fn five_field_cron_and_clear_errors() {
         assert!(parse("0 */6 * * *", "UTC").is_ok());
@@ -71,11 +78,6 @@ mod tests {
     /// are Sunday, names work, DOM and DOW both restricted means either.
     #[test]
     fn next_fire_times_follow_standard_cron() {
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .expect("time")
-                .with_timezone(&chrono::Utc)
-        };
         // 2026-12-02 is a Wednesday.
         let wed = "2026-12-02T10:00:00Z";
         let cases: &[(&str, &str, &str)] = &[
@@ -126,11 +128,6 @@ mod tests {
     /// `CRON_TZ=`.
     #[test]
     fn next_fire_times_in_a_zone_with_dst() {
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .expect("time")
-                .with_timezone(&chrono::Utc)
-        };
         let cases: &[(&str, &str, &str, &str)] = &[
             // 03:00 local every day: 02:00Z in winter, 01:00Z in summer.
             (
