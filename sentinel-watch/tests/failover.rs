@@ -620,22 +620,32 @@ async fn manual_failover_with_a_sentinel_killed_and_restarted() {
     r.stop().await;
 }
 
-/// Redis as a test sees it: (command, args) on `port`, with the stack's password.
+/// Redis as a test sees it: (command, args) on `port`, with the stack's password. A connection
+/// Sentinel cuts (its failover ends with `CLIENT KILL TYPE normal` on the nodes it reconfigures)
+/// is tried again, for up to 10 s; any other error fails the test.
 async fn redis_cmd<T: redis::FromRedisValue + Send + 'static>(port: u16, args: &[&str]) -> T {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let c = redis::Client::open(format!("redis://:{PW}@127.0.0.1:{port}/")).expect("client");
-        let mut c = c
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("connect");
-        c.set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        let mut cmd = redis::cmd(&args[0]);
-        for a in &args[1..] {
-            cmd.arg(a);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = (|| {
+                let c = redis::Client::open(format!("redis://:{PW}@127.0.0.1:{port}/"))?;
+                let mut c = c.get_connection_with_timeout(Duration::from_secs(2))?;
+                c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut cmd = redis::cmd(&args[0]);
+                for a in &args[1..] {
+                    cmd.arg(a);
+                }
+                cmd.query::<T>(&mut c)
+            })();
+            match attempt {
+                Ok(v) => return v,
+                Err(e) if e.is_connection_dropped() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{args:?} on {port}: {e}"),
+            }
         }
-        cmd.query::<T>(&mut c)
-            .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
     })
     .await
     .expect("join")
