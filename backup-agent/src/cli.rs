@@ -194,9 +194,13 @@ pub fn main() -> ExitCode {
         }
     };
     let wal_fetch = matches!(cli.cmd, Some(Cmd::WalFetch { .. })) && !cli.common.check_config;
-    if wal_fetch
-        && let Some(Cmd::WalFetch { name, path }) = &cli.cmd
-        && let Some(code) = served_wal_fetch(name, path, cli.common.config.as_deref())
+    // wal-fetch's spool (when its destination is in a data directory's pg_wal), looked up once.
+    let spool = match &cli.cmd {
+        Some(Cmd::WalFetch { path, .. }) if wal_fetch => crate::pg::prefetch::Spool::for_dest(path),
+        _ => None,
+    };
+    if let (Some(Cmd::WalFetch { name, path }), Some(s)) = (&cli.cmd, &spool)
+        && let Some(code) = served_wal_fetch(s, name, path, cli.common.config.as_deref())
     {
         return code;
     }
@@ -433,8 +437,7 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::WalFetch { name, path } => {
-            use crate::pg::prefetch::{Spool, is_segment_name};
-            let spool = Spool::for_dest(&path);
+            use crate::pg::prefetch::is_segment_name;
             // The prefetch spool first: no runtime, no storage client for a segment already
             // fetched and checked.
             let spool = spool.filter(|_| cfg.restore.prefetch > 0 && is_segment_name(&name));
@@ -496,13 +499,13 @@ pub fn main() -> ExitCode {
 /// storage nor its settings (PostgreSQL's user may have no right to either). `None`: not
 /// served, fetch as usual.
 fn served_wal_fetch(
+    spool: &crate::pg::prefetch::Spool,
     name: &str,
     path: &std::path::Path,
     config: Option<&std::path::Path>,
 ) -> Option<ExitCode> {
     use crate::pg::fetch::{EXIT_ABSENT, EXIT_FATAL};
-    use crate::pg::prefetch::{Answer, Spool, is_segment_name};
-    let spool = Spool::for_dest(path)?;
+    use crate::pg::prefetch::{Answer, is_segment_name};
     let wait = spool.served_wait()?;
     Some(match spool.ask(name, path, wait) {
         Answer::Placed => {

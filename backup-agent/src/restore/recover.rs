@@ -152,6 +152,11 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
     result
 }
 
+/// `s` in double quotes, inner ones doubled: a PostgreSQL identifier, and a pg_ident.conf field.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// The temporary server's pg_hba and pg_ident: socket connections only, by peer authentication,
 /// and only from this process's OS user, mapped to `role`. The restored cluster carries the
 /// source's roles and their passwords, which we do not know, so a password of ours cannot be set
@@ -161,13 +166,12 @@ pub async fn run(r: &Run<'_>) -> anyhow::Result<Recovered> {
 fn auth_files(private: &Path, role: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let me = crate::osuser::current_name()
         .map_err(|e| anyhow::anyhow!("the temporary server admits only this OS user: {e:#}"))?;
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let hba = private.join("hba.conf");
     std::fs::write(&hba, b"local all all peer map=outrigger\n")?;
     let ident = private.join("ident.conf");
     std::fs::write(
         &ident,
-        format!("outrigger {} {}\n", quote(&me), quote(role)),
+        format!("outrigger {} {}\n", quoted(&me), quoted(role)),
     )?;
     Ok((hba, ident))
 }
@@ -311,7 +315,7 @@ async fn to_scram(
     std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
     let password = hex::encode(raw);
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-    let role = format!("\"{}\"", r.user.replace('"', "\"\""));
+    let role = quoted(r.user);
     peer.batch_execute(&format!("ALTER ROLE {role} PASSWORD '{verifier}'"))
         .await
         .map_err(|e| {
