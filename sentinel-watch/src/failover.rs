@@ -60,9 +60,10 @@ pub struct Failover {
     pub last_event: SystemTime,
     /// The Sentinels that see the master down now (+sdown without a -sdown since).
     pub down_by: HashSet<String>,
-    /// A leader is carrying it out (elected, or in a failover state) and has not aborted: it
-    /// goes on even if the master comes back.
-    pub running: bool,
+    /// The Sentinels trying to carry it out (+try-failover, elected, or in a failover state)
+    /// that have not aborted since: a leader goes on even if the master comes back, and a
+    /// Sentinel still waiting for votes may yet be elected.
+    pub acting: HashSet<String>,
 }
 
 impl Failover {
@@ -80,7 +81,7 @@ impl Failover {
             probe: None,
             last_event: at,
             down_by: HashSet::new(),
-            running: false,
+            acting: HashSet::new(),
         }
     }
 
@@ -129,11 +130,10 @@ const FAILOVER_STEPS: &[&str] = &[
     "-odown",
 ];
 
-/// The aborts that end an unswitched failover someone asked for (`SENTINEL FAILOVER` has one
-/// Sentinel acting, so its abort is the end). In an automatic failover a Sentinel that was not
-/// elected aborts while another goes on, and a leader that found no good replica tries again
-/// later: such a failover ends when the master is seen again.
-const MANUAL_ABORTS: &[&str] = &[
+/// How a Sentinel gives up a failover it was trying: not elected, no replica to promote, or the
+/// promotion timed out. A Sentinel that tried ends with one of these unless the failover ends.
+const ABORTS: &[&str] = &[
+    "-failover-abort-not-elected",
     "-failover-abort-no-good-slave",
     "-failover-abort-slave-timeout",
 ];
@@ -237,11 +237,15 @@ impl Tracker {
         at: SystemTime,
         confirm: &impl Confirm,
     ) -> Vec<Outcome> {
-        // Dedup: the same event and payload from several Sentinels within the window.
+        // Dedup: the same event and payload from several Sentinels within the window. From a
+        // Sentinel that already sent it, it is a new occurrence (the master down again a few
+        // seconds after a blip): dropped, that failover's +sdown and +odown went unseen.
         let key = (e.name.clone(), e.raw.clone());
         self.seen
             .retain(|_, (t, _)| at.duration_since(*t).unwrap_or_default() < self.window);
-        if let Some((_, who)) = self.seen.get_mut(&key) {
+        if let Some((_, who)) = self.seen.get_mut(&key)
+            && !who.contains(sentinel)
+        {
             who.insert(sentinel.to_string());
             if let Some(f) = e.master_name().and_then(|m| self.open.get_mut(m)) {
                 for s in f.steps.iter_mut().rev() {
@@ -602,12 +606,14 @@ impl Tracker {
         }
     }
 
-    /// Follows which Sentinels see master `m` down and whether a leader is carrying out its
-    /// open failover; ends that failover, reported as aborted, when it is over without a switch:
-    /// the master is back for every Sentinel that saw it down (all its nodes stopped for a while,
-    /// a blip shorter than the failover) and no leader is at work, or the one acting Sentinel of
-    /// a manual failover gave up. Left open, it would be taken for the start of the next real
-    /// failover, with a downtime spanning both. True when it ended.
+    /// Follows which Sentinels see master `m` down and which are trying to carry out its open
+    /// failover; ends that failover, reported as aborted, when it is over without a switch: no
+    /// Sentinel sees the master down any more (all its nodes stopped for a while, a blip shorter
+    /// than the failover) and none is still trying, or the last one trying gave up (a manual
+    /// failover with nothing to promote). Left open, it would be taken for the start of the next
+    /// real failover, with a downtime spanning both; ended while a Sentinel was still waiting for
+    /// votes, that Sentinel's election would open a second one, taken for a manual failover.
+    /// True when it ended.
     fn track_down(&mut self, m: &str, sentinel: &str, e: &Event, at: SystemTime) -> bool {
         let Some(f) = self.open.get_mut(m) else {
             return false;
@@ -619,15 +625,22 @@ impl Tracker {
             "-sdown" => {
                 f.down_by.remove(sentinel);
             }
-            n if n == "+elected-leader" || n.starts_with("+failover-state-") => f.running = true,
-            n if MANUAL_ABORTS.contains(&n) => f.running = false,
+            n if n == "+try-failover"
+                || n == "+elected-leader"
+                || n.starts_with("+failover-state-") =>
+            {
+                f.acting.insert(sentinel.to_string());
+            }
+            n if ABORTS.contains(&n) => {
+                f.acting.remove(sentinel);
+            }
             _ => {}
         }
+        let n = e.name.as_str();
         let over = f.switched.is_none()
-            && match e.name.as_str() {
-                "-sdown" | "-odown" => f.down_by.is_empty() && !f.running,
-                n => f.trigger == Trigger::Manual && MANUAL_ABORTS.contains(&n),
-            };
+            && f.down_by.is_empty()
+            && f.acting.is_empty()
+            && (n == "-sdown" || n == "-odown" || ABORTS.contains(&n));
         if !over {
             return false;
         }
@@ -1124,6 +1137,115 @@ mod tests {
             log.matches("event=failover_summary").count(),
             1,
             "one failover counted: {log}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The lines of `dir/events.log` of one event kind.
+    fn logged(dir: &std::path::Path, event: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(dir.join("events.log")).expect("log");
+        let want = format!("event={event} ");
+        log.lines()
+            .filter(|l| l.contains(&want))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every node stopped for a few seconds (a Redis restore), then the master killed within the
+    /// dedup window: the second +sdown and +odown come from the Sentinels that sent the first.
+    /// They are a new failover's start, not duplicates: before, they were dropped, and the
+    /// failover was opened by its +switch-master, taken for a manual one (the compose
+    /// end-to-end test's drill once failed on exactly that).
+    #[tokio::test]
+    async fn the_master_down_again_seconds_after_a_blip_is_a_new_automatic_failover() {
+        let (dir, mut t, t0) = fresh("sw-again");
+        let says = Says(Some((addr(6380), 3, 3)));
+        let m = "master mymaster 127.0.0.1 6379";
+        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
+        let seq: Vec<(&str, &str, String, u64)> = vec![
+            ("s1", "+sdown", m.into(), 0),
+            ("s2", "+sdown", m.into(), 10),
+            ("s1", "+odown", format!("{m} #quorum 2/2"), 20),
+            ("s1", "+new-epoch", "2".into(), 30),
+            ("s1", "+try-failover", m.into(), 31),
+            ("s1", "+elected-leader", m.into(), 50),
+            ("s1", "+failover-state-select-slave", m.into(), 51),
+            ("s1", "-failover-abort-no-good-slave", m.into(), 60),
+            ("s1", "-sdown", m.into(), 2_000),
+            ("s2", "-sdown", m.into(), 2_010),
+            ("s1", "-odown", m.into(), 2_011),
+            // Killed: down again 6 s after the first +sdown. s1 tried last time, so s2 leads.
+            ("s1", "+sdown", m.into(), 6_000),
+            ("s2", "+sdown", m.into(), 6_010),
+            ("s1", "+odown", format!("{m} #quorum 2/2"), 6_020),
+            ("s2", "+new-epoch", "3".into(), 6_030),
+            ("s2", "+try-failover", m.into(), 6_031),
+            ("s2", "+elected-leader", m.into(), 6_050),
+            ("s2", "+failover-state-select-slave", m.into(), 6_051),
+            ("s2", "+selected-slave", slave.into(), 6_060),
+            ("s2", "+promoted-slave", slave.into(), 6_800),
+            ("s2", "+failover-end", m.into(), 7_400),
+            (
+                "s2",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                7_500,
+            ),
+        ];
+        let outcomes = feed(&mut t, &seq, t0, &says).await;
+        let [Outcome::Switched(f)] = outcomes.as_slice() else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(f.trigger, Trigger::Automatic, "{}", f.timeline());
+        assert_eq!(f.started, t0 + Duration::from_millis(6_000));
+        assert!(
+            f.timeline().starts_with("+sdown@0ms(2)"),
+            "{}",
+            f.timeline()
+        );
+        let aborted = logged(&dir, "failover_aborted");
+        assert_eq!(aborted.len(), 1, "{aborted:?}");
+        assert!(aborted[0].contains("ended_by=-sdown"), "{}", aborted[0]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The master back while a Sentinel is still waiting for votes: the attempt stays open until
+    /// every Sentinel that tried has given up. Before, it ended at the last -sdown, and the late
+    /// +elected-leader opened a second failover, taken for a manual one.
+    #[tokio::test]
+    async fn an_attempt_ends_when_every_sentinel_that_tried_has_given_up() {
+        let (dir, mut t, t0) = fresh("sw-trying");
+        let says = Says(Some((addr(6379), 2, 3)));
+        let m = "master mymaster 127.0.0.1 6379";
+        let seq: Vec<(&str, &str, String, u64)> = vec![
+            ("s1", "+sdown", m.into(), 0),
+            ("s2", "+sdown", m.into(), 10),
+            ("s3", "+sdown", m.into(), 20),
+            ("s1", "+odown", format!("{m} #quorum 3/2"), 30),
+            ("s1", "+new-epoch", "2".into(), 40),
+            ("s1", "+try-failover", m.into(), 41),
+            ("s2", "+try-failover", m.into(), 45),
+            ("s1", "-sdown", m.into(), 900),
+            ("s2", "-sdown", m.into(), 910),
+            ("s3", "-sdown", m.into(), 920),
+            ("s1", "-odown", m.into(), 921),
+            ("s2", "-failover-abort-not-elected", m.into(), 1_500),
+            ("s1", "+elected-leader", m.into(), 1_600),
+            ("s1", "+failover-state-select-slave", m.into(), 1_601),
+        ];
+        assert!(feed(&mut t, &seq, t0, &says).await.is_empty());
+        assert_eq!(t.open.len(), 1, "s1 is still at work");
+        let last = [("s1", "-failover-abort-no-good-slave", m.to_string(), 1_700)];
+        assert!(feed(&mut t, &last, t0, &says).await.is_empty());
+        assert!(t.open.is_empty(), "{:?}", t.open.keys());
+        let aborted = logged(&dir, "failover_aborted");
+        assert_eq!(aborted.len(), 1, "{aborted:?}");
+        assert!(
+            aborted[0].contains("trigger=automatic")
+                && aborted[0].contains("ended_by=-failover-abort-no-good-slave")
+                && aborted[0].contains("duration_ms=1700"),
+            "{}",
+            aborted[0]
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
