@@ -70,60 +70,87 @@ fn main() {
     ];
     let mut rows = vec![];
 
-    // backup-agent and pg_basebackup, alternating, ROUNDS times each (the machine is noisy):
-    // medians. Both with their defaults for durability (fsync of what they wrote).
-    const ROUNDS: usize = 3;
+    // backup-agent and pg_basebackup, alternating, BENCH_ROUNDS times each (the machine is
+    // noisy): medians. Both with their defaults for durability (fsync of what they wrote).
+    // backup-agent with its default (the server compresses, zstd 3 with compression.threads
+    // workers) and with compression.server = false (backup-agent compresses); pg_basebackup
+    // compressing in the client (the usual way) and in the server with the same workers.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let workers = match std::thread::available_parallelism().map(usize::from) {
+        Ok(n) if n > 1 => n.min(16),
+        _ => 0,
+    };
     let pbb_bin = pg.bindir().join("pg_basebackup");
-    let (mut ours_runs, mut pbb_runs, mut floor_runs) = (vec![], vec![], vec![]);
+    let pbb_bin = pbb_bin.to_str().expect("utf8");
+    let pbb_args = |d: &str, compress: &str| -> Vec<String> {
+        [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            postgres::REPL_USER,
+            "-D",
+            d,
+            "-Ft",
+            "--compress",
+            compress,
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let server_zstd = if workers > 0 {
+        format!("server-zstd:level=3,workers={workers}")
+    } else {
+        "server-zstd:level=3".into()
+    };
     // The floor: the server's send rate, with nothing compressed or written (the tar to
     // /dev/null, no WAL). A backup can go no faster than this.
     let floor_cmd = format!(
-        "{} -h 127.0.0.1 -p {port} -U {} -D - -Ft -X none -c fast > /dev/null",
-        pbb_bin.display(),
+        "{pbb_bin} -h 127.0.0.1 -p {port} -U {} -D - -Ft -X none -c fast > /dev/null",
         postgres::REPL_USER
     );
-    let mut store = dir.path().join("ours-0");
-    let mut pbb = dir.path().join("pbb-0");
-    for round in 0..ROUNDS {
-        let s = dir.path().join(format!("ours-{round}"));
-        let s_str = s.display().to_string();
-        let mut env_r = env;
-        env_r[0] = ("BACKUP_AGENT_STORAGE__PATH", s_str.as_str());
-        ours_runs.push(timed(false, ours, &["backup", "postgres-full"], &env_r));
-        let d = dir.path().join(format!("pbb-{round}"));
-        let d_str = d.display().to_string();
-        pbb_runs.push(timed(
-            false,
-            pbb_bin.to_str().expect("utf8"),
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                postgres::REPL_USER,
-                "-D",
-                &d_str,
-                "-Ft",
-                "--compress=client-zstd:3",
-                "-X",
-                "fetch",
-                "-c",
-                "fast",
-            ],
-            &[("PGPASSWORD", postgres::REPL_PASSWORD)],
-        ));
-        floor_runs.push(timed(
-            false,
-            "sh",
-            &["-c", &floor_cmd],
-            &[("PGPASSWORD", postgres::REPL_PASSWORD)],
-        ));
-        if round == 0 {
-            (store, pbb) = (s, d);
-        } else {
-            let _ = std::fs::remove_dir_all(&s);
-            let _ = std::fs::remove_dir_all(&d);
+    let pw = [("PGPASSWORD", postgres::REPL_PASSWORD)];
+    // (name, runs): the first round's stores are kept for the restores below.
+    let mut runs: Vec<(&str, Vec<(f64, u64)>)> = [
+        "backup-agent (server zstd 3, default)",
+        "backup-agent (compression.server = false)",
+        "pg_basebackup -Ft client-zstd:3 -X fetch",
+        "pg_basebackup -Ft server-zstd:3 -X fetch",
+        "floor",
+    ]
+    .map(|n| (n, vec![]))
+    .to_vec();
+    for round in 0..rounds {
+        let path = |what: &str| dir.path().join(format!("{what}-{round}"));
+        for (i, on_server) in [(0, "true"), (1, "false")] {
+            let s = path(&format!("ours{i}"));
+            let s = s.display().to_string();
+            let mut env_r = env.to_vec();
+            env_r[0] = ("BACKUP_AGENT_STORAGE__PATH", s.as_str());
+            env_r.push(("BACKUP_AGENT_COMPRESSION__SERVER", on_server));
+            runs[i]
+                .1
+                .push(timed(false, ours, &["backup", "postgres-full"], &env_r));
+        }
+        for (i, compress) in [(2, "client-zstd:3"), (3, server_zstd.as_str())] {
+            let d = path(&format!("pbb{i}")).display().to_string();
+            let args = pbb_args(&d, compress);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            runs[i].1.push(timed(false, pbb_bin, &args, &pw));
+        }
+        runs[4].1.push(timed(false, "sh", &["-c", &floor_cmd], &pw));
+        if round > 0 {
+            for what in ["ours0", "ours1", "pbb2", "pbb3"] {
+                let _ = std::fs::remove_dir_all(path(what));
+            }
         }
     }
     let median = |runs: &[(f64, u64)]| {
@@ -131,9 +158,11 @@ fn main() {
         t.sort_by(f64::total_cmp);
         (t[t.len() / 2], runs.iter().map(|r| r.1).max().unwrap_or(0))
     };
+    let store = dir.path().join("ours0-0");
+    let pbb = dir.path().join("pbb2-0");
     let store_s = store.display().to_string();
     env[0] = ("BACKUP_AGENT_STORAGE__PATH", store_s.as_str());
-    let (b, bm) = median(&ours_runs);
+    let (b, bm) = median(&runs[0].1);
     let list = Command::new(ours)
         .arg("list")
         .envs(env)
@@ -153,9 +182,18 @@ fn main() {
         &["restore", "postgres", "--backup", &id, "--target-dir", &t],
         &env,
     );
-    rows.push(("backup-agent (zstd 3)", b, bm, du(&store), r, rm));
+    rows.push((runs[0].0, b, bm, du(&store), r, rm));
+    let (b, bm) = median(&runs[1].1);
+    rows.push((
+        runs[1].0,
+        b,
+        bm,
+        du(&dir.path().join("ours1-0")),
+        f64::NAN,
+        0,
+    ));
 
-    let (b, bm) = median(&pbb_runs);
+    let (b, bm) = median(&runs[2].1);
     let pbb_restore = dir.path().join("pbb-restore");
     std::fs::create_dir_all(&pbb_restore).expect("dir");
     let script = format!(
@@ -164,14 +202,17 @@ fn main() {
         pbb_restore.display()
     );
     let (r, rm) = timed(false, "sh", &["-c", &script], &[]);
+    rows.push((runs[2].0, b, bm, du(&pbb), r, rm));
+    let (b, bm) = median(&runs[3].1);
     rows.push((
-        "pg_basebackup -Ft client-zstd:3 -X fetch",
+        runs[3].0,
         b,
         bm,
-        du(&pbb),
-        r,
-        rm,
+        du(&dir.path().join("pbb3-0")),
+        f64::NAN,
+        0,
     ));
+    let medians: Vec<f64> = runs.iter().map(|(_, r)| median(r).0).collect();
 
     // pgBackRest
     let repo = dir.path().join("pgbackrest");
@@ -237,11 +278,11 @@ fn main() {
     ));
 
     println!(
-        "same database, same run, local disk; backup = median of {ROUNDS} alternating runs, each tool fsyncing what it wrote (its default); restore = unpack only (no WAL replay)"
+        "same database, same run, local disk; backup = median of {rounds} alternating runs, each tool fsyncing what it wrote (its default); server-side zstd with {workers} workers; restore = unpack only (no WAL replay)"
     );
-    let (floor, _) = median(&floor_runs);
     println!(
-        "the server's send rate (pg_basebackup -D - -Ft -X none to /dev/null: nothing compressed or written): {floor:.2} s"
+        "the server's send rate (pg_basebackup -D - -Ft -X none to /dev/null: nothing compressed or written): {:.2} s",
+        medians[4]
     );
     println!(
         "{:<42} {:>9} {:>12} {:>11} {:>10} {:>12}",
@@ -255,6 +296,13 @@ fn main() {
             rm as f64 / 1024.0
         );
     }
+    println!(
+        "backup time / pg_basebackup client-zstd:3: backup-agent {:.2}, with compression.server = false {:.2}; pg_basebackup server-zstd {:.2}; floor {:.2}",
+        medians[0] / medians[2],
+        medians[1] / medians[2],
+        medians[3] / medians[2],
+        medians[4] / medians[2],
+    );
 
     // WAL lag while pgbench writes: the daemon's archiver with flush_interval 500ms (default 10s: the data at risk is what an operator chooses).
     let listen = harness::process::free_port().expect("port");

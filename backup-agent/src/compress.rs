@@ -94,10 +94,7 @@ impl Codec {
         &self,
         w: W,
     ) -> std::io::Result<Encoder<W>> {
-        let sink = match &self.keys {
-            Some(k) if k.encrypts() => Sink::Age(AgeWriter::new(k, w)?),
-            _ => Sink::Plain(w),
-        };
+        let sink = self.sink(w)?;
         let c = &self.compression;
         Ok(match c.algorithm {
             // The frame's content checksum (XXH64) is checked by every decoder at the end of
@@ -121,6 +118,23 @@ impl Codec {
                     Level::Precise(c.level.unwrap_or(6)),
                 ))
             }
+        })
+    }
+
+    /// Wraps a writer for bytes already compressed with this codec's algorithm (a full backup's
+    /// archives, compressed by the server): stored as they come, encrypted when that is on.
+    pub fn precompressed<W: AsyncWrite + Unpin + Send + 'static>(
+        &self,
+        w: W,
+    ) -> std::io::Result<Encoder<W>> {
+        Ok(Encoder::Stored(self.sink(w)?))
+    }
+
+    /// Where an encoder writes: `w`, or an age stream into `w` when encryption is on.
+    fn sink<W: AsyncWrite + Unpin + Send + 'static>(&self, w: W) -> std::io::Result<Sink<W>> {
+        Ok(match &self.keys {
+            Some(k) if k.encrypts() => Sink::Age(AgeWriter::new(k, w)?),
+            _ => Sink::Plain(w),
         })
     }
 
@@ -191,6 +205,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Sink<W> {
 pub enum Encoder<W> {
     Zstd(async_compression::tokio::write::ZstdEncoder<Sink<W>>),
     Gzip(async_compression::tokio::write::GzipEncoder<Sink<W>>),
+    /// Compressed already: only encrypted, when that is on.
+    Stored(Sink<W>),
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> Encoder<W> {
@@ -202,6 +218,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Encoder<W> {
         match self {
             Self::Zstd(e) => e.into_inner().finish().await,
             Self::Gzip(e) => e.into_inner().finish().await,
+            Self::Stored(s) => s.finish().await,
         }
     }
 }
@@ -215,6 +232,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Encoder<W> {
         match self.get_mut() {
             Self::Zstd(e) => Pin::new(e).poll_write(cx, buf),
             Self::Gzip(e) => Pin::new(e).poll_write(cx, buf),
+            Self::Stored(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(
@@ -224,6 +242,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Encoder<W> {
         match self.get_mut() {
             Self::Zstd(e) => Pin::new(e).poll_flush(cx),
             Self::Gzip(e) => Pin::new(e).poll_flush(cx),
+            Self::Stored(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(
@@ -233,6 +252,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Encoder<W> {
         match self.get_mut() {
             Self::Zstd(e) => Pin::new(e).poll_shutdown(cx),
             Self::Gzip(e) => Pin::new(e).poll_shutdown(cx),
+            Self::Stored(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

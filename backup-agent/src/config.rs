@@ -131,9 +131,22 @@ pub struct Compression {
     /// zstd worker threads compressing beside the thread that reads (0: compress on that
     /// thread). Default: the number of cores when there is more than one, else 0. At most 16.
     pub threads: Option<u32>,
+    /// zstd full backups: the PostgreSQL server compresses each archive before sending it
+    /// (`BASE_BACKUP` with `COMPRESSION 'zstd'`, `threads` workers in the server process),
+    /// and backup-agent stores it as it comes (encrypting it when encryption is on). The
+    /// server then sends a tenth of the bytes and its workers compress while it reads the
+    /// next files. `false`: the server sends the files as they are and backup-agent
+    /// compresses them (for a server built without zstd, or to keep its CPU for queries).
+    /// Default `true`. gzip backups are always compressed by backup-agent.
+    pub server: bool,
 }
 
 impl Compression {
+    /// Whether full backups ask the server to compress (zstd with `server` on).
+    pub fn on_server(&self) -> bool {
+        self.server && self.algorithm == Algorithm::Zstd
+    }
+
     /// The zstd worker threads in force.
     pub fn workers(&self) -> u32 {
         self.threads.unwrap_or_else(|| {
@@ -151,6 +164,7 @@ impl Default for Compression {
             algorithm: Algorithm::Zstd,
             level: None,
             threads: None,
+            server: true,
         }
     }
 }

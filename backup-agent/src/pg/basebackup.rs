@@ -72,15 +72,33 @@ pub async fn run(
             .await
             .map_err(|e| BackupError::Protocol(format!("{e:#}")))?;
     }
+    // zstd: the server compresses each archive (its workers compress while it reads the next
+    // files) and sends a fraction of the bytes; they are stored as they come.
+    let on_server = codec.compression.on_server();
+    let compression = if on_server {
+        let c = &codec.compression;
+        let mut detail = format!("level={}", c.level.unwrap_or(3));
+        if c.workers() > 0 {
+            detail.push_str(&format!(",workers={}", c.workers()));
+        }
+        format!(", COMPRESSION 'zstd', COMPRESSION_DETAIL '{detail}'")
+    } else {
+        String::new()
+    };
     conn.send_query(&format!(
         "BASE_BACKUP ( LABEL 'outrigger {id}', CHECKPOINT 'fast', WAL true, WAIT true, \
-         MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', PROGRESS {estimate} )"
+         MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', PROGRESS {estimate}{compression} )"
     ))
     .await?;
-    let start = conn
-        .read_result()
-        .await?
-        .ok_or_else(|| BackupError::Protocol("no start position".into()))?;
+    let start = match conn.read_result().await {
+        Err(e @ ReplError::Server { .. }) if on_server => {
+            return Err(BackupError::Protocol(format!(
+                "{e} (the server was asked to compress with zstd; with compression.server = \
+                 false backup-agent compresses instead)"
+            )));
+        }
+        r => r?.ok_or_else(|| BackupError::Protocol("no start position".into()))?,
+    };
     let start_lsn = start.get(0, "recptr").map(str::to_string);
     let timeline: Option<u32> = start.get(0, "tli").and_then(|t| t.parse().ok());
     let tablespaces = conn
@@ -100,6 +118,8 @@ pub async fn run(
     // Each tablespace (besides pg_default/pg_global) comes as its own archive, `<oid>.tar`; its
     // location on the source is recorded (a restore puts it where `--tablespace-map` says).
     let mut info = std::collections::BTreeMap::new();
+    let by = if on_server { "server" } else { "backup-agent" };
+    info.insert("compressed_by".to_string(), by.to_string());
     for r in &tablespaces.rows {
         if let (Some(Some(oid)), Some(Some(location))) = (r.first(), r.get(1)) {
             info.insert(format!("tablespace.{oid}"), location.clone());
@@ -120,8 +140,23 @@ pub async fn run(
                 match BackupMsg::decode(body.into_bytes()).map_err(BackupError::Protocol)? {
                     BackupMsg::NewArchive { name, .. } => {
                         finish(&mut current, &mut objects).await?;
-                        let key = format!("{}{name}{ext}", prefix(&id));
-                        current = Some(codec.encoder(storage.create(&key).await?)?);
+                        let plain = if on_server {
+                            name.strip_suffix(".zst").ok_or_else(|| {
+                                BackupError::Protocol(format!(
+                                    "archive {name}: asked for zstd, the server sent no .zst"
+                                ))
+                            })?
+                        } else {
+                            &name
+                        };
+                        let w = storage
+                            .create(&format!("{}{plain}{ext}", prefix(&id)))
+                            .await?;
+                        current = Some(if on_server {
+                            codec.precompressed(w)?
+                        } else {
+                            codec.encoder(w)?
+                        });
                     }
                     BackupMsg::Manifest => {
                         finish(&mut current, &mut objects).await?;
