@@ -1,6 +1,8 @@
 //! Full backup and restore of a pgbench database (~1 GB at the default scale 70), side by side in
-//! the same run with `pg_basebackup -Ft --compress=client-zstd:3 -X fetch` and pgBackRest (zst
-//! level 3), and the archiver's WAL lag while pgbench writes. Prints figures only.
+//! the same run with `pg_basebackup -Ft -X fetch` (zstd 3, compressed by the client and by the
+//! server), the server's send rate and pgBackRest (zst level 3); backup-agent with the server
+//! compressing (its default) and with `compression.server = false`; then the archiver's WAL lag
+//! while pgbench writes. Prints figures only (BENCH_ROUNDS alternating rounds, default 5).
 //! Run with `bench/backup-agent.sh` (installs pgbackrest, zstd and GNU time when missing).
 
 use std::process::Command;
