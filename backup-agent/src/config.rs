@@ -134,8 +134,8 @@ pub struct Compression {
     /// zstd full backups: the PostgreSQL server compresses each archive before sending it
     /// (`BASE_BACKUP` with `COMPRESSION 'zstd'`, `threads` workers in the server process),
     /// and backup-agent stores it as it comes (encrypting it when encryption is on). The
-    /// server then sends a tenth of the bytes and its workers compress while it reads the
-    /// next files. `false`: the server sends the files as they are and backup-agent
+    /// server then sends only the compressed bytes, and its workers compress while it reads
+    /// the next files. `false`: the server sends the files as they are and backup-agent
     /// compresses them (for a server built without zstd, or to keep its CPU for queries).
     /// Default `true`. gzip backups are always compressed by backup-agent.
     pub server: bool,

@@ -91,7 +91,7 @@ pub async fn run(
     ))
     .await?;
     let start = match conn.read_result().await {
-        Err(e @ ReplError::Server { .. }) if on_server => {
+        Err(e @ ReplError::Server { .. }) if on_server && e.to_string().contains("compress") => {
             return Err(BackupError::Protocol(format!(
                 "{e} (the server was asked to compress with zstd; with compression.server = \
                  false backup-agent compresses instead)"
