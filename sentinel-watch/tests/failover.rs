@@ -470,23 +470,6 @@ async fn a_master_restarted_in_place_is_not_a_failover_and_its_losses_stay_apart
     r.stop().await;
 }
 
-/// Waits up to `within` for a line of `event` (`sentinel_event` lines: of that Sentinel event).
-async fn wait_event(r: &Running, event: &str, name: Option<&str>, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !r
-        .events(event)
-        .iter()
-        .any(|l| name.is_none() || field(l, "name") == name)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no {event} {name:?} within {within:?}; event log:\n{}",
-            std::fs::read_to_string(&r.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Every node stopped for a moment (what `docker-manage.sh restore redis` does: the Sentinels
 /// try a failover and find no replica), then the master killed seconds later: one aborted
 /// attempt, then one automatic failover counted from its own +sdown. Before, the second +sdown
@@ -505,8 +488,8 @@ async fn every_node_stopped_then_the_master_killed_is_an_abort_then_an_automatic
             n.proc.kill();
         }
     });
-    let no_replica = Some("-failover-abort-no-good-slave");
-    wait_event(&r, "sentinel_event", no_replica, Duration::from_secs(30)).await;
+    let no_replica = ("name", "-failover-abort-no-good-slave");
+    wait_line(&r, "sentinel_event", no_replica, 0, Duration::from_secs(30)).await;
     tokio::task::block_in_place(|| {
         for n in stack.data_nodes() {
             n.restart().expect("node restarts");
@@ -522,7 +505,8 @@ async fn every_node_stopped_then_the_master_killed_is_an_abort_then_an_automatic
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    wait_event(&r, "failover_aborted", None, Duration::from_secs(30)).await;
+    let aborted = ("master", MASTER_NAME);
+    wait_line(&r, "failover_aborted", aborted, 0, Duration::from_secs(30)).await;
     let killed = std::time::SystemTime::now();
     stack.master.proc.kill();
     let f = r.wait_failovers(1, Duration::from_secs(60)).await;
@@ -580,20 +564,31 @@ async fn a_hung_master_fails_over_and_rejoins_as_replica_counted_once() {
     r.stop().await;
 }
 
-/// Waits for a `sentinel_up`/`sentinel_down` line about `sentinel`, counting from line `after`.
-async fn wait_link(r: &Running, event: &str, sentinel: &str, after: usize, within: Duration) {
+/// Waits for a line of `event` that has `key=value`, counting from line `after`.
+async fn wait_line(
+    r: &Running,
+    event: &str,
+    (key, value): (&str, &str),
+    after: usize,
+    within: Duration,
+) {
     let deadline = Instant::now() + within;
     while !r.events(event)[after.min(r.events(event).len())..]
         .iter()
-        .any(|l| field(l, "sentinel") == Some(sentinel))
+        .any(|l| field(l, key) == Some(value))
     {
         assert!(
             Instant::now() < deadline,
-            "no {event} for {sentinel} within {within:?}:\n{}",
+            "no {event} with {key}={value} within {within:?}:\n{}",
             std::fs::read_to_string(&r.log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits for a `sentinel_up`/`sentinel_down` line about `sentinel`, counting from line `after`.
+async fn wait_link(r: &Running, event: &str, sentinel: &str, after: usize, within: Duration) {
+    wait_line(r, event, ("sentinel", sentinel), after, within).await;
 }
 
 #[allow(clippy::await_holding_lock)]
