@@ -237,14 +237,21 @@ impl Tracker {
         at: SystemTime,
         confirm: &impl Confirm,
     ) -> Vec<Outcome> {
-        // Dedup: the same event and payload from several Sentinels within the window. From a
-        // Sentinel that already sent it, it is a new occurrence (the master down again a few
-        // seconds after a blip): dropped, that failover's +sdown and +odown went unseen.
+        // Dedup: the same event and payload from several Sentinels within the window. It is a
+        // new occurrence, not a duplicate, when that Sentinel already sent it, or when it was
+        // first seen before the master's open failover began (the master down again a few
+        // seconds after a blip: dropped, that failover's +sdown and +odown went unseen and
+        // its timeline missed the steps the Sentinels repeated).
         let key = (e.name.clone(), e.raw.clone());
         self.seen
             .retain(|_, (t, _)| at.duration_since(*t).unwrap_or_default() < self.window);
-        if let Some((_, who)) = self.seen.get_mut(&key)
+        let began = e
+            .master_name()
+            .and_then(|m| self.open.get(m))
+            .map(|f| f.started);
+        if let Some((first, who)) = self.seen.get_mut(&key)
             && !who.contains(sentinel)
+            && began.is_none_or(|b| *first >= b)
         {
             who.insert(sentinel.to_string());
             if let Some(f) = e.master_name().and_then(|m| self.open.get_mut(m)) {
@@ -1198,8 +1205,12 @@ mod tests {
         };
         assert_eq!(f.trigger, Trigger::Automatic, "{}", f.timeline());
         assert_eq!(f.started, t0 + Duration::from_millis(6_000));
+        // Every step, including those s1 also sent during the blip.
         assert!(
-            f.timeline().starts_with("+sdown@0ms(2)"),
+            f.timeline().starts_with(
+                "+sdown@0ms(2) +odown@20ms(1) +new-epoch@30ms(1) +try-failover@31ms(1) \
+                 +elected-leader@50ms(1) +failover-state-select-slave@51ms(1)"
+            ),
             "{}",
             f.timeline()
         );
