@@ -118,10 +118,12 @@ wait_healthy() {
   done
 }
 
+SENTINELS=(redis-sentinel-1 redis-sentinel-2 redis-sentinel-3)
+
 # "HOST PORT" of the Redis master, as the first Sentinel that answers names it.
 redis_master() {
   local s a
-  for s in redis-sentinel-1 redis-sentinel-2 redis-sentinel-3; do
+  for s in "${SENTINELS[@]}"; do
     a=$(exec_in "$s" redis-cli -p 26379 --raw sentinel get-master-addr-by-name mymaster 2>/dev/null | tr '\n' ' ') || continue
     if [ -n "${a// /}" ]; then printf '%s\n' "${a% }"; return 0; fi
   done
@@ -153,6 +155,35 @@ restore_redis() {
   done
   wait_healthy "${nodes[@]}"
   say "restored into $node; the replicas resynchronised from it"
+  sentinels_reset $((${#nodes[@]} - 1))
+}
+
+# While every node was stopped the Sentinels may have tried a failover (and found no replica):
+# each then starts no new failover of this master for twice its failover-timeout, 2 minutes
+# here. SENTINEL RESET clears that, and what each knew of the replicas and of the other
+# Sentinels, which it finds again within seconds; this waits until it has.
+sentinels_reset() { # sentinels_reset REPLICAS
+  local s deadline=$((SECONDS + 60))
+  for s in "${SENTINELS[@]}"; do
+    exec_in "$s" redis-cli -p 26379 sentinel reset mymaster >/dev/null || die "SENTINEL RESET mymaster failed on $s"
+  done
+  for s in "${SENTINELS[@]}"; do
+    until sentinel_knows "$s" "$1" $((${#SENTINELS[@]} - 1)); do
+      [ "$SECONDS" -lt "$deadline" ] ||
+        die "$s does not know $1 replicas and the other Sentinels 60 s after SENTINEL RESET (docker-manage.sh logs $s)"
+      sleep 1
+    done
+  done
+  say "Sentinels reset: each knows the master, $1 replicas and the other Sentinels, and can fail over"
+}
+
+# Whether Sentinel SERVICE knows at least REPLICAS replicas and SENTINELS other Sentinels.
+sentinel_knows() { # sentinel_knows SERVICE REPLICAS SENTINELS
+  local out replicas others
+  out=$(exec_in "$1" redis-cli -p 26379 --raw sentinel master mymaster 2>/dev/null | tr -d '\r') || return 1
+  replicas=$(awk '$0 == "num-slaves" { getline; print }' <<<"$out")
+  others=$(awk '$0 == "num-other-sentinels" { getline; print }' <<<"$out")
+  [ "${replicas:-0}" -ge "$2" ] && [ "${others:-0}" -ge "$3" ]
 }
 
 cmd=${1:-help}

@@ -64,6 +64,8 @@ pub struct Failover {
     /// that have not aborted since: a leader goes on even if the master comes back, and a
     /// Sentinel still waiting for votes may yet be elected.
     pub acting: HashSet<String>,
+    /// `failover_stalled` was logged: the master down, idle, and no switch.
+    pub stalled: bool,
 }
 
 impl Failover {
@@ -82,6 +84,7 @@ impl Failover {
             last_event: at,
             down_by: HashSet::new(),
             acting: HashSet::new(),
+            stalled: false,
         }
     }
 
@@ -569,14 +572,41 @@ impl Tracker {
     }
 
     /// Closes failovers that have been idle too long, or that switched and ended but whose probe
-    /// has not reported within [`PROBE_GRACE`].
+    /// has not reported within [`PROBE_GRACE`]. One whose master a Sentinel still sees down
+    /// stays open (it ends with the switch, or when the master is seen again): the Sentinels
+    /// are not failing over, because one tried less than twice `failover-timeout` ago, or they
+    /// lack a quorum or a replica to promote. That is logged once as `failover_stalled`.
+    /// (Closed, the failover the Sentinels start minutes later used to be taken for a manual
+    /// one, its downtime counted from then.)
     pub fn tick(&mut self, now: SystemTime) -> Vec<Outcome> {
         let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+        for (m, f) in self.open.iter_mut() {
+            if !f.stalled
+                && f.switched.is_none()
+                && !f.down_by.is_empty()
+                && since(f.last_event) >= self.idle
+            {
+                f.stalled = true;
+                let line = Line::at(now, "failover_stalled")
+                    .field("master", m)
+                    .field("down_ms", since(f.started).as_millis())
+                    .field("seen_down_by", f.down_by.len())
+                    .field("timeline", f.timeline())
+                    .field(
+                        "reason",
+                        "the master is down and no Sentinel is failing over: one tried less \
+                         than 2 x failover-timeout ago, or there is no quorum or no replica \
+                         to promote",
+                    );
+                tracing::warn!("failover of {m} stalled: {line}");
+                self.log.emit(line);
+            }
+        }
         let idle: Vec<String> = self
             .open
             .iter()
             .filter(|(_, f)| {
-                since(f.last_event) >= self.idle
+                (since(f.last_event) >= self.idle && (f.switched.is_some() || f.down_by.is_empty()))
                     || (f.ended && f.switched.is_some_and(|s| since(s) >= PROBE_GRACE))
             })
             .map(|(m, _)| m.clone())
@@ -1217,6 +1247,62 @@ mod tests {
         let aborted = logged(&dir, "failover_aborted");
         assert_eq!(aborted.len(), 1, "{aborted:?}");
         assert!(aborted[0].contains("ended_by=-sdown"), "{}", aborted[0]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The master killed while the Sentinels hold off (one tried a failover less than twice
+    /// failover-timeout ago): nothing happens for longer than `failover_idle`. The failover
+    /// stays open, is logged once as stalled, and when the Sentinels go ahead minutes later it
+    /// is one automatic failover from the master's +sdown. Before, it was abandoned at
+    /// `failover_idle` and the late one taken for a manual failover (the compose end-to-end
+    /// test saw that, with a write downtime of 83 s).
+    #[tokio::test]
+    async fn a_failover_the_sentinels_hold_off_stays_open_and_is_logged_as_stalled() {
+        let (dir, mut t, t0) = fresh("sw-stalled");
+        let says = Says(Some((addr(6380), 3, 3)));
+        let m = "master mymaster 127.0.0.1 6379";
+        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
+        let down = [
+            ("s1", "+sdown", m.to_string(), 0),
+            ("s2", "+sdown", m.into(), 10),
+            ("s1", "+odown", format!("{m} #quorum 2/2"), 20),
+        ];
+        assert!(feed(&mut t, &down, t0, &says).await.is_empty());
+        for secs in [70, 90] {
+            assert!(t.tick(t0 + Duration::from_secs(secs)).is_empty());
+            assert_eq!(t.open.len(), 1, "still open at {secs} s");
+        }
+        let stalled = logged(&dir, "failover_stalled");
+        assert_eq!(stalled.len(), 1, "{stalled:?}");
+        assert!(
+            stalled[0].contains("seen_down_by=2") && stalled[0].contains("down_ms=70000"),
+            "{}",
+            stalled[0]
+        );
+        let late = 100_000;
+        let failover = [
+            ("s2", "+new-epoch", "3".to_string(), late),
+            ("s2", "+try-failover", m.into(), late + 1),
+            ("s2", "+elected-leader", m.into(), late + 50),
+            ("s2", "+failover-state-select-slave", m.into(), late + 51),
+            ("s2", "+selected-slave", slave.into(), late + 60),
+            ("s2", "+promoted-slave", slave.into(), late + 800),
+            ("s2", "+failover-end", m.into(), late + 1_400),
+            (
+                "s2",
+                "+switch-master",
+                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
+                late + 1_500,
+            ),
+        ];
+        let outcomes = feed(&mut t, &failover, t0, &says).await;
+        let [Outcome::Switched(f)] = outcomes.as_slice() else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(f.trigger, Trigger::Automatic, "{}", f.timeline());
+        assert_eq!(f.started, t0);
+        assert_eq!(f.duration(), Some(Duration::from_millis(late + 1_500)));
+        assert!(logged(&dir, "failover_abandoned").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -9,8 +9,9 @@
 # Scenario (each step asserted; docs/compose.md is the runbook it follows):
 #   start -> every service healthy; health exits 0 after the first backup; backup postgres-full,
 #   backup redis; rows written, restore postgres --time T -> exactly the rows before T; a Redis
-#   key changed, restore redis -> the snapshot's value; docker kill the Redis master -> Sentinel
-#   fails over and sentinel-watch logs it; stop + start -> same master, healthy; upgrade (every
+#   key changed, every node stopped until the Sentinels try a failover, restore redis -> the
+#   snapshot's value; docker kill the Redis master -> Sentinel fails over within 60 s (the
+#   restore reset the Sentinels' 2-minute hold-off) and sentinel-watch logs it; stop + start -> same master, healthy; upgrade (every
 #   container recreated) -> same master, same rows, health 0; Prometheus has the four daemon
 #   targets up and Alertmanager, whose alerts reach health.log; stop leaves no container running.
 #
@@ -321,6 +322,21 @@ main() {
   redis_cmd "$m" set e2e:key before >/dev/null
   manage backup redis || fail "backup redis"
   redis_cmd "$m" set e2e:key after >/dev/null
+  # First every node down for longer than down-after, as a slow restore would have them: the
+  # Sentinels try a failover, find no replica, and then start no other for 2 minutes
+  # (2 x failover-timeout). The restore must leave them able to fail over: the drill below
+  # gives them 60 s.
+  local tried sentinels=(redis-sentinel-1 redis-sentinel-2 redis-sentinel-3)
+  out=$(dc logs --no-color "${sentinels[@]}" 2>/dev/null || true)
+  tried=$(grep -c 'failover-abort-no-good-slave' <<<"$out" || true)
+  dc stop redis-master redis-replica-1 redis-replica-2 >/dev/null 2>&1
+  for ((i = 0; i < 60; i++)); do
+    out=$(dc logs --no-color "${sentinels[@]}" 2>/dev/null || true)
+    [ "$(grep -c 'failover-abort-no-good-slave' <<<"$out" || true)" -gt "$tried" ] && break
+    sleep 1
+  done
+  [ "$i" -lt 60 ] || fail "the Sentinels did not try a failover within 60 s of every Redis node stopped"
+  dc start redis-master redis-replica-1 redis-replica-2 >/dev/null 2>&1
   manage restore redis || fail "restore redis"
   m=$(sentinel_master)
   out=$(redis_cmd "$m" get e2e:key)
