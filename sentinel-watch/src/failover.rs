@@ -573,7 +573,8 @@ impl Tracker {
 
     /// Closes failovers that have been idle too long, or that switched and ended but whose probe
     /// has not reported within [`PROBE_GRACE`]. One whose master a Sentinel still sees down
-    /// stays open (it ends with the switch, or when the master is seen again): the Sentinels
+    /// stays open (it ends with the switch, when the master is seen again, or after ten times
+    /// `failover_idle` without an event, should a -sdown have been missed): the Sentinels
     /// are not failing over, because one tried less than twice `failover-timeout` ago, or they
     /// lack a quorum or a replica to promote. That is logged once as `failover_stalled`.
     /// (Closed, the failover the Sentinels start minutes later used to be taken for a manual
@@ -606,7 +607,9 @@ impl Tracker {
             .open
             .iter()
             .filter(|(_, f)| {
-                (since(f.last_event) >= self.idle && (f.switched.is_some() || f.down_by.is_empty()))
+                let quiet = since(f.last_event);
+                (quiet >= self.idle
+                    && (f.switched.is_some() || f.down_by.is_empty() || quiet >= self.idle * 10))
                     || (f.ended && f.switched.is_some_and(|s| since(s) >= PROBE_GRACE))
             })
             .map(|(m, _)| m.clone())
@@ -1303,6 +1306,17 @@ mod tests {
         assert_eq!(f.started, t0);
         assert_eq!(f.duration(), Some(Duration::from_millis(late + 1_500)));
         assert!(logged(&dir, "failover_abandoned").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // Down for ten times failover_idle with no event at all (a -sdown missed while a
+        // Sentinel was out of reach, say): given up, so that it cannot swallow the next one.
+        let (dir, mut t, t0) = fresh("sw-stalled-cap");
+        assert!(feed(&mut t, &down, t0, &says).await.is_empty());
+        assert!(t.tick(t0 + Duration::from_secs(599)).is_empty());
+        assert_eq!(t.open.len(), 1);
+        assert!(t.tick(t0 + Duration::from_secs(601)).is_empty());
+        assert!(t.open.is_empty());
+        assert_eq!(logged(&dir, "failover_abandoned").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
