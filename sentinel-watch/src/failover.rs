@@ -846,6 +846,22 @@ mod tests {
         )
     }
 
+    /// What leader `s` sends from its election `at` ms after t0 to the switch of mymaster from
+    /// :6379 to :6380 1.45 s later.
+    fn promotion(s: &'static str, at: u64) -> Vec<(&'static str, &'static str, String, u64)> {
+        let m = "master mymaster 127.0.0.1 6379";
+        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
+        let switch = "mymaster 127.0.0.1 6379 127.0.0.1 6380";
+        vec![
+            (s, "+elected-leader", m.into(), at),
+            (s, "+failover-state-select-slave", m.into(), at + 1),
+            (s, "+selected-slave", slave.into(), at + 10),
+            (s, "+promoted-slave", slave.into(), at + 750),
+            (s, "+failover-end", m.into(), at + 1_350),
+            (s, "+switch-master", switch.into(), at + 1_450),
+        ]
+    }
+
     /// A change of master no event announced (sentinel-watch was cut off with the old master) is
     /// found by reconcile: counted once, with the prober's figures, and the late +switch-master
     /// does not count it again.
@@ -1094,7 +1110,6 @@ mod tests {
         let says = Says(Some((addr(6380), 3, 3)));
         let at = |ms| t0 + Duration::from_millis(ms);
         let m = "master mymaster 127.0.0.1 6379";
-        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
         let mut seq: Vec<(&str, &str, String, u64)> = vec![
             ("s1", "+sdown", m.into(), 0),
             ("s2", "+sdown", m.into(), 10),
@@ -1119,18 +1134,8 @@ mod tests {
             ("s1", "+new-epoch", "3".into(), late + 30),
             ("s1", "+try-failover", m.into(), late + 31),
             ("s2", "-failover-abort-not-elected", m.into(), late + 40),
-            ("s1", "+elected-leader", m.into(), late + 50),
-            ("s1", "+failover-state-select-slave", m.into(), late + 51),
-            ("s1", "+selected-slave", slave.into(), late + 60),
-            ("s1", "+promoted-slave", slave.into(), late + 800),
-            ("s1", "+failover-end", m.into(), late + 1_400),
-            (
-                "s1",
-                "+switch-master",
-                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
-                late + 1_500,
-            ),
         ]);
+        seq.extend(promotion("s1", late + 50));
         let outcomes = feed(&mut t, &seq, t0, &says).await;
         assert!(
             matches!(outcomes.as_slice(), [Outcome::Switched(_)]),
@@ -1201,8 +1206,7 @@ mod tests {
         let (dir, mut t, t0) = fresh("sw-again");
         let says = Says(Some((addr(6380), 3, 3)));
         let m = "master mymaster 127.0.0.1 6379";
-        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
-        let seq: Vec<(&str, &str, String, u64)> = vec![
+        let mut seq: Vec<(&str, &str, String, u64)> = vec![
             ("s1", "+sdown", m.into(), 0),
             ("s2", "+sdown", m.into(), 10),
             ("s1", "+odown", format!("{m} #quorum 2/2"), 20),
@@ -1220,18 +1224,8 @@ mod tests {
             ("s1", "+odown", format!("{m} #quorum 2/2"), 6_020),
             ("s2", "+new-epoch", "3".into(), 6_030),
             ("s2", "+try-failover", m.into(), 6_031),
-            ("s2", "+elected-leader", m.into(), 6_050),
-            ("s2", "+failover-state-select-slave", m.into(), 6_051),
-            ("s2", "+selected-slave", slave.into(), 6_060),
-            ("s2", "+promoted-slave", slave.into(), 6_800),
-            ("s2", "+failover-end", m.into(), 7_400),
-            (
-                "s2",
-                "+switch-master",
-                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
-                7_500,
-            ),
         ];
+        seq.extend(promotion("s2", 6_050));
         let outcomes = feed(&mut t, &seq, t0, &says).await;
         let [Outcome::Switched(f)] = outcomes.as_slice() else {
             panic!("{outcomes:?}")
@@ -1264,7 +1258,6 @@ mod tests {
         let (dir, mut t, t0) = fresh("sw-stalled");
         let says = Says(Some((addr(6380), 3, 3)));
         let m = "master mymaster 127.0.0.1 6379";
-        let slave = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379";
         let down = [
             ("s1", "+sdown", m.to_string(), 0),
             ("s2", "+sdown", m.into(), 10),
@@ -1283,21 +1276,11 @@ mod tests {
             stalled[0]
         );
         let late = 100_000;
-        let failover = [
+        let mut failover = vec![
             ("s2", "+new-epoch", "3".to_string(), late),
             ("s2", "+try-failover", m.into(), late + 1),
-            ("s2", "+elected-leader", m.into(), late + 50),
-            ("s2", "+failover-state-select-slave", m.into(), late + 51),
-            ("s2", "+selected-slave", slave.into(), late + 60),
-            ("s2", "+promoted-slave", slave.into(), late + 800),
-            ("s2", "+failover-end", m.into(), late + 1_400),
-            (
-                "s2",
-                "+switch-master",
-                "mymaster 127.0.0.1 6379 127.0.0.1 6380".into(),
-                late + 1_500,
-            ),
         ];
+        failover.extend(promotion("s2", late + 50));
         let outcomes = feed(&mut t, &failover, t0, &says).await;
         let [Outcome::Switched(f)] = outcomes.as_slice() else {
             panic!("{outcomes:?}")
