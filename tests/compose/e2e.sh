@@ -11,9 +11,10 @@
 #   backup redis; rows written, restore postgres --time T -> exactly the rows before T; a Redis
 #   key changed, every node stopped until the Sentinels try a failover, restore redis -> the
 #   snapshot's value; docker kill the Redis master -> Sentinel fails over within 60 s (the
-#   restore reset the Sentinels' 2-minute hold-off) and sentinel-watch logs it; stop + start -> same master, healthy; upgrade (every
-#   container recreated) -> same master, same rows, health 0; Prometheus has the four daemon
-#   targets up and Alertmanager, whose alerts reach health.log; stop leaves no container running.
+#   restore reset the Sentinels' 2-minute hold-off) and sentinel-watch logs it; stop + start ->
+#   same master, healthy; upgrade (every container recreated) -> same master, same rows, health 0;
+#   Prometheus has the four daemon targets up and Alertmanager, whose alerts reach health.log;
+#   stop leaves no container running.
 #
 # Uses the engine that answers, else starts dockerd with its own socket, pidfile and data root
 # under .dev/docker (stopped and removed afterwards). Removes the containers, networks, volumes and
@@ -363,8 +364,9 @@ main() {
     [ "$(grep -c 'event=failover_summary' <<<"$out" || true)" -gt "$before" ] && break
     sleep 1
   done
-  # On a failure below, sentinel-watch's whole account of the Sentinels' events, not 25 lines.
-  drill_log() { grep -E 'event=(sentinel_event|failover_|master_|new_master)' <<<"$out" | tail -n 150 >&2; }
+  # On a failure below, sentinel-watch's event log (every Sentinel event it heard), not the
+  # 25 lines per service the cleanup prints.
+  drill_log() { dc exec -T sentinel-watch tail -n 150 /backups/logs/sentinel-events.log >&2 || true; }
   local summary ms
   # (A failover_aborted line of the Redis restore's stop of every node may come before it.)
   [ "$(grep -c 'event=failover_summary' <<<"$out" || true)" -gt "$before" ] ||
